@@ -1,0 +1,1 @@
+"""Rollout side: generation engines, the episode runner and rollout workers (Ray at the edge)."""

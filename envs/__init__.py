@@ -1,0 +1,20 @@
+"""Gymnasium environments for selfplay. Importing this package registers their ids.
+
+Pure Python: importing ``envs`` pulls in neither torch, vLLM nor Ray.
+"""
+
+from gymnasium.envs.registration import register, registry
+
+GAMES = {
+    "selfplay/TicTacToe-v0": "envs.tictactoe:TicTacToeEnv",
+    "selfplay/ConnectFour-v0": "envs.connect_four:ConnectFourEnv",
+    "selfplay/KuhnPoker-v0": "envs.kuhn_poker:KuhnPokerEnv",
+    "selfplay/LiarsDice-v0": "envs.liars_dice:LiarsDiceEnv",
+    "selfplay/SimpleNegotiation-v0": "envs.negotiation:SimpleNegotiationEnv",
+}
+
+for _env_id, _entry in GAMES.items():
+    if _env_id not in registry:
+        register(id=_env_id, entry_point=_entry)
+
+__all__ = ["GAMES"]

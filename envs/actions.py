@@ -1,0 +1,71 @@
+"""Action extraction: the one place that turns a model's free text into a game action.
+
+Every game shares it. The rule: take the *last* ``\\boxed{...}`` in the text; failing that, the
+last ``[...]``; failing that, the whole text when it is short (a bare answer such as ``"4"``).
+The candidate is normalised (case, spacing, surrounding punctuation) and handed to the game,
+which maps it to a legal action or rejects it. Nothing here raises on any input string.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+_BOXED = re.compile(r"\\boxed\s*\{([^{}]*)\}")
+_BRACKETED = re.compile(r"\[([^\[\]]*)\]")
+_SPACES = re.compile(r"\s+")
+# A bare answer longer than this is prose, not an action.
+BARE_MAX_CHARS = 40
+
+
+def normalise(text: str) -> str:
+    """Lower-case, collapse whitespace, strip quotes and trailing punctuation."""
+    text = _SPACES.sub(" ", text).strip().lower()
+    return text.strip(" \t\"'`.,;:!?*")
+
+
+def candidate(text: str) -> str | None:
+    """The normalised answer the text commits to, or None if it commits to none."""
+    if not isinstance(text, str):
+        return None
+    for pattern in (_BOXED, _BRACKETED):
+        found = pattern.findall(text)
+        if found:
+            return normalise(found[-1])
+    bare = normalise(text)
+    if bare and len(bare) <= BARE_MAX_CHARS and "\n" not in text.strip():
+        return bare
+    return None
+
+
+def match_legal(cand: str | None, legal: Sequence[str]) -> str | None:
+    """Map a normalised candidate to one of the legal actions (compared normalised), or None."""
+    if cand is None:
+        return None
+    by_norm = {normalise(a): a for a in legal}
+    return by_norm.get(cand)
+
+
+def lenient_match(text: str, legal: Sequence[str]) -> str | None:
+    """Fallback for an untrained model: the legal action named last anywhere in the text.
+
+    Only used when the strict rule finds nothing and the environment enables it; it keeps the
+    reward signal from being all-invalid at the start of training (FACTS.md).
+    """
+    if not isinstance(text, str):
+        return None
+    low = text.lower()
+    best, best_pos = None, -1
+    for action in legal:
+        for m in re.finditer(r"(?<![\w])" + re.escape(normalise(action)) + r"(?![\w])", low):
+            if m.start() > best_pos:
+                best, best_pos = action, m.start()
+    return best
+
+
+def extract_action(text: str, legal: Sequence[str], lenient: bool = False) -> str | None:
+    """The legal action that ``text`` names, or None (an invalid action)."""
+    found = match_legal(candidate(text), legal)
+    if found is None and lenient:
+        found = lenient_match(text, legal)
+    return found

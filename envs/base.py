@@ -1,0 +1,178 @@
+"""The turn-based, multi-agent text environment contract on a plain ``gymnasium.Env``.
+
+A game subclasses :class:`TurnBasedTextEnv` and supplies its rules through a handful of hooks;
+the base class does the Gymnasium plumbing, action extraction, the invalid-action rule and the
+``info`` dictionary, so every game behaves the same way to the rollout side:
+
+* ``reset(seed=, options=) -> (obs, info)`` and ``step(text) -> (obs, reward, terminated,
+  truncated, info)``; ``obs`` is always the prompt for ``info["player"]``, the player to act next.
+* ``info["legal_actions"]``: the legal action strings (omitted for open-ended games).
+* ``info["rewards"]`` at the end: every player's return; zero-sum games sum to zero.
+  ``reward`` from ``step`` is the acting player's return when the game ends, else 0.
+* Any string is a possible action. One that names no legal action is *invalid*; what happens is
+  set by ``invalid_action``: ``"lose"`` (default; the offender gets the game's minimum return and
+  the opponent its negation, which keeps the game zero-sum) or ``"random"`` (a uniformly random
+  legal action is played instead and the episode goes on). Either way ``info["invalid"]`` is True
+  and ``info["invalid_counts"]`` counts it per player.
+"""
+
+from __future__ import annotations
+
+import string
+from abc import abstractmethod
+from typing import Any
+
+import gymnasium as gym
+from gymnasium import spaces
+
+from envs.actions import candidate, extract_action, lenient_match
+
+# Everything an observation or an action may contain. Observations are built from ASCII only.
+CHARSET = string.printable
+MAX_OBS_CHARS = 16_384
+MAX_ACTION_CHARS = 8_192
+INVALID_RULES = ("lose", "random")
+
+ANSWER_FORMAT = (
+    "Think briefly if you like, then give your final answer as \\boxed{ACTION}, "
+    "where ACTION is exactly one of the legal actions."
+)
+
+
+class TurnBasedTextEnv(gym.Env):
+    """Base class for turn-based text games; see the module docstring for the contract."""
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 1}
+    num_players: int = 2
+    #: The return the offender gets under the ``"lose"`` invalid-action rule.
+    min_return: float = -1.0
+    #: Human-readable game name used in prompts.
+    title: str = "game"
+
+    def __init__(self, invalid_action: str = "lose", lenient: bool = False,
+                 render_mode: str | None = None) -> None:
+        if invalid_action not in INVALID_RULES:
+            raise ValueError(f"invalid_action={invalid_action!r}: expected one of {INVALID_RULES}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode={render_mode!r}: expected one of {self.metadata['render_modes']}")
+        self.invalid_action = invalid_action
+        self.lenient = lenient
+        self.render_mode = render_mode
+        self.observation_space = spaces.Text(max_length=MAX_OBS_CHARS, charset=CHARSET)
+        self.action_space = spaces.Text(max_length=MAX_ACTION_CHARS, charset=CHARSET)
+        self._done = True
+        self._rewards: dict[int, float] = {}
+        self._invalid_counts: list[int] = []
+        self._turn = 0
+
+    # ----- hooks a game implements -------------------------------------------------------------
+    @abstractmethod
+    def _new_game(self, options: dict[str, Any]) -> None:
+        """Set up a fresh game; draw randomness only from ``self.np_random``."""
+
+    @abstractmethod
+    def current_player(self) -> int:
+        """The player to act next."""
+
+    @abstractmethod
+    def legal_actions(self) -> list[str] | None:
+        """Canonical legal action strings, or None where the set is open-ended."""
+
+    @abstractmethod
+    def _apply(self, action: str) -> None:
+        """Play a legal canonical action for the current player."""
+
+    @abstractmethod
+    def _is_over(self) -> bool:
+        """Whether the game has ended by its rules."""
+
+    @abstractmethod
+    def _returns(self) -> dict[int, float]:
+        """Every player's return once the game is over."""
+
+    @abstractmethod
+    def observation(self, player: int) -> str:
+        """The prompt for ``player``: rules, private info, history, legal actions, answer format."""
+
+    def parse_action(self, text: str) -> str | None:
+        """Map free text to a canonical legal action, or None. Open-ended games override this."""
+        legal = self.legal_actions() or []
+        return extract_action(text, legal, lenient=self.lenient)
+
+    def random_action(self) -> str:
+        """A uniformly random legal action (used by the ``"random"`` invalid rule)."""
+        legal = self.legal_actions() or []
+        return legal[int(self.np_random.integers(len(legal)))]
+
+    # ----- Gymnasium API -----------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self._done = False
+        self._rewards = {}
+        self._invalid_counts = [0] * self.num_players
+        self._turn = 0
+        self._new_game(dict(options or {}))
+        return self._obs(), self._info(invalid=False)
+
+    def step(self, action: str):
+        if self._done:
+            raise RuntimeError("step() called on a finished episode; call reset() first")
+        player = self.current_player()
+        parsed = self.parse_action(action)
+        invalid = parsed is None
+        self._turn += 1
+        if invalid:
+            self._invalid_counts[player] += 1
+            if self.invalid_action == "lose":
+                self._done = True
+                self._rewards = self._forfeit(player)
+                return self._obs(), self._rewards[player], True, False, self._info(invalid=True)
+            parsed = self.random_action()
+        self._apply(parsed)
+        if self._is_over():
+            self._done = True
+            self._rewards = {p: float(r) for p, r in self._returns().items()}
+            return self._obs(), self._rewards[player], True, False, self._info(invalid, parsed)
+        return self._obs(), 0.0, False, False, self._info(invalid, parsed)
+
+    def render(self) -> str | None:
+        if self.render_mode == "ansi":
+            return self._obs()
+        return None
+
+    # ----- helpers -----------------------------------------------------------------------------
+    def _forfeit(self, offender: int) -> dict[int, float]:
+        rewards = {p: -self.min_return / (self.num_players - 1) for p in range(self.num_players)}
+        rewards[offender] = self.min_return
+        return rewards
+
+    def _obs(self) -> str:
+        if self._done:
+            return self.final_observation()
+        return self.observation(self.current_player())[:MAX_OBS_CHARS]
+
+    def final_observation(self) -> str:
+        """Text shown once the game is over (also what ``render`` returns then)."""
+        scores = ", ".join(f"player {p}: {r:+g}" for p, r in sorted(self._rewards.items()))
+        return f"The {self.title} game is over. Returns: {scores}."
+
+    def _info(self, invalid: bool, action: str | None = None) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "turn": self._turn,
+            "invalid": invalid,
+            "invalid_counts": list(self._invalid_counts),
+        }
+        if action is not None:
+            info["action"] = action
+        if self._done:
+            info["rewards"] = dict(self._rewards)
+            info["player"] = -1
+        else:
+            info["player"] = self.current_player()
+            legal = self.legal_actions()
+            if legal is not None:
+                info["legal_actions"] = list(legal)
+        return info
+
+
+__all__ = ["TurnBasedTextEnv", "ANSWER_FORMAT", "CHARSET", "candidate", "lenient_match"]

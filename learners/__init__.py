@@ -1,0 +1,1 @@
+"""The learner: loss, optimisation step and weight publishing (Ray at the edge)."""

@@ -1,0 +1,127 @@
+"""The ``selfplay`` command: parse, validate, build, call. Logging is configured here only."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Sequence
+
+from selfplay.config import ConfigError, load_config, shipped_configs, to_dict
+
+log = logging.getLogger("selfplay")
+
+
+def _add_config_args(p: argparse.ArgumentParser, default: str | None = "debug") -> None:
+    p.add_argument("--config", default=default,
+                   help=f"shipped config name ({', '.join(shipped_configs())}) or a YAML path "
+                        f"(default: {default})")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="dotted overrides, e.g. trainer.lr=1e-6 rollout.episodes_per_step=8")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="selfplay",
+        description="Multi-agent self-play RL for language models (Ray + vLLM + Gymnasium).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a policy by self-play (local Ray or RAY_ADDRESS)",
+                       description="Run the self-play training loop. Files go to runs/<name>/.")
+    _add_config_args(p)
+    p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+
+    p = sub.add_parser("eval", help="evaluate a model (or a fixed opponent) against fixed opponents",
+                       description="Play games against fixed opponents and print win/draw/loss/"
+                                   "invalid rates per game, opponent and seat.")
+    _add_config_args(p)
+    p.add_argument("--model", help="model to evaluate: built-in name, folder or hub id "
+                                   "(default: the config's model)")
+    p.add_argument("--player", default="model", choices=["model", "random", "strong"],
+                   help="who plays the evaluated seat: the model, or a fixed opponent (no model needed)")
+    p.add_argument("--games", type=int, help="games per (game, opponent, seat)")
+    p.add_argument("--envs", help="comma-separated env ids (default: the config's envs)")
+    p.add_argument("--json", action="store_true", help="print the results as one JSON object")
+
+    p = sub.add_parser("play", help="play a game in the terminal against a fixed opponent or a model")
+    p.add_argument("game", help="env id or short name, e.g. TicTacToe or selfplay/KuhnPoker-v0")
+    p.add_argument("--opponent", default="strong", help="random, strong, or model")
+    p.add_argument("--model", default="smollm2-135m-instruct", help="model for --opponent model")
+    p.add_argument("--seat", type=int, default=0, help="your seat (0 moves first)")
+    p.add_argument("--seed", type=int, default=None, help="seed for the deal/board")
+
+    p = sub.add_parser("model", help="prepare or locate models")
+    msub = p.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    mp = msub.add_parser("prepare", help="materialise built-in models into the cache (idempotent)")
+    mp.add_argument("names", nargs="*", default=["smollm2-135m-instruct", "tiny"],
+                    help="built-in models (default: smollm2-135m-instruct tiny)")
+    mp.add_argument("--no-verify", action="store_true", help="skip the vLLM load check")
+    mpath = msub.add_parser("path", help="print where a model is (preparing it if built-in)")
+    mpath.add_argument("name")
+
+    p = sub.add_parser("bench", help="benchmarks that print figures (--json: one JSON line last)")
+    bsub = p.add_subparsers(dest="bench_command", required=True, metavar="WHAT")
+    for name, text in (("rollout", "concurrent self-play vs raw vLLM vs transformers, tokens/s"),
+                       ("learner", "learner tokens/s vs a bare torch loop"),
+                       ("sync", "weight publishing time and MB/s vs the in-worker floor")):
+        bp = bsub.add_parser(name, help=text)
+        _add_config_args(bp)
+        bp.add_argument("--json", action="store_true", help="print one JSON object on the last line")
+
+    p = sub.add_parser("config", help="print the resolved configuration")
+    _add_config_args(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from selfplay.run_dir import setup_logging
+
+    try:
+        if args.command == "model":
+            setup_logging(level=logging.DEBUG if args.verbose else logging.INFO)
+            return _model(args)
+        if args.command == "play":
+            from selfplay.play import play_terminal
+            return play_terminal(args.game, opponent=args.opponent, model=args.model,
+                                 seat=args.seat, seed=args.seed)
+        cfg = load_config(args.config, args.overrides)
+        if args.command == "config":
+            import yaml
+            print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+            return 0
+        if args.command == "train":
+            from selfplay.driver import train
+            train(cfg, resume=args.resume, verbose=args.verbose)
+            return 0
+        setup_logging(level=logging.DEBUG if args.verbose else logging.INFO)
+        if args.command == "eval":
+            from selfplay.evaluate import run_eval_command
+            return run_eval_command(cfg, args)
+        if args.command == "bench":
+            from selfplay import bench
+            figures = bench.run(args.bench_command, cfg)
+            if args.json:
+                print(json.dumps(figures))
+            return 0
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 1
+
+
+def _model(args: argparse.Namespace) -> int:
+    from selfplay import models
+
+    if args.model_command == "prepare":
+        for name in args.names:
+            path = models.prepare(name, verify_vllm=False if args.no_verify else None)
+            print(f"{name}: {path}")
+        return 0
+    print(models.resolve_model(args.name))
+    return 0

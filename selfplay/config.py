@@ -1,0 +1,241 @@
+"""Typed configuration: dataclasses loaded from YAML, with dotted command-line overrides.
+
+``load_config("debug", ["trainer.lr=1e-6"])`` reads ``selfplay/configs/debug.yaml`` (or any YAML
+path), applies the overrides, checks every key and type, and runs the cross-field checks. Any
+problem raises :class:`ConfigError` with one line naming the key, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from selfplay.config_schema import (
+    AdvantageConfig, CheckpointConfig, ClusterConfig, Config, ConfigError, EnvConfig, EvalConfig,
+    RolloutConfig, TrainerConfig,
+)
+
+__all__ = [
+    "AdvantageConfig", "CheckpointConfig", "ClusterConfig", "Config", "ConfigError", "EnvConfig",
+    "EvalConfig", "RolloutConfig", "TrainerConfig", "load_config", "to_dict", "shipped_configs",
+]
+
+
+# ----- loading -----------------------------------------------------------------------------------
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; returns the (lightly coerced) value."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, key)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key}={value!r}: expected {_type_name(tp)}")
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}={value!r}: expected a mapping for {tp.__name__}")
+        return _build(tp, value, key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}={value!r}: expected a list")
+        (item,) = typing.get_args(tp)
+        return [_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}={value!r}: expected a mapping")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-6" as a string
+            return float(value)
+        except ValueError:
+            pass
+    if tp in (int, float, str, bool) and (type(value) is not tp):
+        raise ConfigError(f"{key}={value!r}: expected {tp.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            raise ConfigError(f"{full}: unknown key (expected one of: {', '.join(names)})")
+        kwargs[key] = _convert(value, hints[key], full)
+    return cls(**kwargs)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"trainer.lr=1e-6"`` -> (["trainer", "lr"], 1e-06). Values are parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected key=value, e.g. trainer.lr=1e-6")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {key}={raw!r}: not valid YAML ({err.problem})") from None
+    return key.strip().split("."), value
+
+
+def _set_dotted(data: dict[str, Any], path: list[str], value: Any) -> None:
+    node: Any = data
+    for i, part in enumerate(path[:-1]):
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"{'.'.join(path)}: {part!r} is not an index of the list {'.'.join(path[:i])}")
+            node = node[int(part)]
+        else:
+            node = node.setdefault(part, {})
+            if not isinstance(node, (dict, list)):
+                raise ConfigError(f"{'.'.join(path)}: {'.'.join(path[:i + 1])} is not a section")
+    last = path[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise ConfigError(f"{'.'.join(path)}: {last!r} is not an index of the list")
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def shipped_configs() -> list[str]:
+    """Names of the configs shipped with the package (``selfplay/configs/*.yaml``)."""
+    folder = resources.files("selfplay") / "configs"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def read_yaml(name_or_path: str) -> dict[str, Any]:
+    """Read a shipped config by name, or any YAML file by path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.exists():
+            raise ConfigError(f"config file {name_or_path!r}: no such file")
+        text = path.read_text()
+    else:
+        res = resources.files("selfplay") / "configs" / f"{name_or_path}.yaml"
+        if not res.is_file():
+            raise ConfigError(f"config {name_or_path!r}: not a file and not one of {shipped_configs()}")
+        text = res.read_text()
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config {name_or_path!r}: not valid YAML ({err})".replace("\n", " ")) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {name_or_path!r}: expected a mapping at the top level")
+    return data
+
+
+def load_config(name_or_path: str | None = None, overrides: list[str] | None = None) -> Config:
+    """Load, override and validate a configuration."""
+    data = read_yaml(name_or_path) if name_or_path else {}
+    for text in overrides or []:
+        path, value = parse_override(text)
+        _set_dotted(data, path, value)
+    cfg = _build(Config, data)
+    validate(cfg)
+    return cfg
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    """The resolved configuration as plain data (what is written to the run directory)."""
+    return dataclasses.asdict(cfg)
+
+
+
+# ----- validation: bounds of every field and cross-field checks ----------------------------------
+
+BACKENDS = ("vllm", "transformers")
+ADVANTAGES = ("rae", "grpo")
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+WEIGHT_SYNCS = ("auto", "cpu", "nccl")
+OPPONENTS = ("random", "strong", "snapshot")
+
+
+def _check(ok: bool, key: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r}: expected {expected}")
+
+
+def validate(cfg: Config) -> None:
+    """Bounds and cross-field checks; raises ConfigError naming the first bad field."""
+    _check(bool(cfg.name) and "/" not in cfg.name, "name", cfg.name, "a non-empty name without '/'")
+    _check(bool(cfg.model), "model", cfg.model, "a model name, folder or hub id")
+    _check(len(cfg.envs) >= 1, "envs", cfg.envs, "at least one environment")
+    for i, env in enumerate(cfg.envs):
+        _check(env.id.count("/") == 1 and env.id.split("-v")[-1].isdigit(), f"envs[{i}].id", env.id,
+               "a versioned Gymnasium id like selfplay/TicTacToe-v0")
+        _check(env.weight > 0, f"envs[{i}].weight", env.weight, "> 0")
+    r = cfg.rollout
+    _check(r.backend in BACKENDS, "rollout.backend", r.backend, f"one of {BACKENDS}")
+    _check(r.num_workers >= 1, "rollout.num_workers", r.num_workers, ">= 1")
+    _check(r.episodes_per_step >= 1, "rollout.episodes_per_step", r.episodes_per_step, ">= 1")
+    _check(0.0 <= r.self_play_fraction <= 1.0, "rollout.self_play_fraction", r.self_play_fraction, "in [0, 1]")
+    for o in r.opponents:
+        _check(o in OPPONENTS, "rollout.opponents", o, f"each one of {OPPONENTS}")
+    _check(r.self_play_fraction == 1.0 or len(r.opponents) > 0, "rollout.opponents", r.opponents,
+           "at least one opponent when rollout.self_play_fraction < 1")
+    _check(r.temperature > 0, "rollout.temperature", r.temperature, "> 0")
+    _check(0 < r.top_p <= 1, "rollout.top_p", r.top_p, "in (0, 1]")
+    _check(r.max_new_tokens >= 1, "rollout.max_new_tokens", r.max_new_tokens, ">= 1")
+    _check(r.max_turns >= 1, "rollout.max_turns", r.max_turns, ">= 1")
+    _check(r.max_prompt_tokens >= 16, "rollout.max_prompt_tokens", r.max_prompt_tokens, ">= 16")
+    _check(r.episode_timeout_s > 0, "rollout.episode_timeout_s", r.episode_timeout_s, "> 0")
+    _check(r.kv_cache_gib > 0, "rollout.kv_cache_gib", r.kv_cache_gib, "> 0")
+    _check(0 < r.gpu_memory_utilization <= 1, "rollout.gpu_memory_utilization", r.gpu_memory_utilization, "in (0, 1]")
+    _check(r.dtype in DTYPES[1:], "rollout.dtype", r.dtype, f"one of {DTYPES[1:]}")
+    _check(r.weight_sync in WEIGHT_SYNCS, "rollout.weight_sync", r.weight_sync, f"one of {WEIGHT_SYNCS}")
+    a = cfg.advantage
+    _check(a.type in ADVANTAGES, "advantage.type", a.type, f"one of {ADVANTAGES}")
+    _check(0.0 <= a.decay < 1.0, "advantage.decay", a.decay, "in [0, 1)")
+    t = cfg.trainer
+    _check(t.steps >= 1, "trainer.steps", t.steps, ">= 1")
+    _check(t.lr > 0, "trainer.lr", t.lr, "> 0")
+    _check(t.weight_decay >= 0, "trainer.weight_decay", t.weight_decay, ">= 0")
+    _check(len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas), "trainer.betas", t.betas, "two numbers in [0, 1)")
+    _check(t.warmup_steps >= 0, "trainer.warmup_steps", t.warmup_steps, ">= 0")
+    _check(t.clip_eps > 0, "trainer.clip_eps", t.clip_eps, "> 0")
+    _check(t.kl_coef >= 0, "trainer.kl_coef", t.kl_coef, ">= 0")
+    _check(t.grad_clip > 0, "trainer.grad_clip", t.grad_clip, "> 0")
+    _check(t.micro_batch_tokens >= 64, "trainer.micro_batch_tokens", t.micro_batch_tokens, ">= 64")
+    _check(t.epochs >= 1, "trainer.epochs", t.epochs, ">= 1")
+    _check(t.dtype in DTYPES, "trainer.dtype", t.dtype, f"one of {DTYPES}")
+    _check(t.device in ("auto", "cpu", "cuda"), "trainer.device", t.device, "one of auto, cpu, cuda")
+    e = cfg.eval
+    _check(e.every >= 0, "eval.every", e.every, ">= 0")
+    _check(e.games >= 1, "eval.games", e.games, ">= 1")
+    for o in e.opponents:
+        _check(o in ("random", "strong"), "eval.opponents", o, "each one of random, strong")
+    _check(e.temperature >= 0, "eval.temperature", e.temperature, ">= 0")
+    _check(e.log_episodes >= 0, "eval.log_episodes", e.log_episodes, ">= 0")
+    c = cfg.checkpoint
+    _check(c.every >= 0, "checkpoint.every", c.every, ">= 0")
+    _check(c.keep_last >= 1, "checkpoint.keep_last", c.keep_last, ">= 1")
+    cl = cfg.cluster
+    _check(cl.num_cpus is None or cl.num_cpus >= 1, "cluster.num_cpus", cl.num_cpus, ">= 1 or null")
+    _check(cl.learner_gpus >= 0, "cluster.learner_gpus", cl.learner_gpus, ">= 0")
+    _check(cl.worker_gpus >= 0, "cluster.worker_gpus", cl.worker_gpus, ">= 0")
+    _check(r.weight_sync != "nccl" or cl.worker_gpus > 0, "rollout.weight_sync", r.weight_sync,
+           "cpu or auto when cluster.worker_gpus is 0 (NCCL needs GPUs)")

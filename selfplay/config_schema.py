@@ -1,0 +1,176 @@
+"""The configuration schema: one typed root with a section per part of the system.
+
+Each field's docstring states its meaning and bounds; ``selfplay.config`` loads and checks them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A malformed configuration; the message is one line naming the field and the problem."""
+
+
+@dataclass
+class EnvConfig:
+    """One environment in the training mix."""
+
+    id: str = "selfplay/KuhnPoker-v0"
+    """Gymnasium id, e.g. selfplay/TicTacToe-v0."""
+    weight: float = 1.0
+    """Relative share of the episodes drawn from this environment (> 0)."""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments passed to gymnasium.make (e.g. invalid_action, lenient)."""
+
+
+@dataclass
+class RolloutConfig:
+    """Rollout workers: engine, sampling and the limits that keep episodes healthy."""
+
+    backend: str = "vllm"
+    """Generation engine: vllm or transformers."""
+    num_workers: int = 1
+    """Rollout actors (each hosts one engine)."""
+    episodes_per_step: int = 16
+    """Finished episodes collected per training step, over all workers (>= 1)."""
+    self_play_fraction: float = 1.0
+    """Share of episodes where the policy plays every seat; the rest face an opponent (0..1)."""
+    opponents: list[str] = field(default_factory=lambda: ["random"])
+    """Opponents for non-self-play episodes: random, strong, or snapshot (a past policy)."""
+    temperature: float = 1.0
+    """Sampling temperature (> 0)."""
+    top_p: float = 1.0
+    """Nucleus sampling mass (0 < top_p <= 1)."""
+    max_new_tokens: int = 64
+    """Maximum response tokens per turn (>= 1)."""
+    max_turns: int = 32
+    """Maximum policy turns per episode; beyond it the episode ends as truncated (>= 1)."""
+    max_prompt_tokens: int = 1536
+    """A turn whose prompt would be longer ends the episode as truncated (>= 16)."""
+    episode_timeout_s: float = 600.0
+    """Wall-clock limit of one episode (> 0)."""
+    truncated_return: float = 0.0
+    """Return given to every seat of a truncated or timed-out episode (zero keeps it zero-sum)."""
+    kv_cache_gib: float = 2.0
+    """vLLM CPU KV-cache size (VLLM_CPU_KVCACHE_SPACE); ignored on GPU."""
+    gpu_memory_utilization: float = 0.5
+    """vLLM GPU memory share for a worker co-located with the learner (0..1)."""
+    enforce_eager: bool = True
+    """Skip vLLM graph compilation: minutes faster start-up on CPU."""
+    dtype: str = "bfloat16"
+    """Engine dtype: bfloat16, float16 or float32."""
+    weight_sync: str = "auto"
+    """How new weights reach the engines: auto, cpu (reload through the worker) or nccl."""
+
+
+@dataclass
+class AdvantageConfig:
+    """Advantage estimator, chosen by ``type`` from a registry."""
+
+    type: str = "rae"
+    """rae (role-conditioned EMA baselines, SPIRAL) or grpo (group-normalised)."""
+    decay: float = 0.95
+    """EMA decay of the RAE role baselines (0 <= decay < 1)."""
+    normalize_std: bool = True
+    """grpo: divide by the group's standard deviation."""
+
+
+@dataclass
+class TrainerConfig:
+    """The learner's optimisation and the length of the run."""
+
+    steps: int = 10
+    """Training steps (>= 1)."""
+    lr: float = 1e-6
+    """AdamW learning rate (> 0)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay (>= 0)."""
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    """AdamW betas."""
+    warmup_steps: int = 0
+    """Linear learning-rate warm-up steps (>= 0)."""
+    clip_eps: float = 0.2
+    """PPO ratio clipping range (> 0)."""
+    kl_coef: float = 0.0
+    """KL penalty to the frozen reference model; 0 disables the reference (>= 0)."""
+    grad_clip: float = 1.0
+    """Maximum gradient norm (> 0)."""
+    micro_batch_tokens: int = 4096
+    """Tokens per forward/backward micro-batch; gradients accumulate over a step (>= 64)."""
+    epochs: int = 1
+    """Passes over each step's samples (>= 1)."""
+    dtype: str = "auto"
+    """Learner dtype: auto (bf16 on GPU, bf16 on CPU), bfloat16 or float32."""
+    gradient_checkpointing: bool = False
+    """Trade compute for memory in the learner's forward pass."""
+    device: str = "auto"
+    """auto, cpu or cuda."""
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation against fixed opponents every ``every`` steps."""
+
+    every: int = 0
+    """Evaluate every N steps; 0 disables periodic evaluation (>= 0)."""
+    games: int = 8
+    """Games per (environment, opponent, seat) (>= 1)."""
+    opponents: list[str] = field(default_factory=lambda: ["random"])
+    """Fixed opponents to evaluate against."""
+    temperature: float = 0.0
+    """Evaluation sampling temperature (0 = greedy)."""
+    log_episodes: int = 2
+    """Full episodes written to TensorBoard as text per evaluation."""
+
+
+@dataclass
+class CheckpointConfig:
+    """When and how many checkpoints to keep."""
+
+    every: int = 0
+    """Checkpoint every N steps (and always at the end); 0 = only at the end (>= 0)."""
+    keep_last: int = 2
+    """Checkpoints kept on disk (>= 1)."""
+
+
+@dataclass
+class ClusterConfig:
+    """Where Ray runs."""
+
+    address: str | None = None
+    """Ray address; None starts a local Ray (debug mode) unless RAY_ADDRESS is set."""
+    num_cpus: int | None = None
+    """CPUs for a local Ray; None lets Ray decide."""
+    learner_gpus: float = 0.0
+    """GPUs for the learner actor."""
+    worker_gpus: float = 0.0
+    """GPUs for each rollout worker."""
+
+
+@dataclass
+class Config:
+    """The root of a run's configuration."""
+
+    name: str = "run"
+    """Run name; files go under <run_root>/<name>/."""
+    run_root: str = "runs"
+    """Directory holding run directories."""
+    seed: int = 0
+    """Seed for every RNG in the run."""
+    model: str = "smollm2-135m-instruct"
+    """Built-in model name (smollm2-135m-instruct, tiny), a Hugging Face folder, or a hub id."""
+    envs: list[EnvConfig] = field(default_factory=lambda: [EnvConfig()])
+    """Environments in the training mix."""
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    advantage: AdvantageConfig = field(default_factory=AdvantageConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.run_root) / self.name

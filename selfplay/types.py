@@ -1,0 +1,70 @@
+"""The data that crosses processes: one sample type from rollout to learner, and episodes.
+
+Only these dataclasses travel between actors (Ray pickles them); keep them plain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Sample:
+    """One policy turn: what the policy saw, what it wrote, and how that turn is credited.
+
+    ``response_ids``, ``logprobs`` and ``loss_mask`` have the same length. ``logprobs`` are the
+    behaviour log-probs the engine reported when sampling. ``loss_mask[i] == 0`` marks a token the
+    policy did not write (for example an injected peer summary in LeaP); the loss ignores it.
+    ``ret`` is the return of this sample's role in its episode; ``advantage`` is filled in by the
+    advantage estimator on the learner side.
+    """
+
+    prompt_ids: list[int]
+    response_ids: list[int]
+    logprobs: list[float]
+    loss_mask: list[int]
+    env_id: str
+    role: int
+    ret: float
+    episode_id: str
+    turn: int = 0
+    advantage: float = 0.0
+    #: Samples sharing a group (same SAT instance, same LeaP problem) for group baselines.
+    group_id: str | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.response_ids)
+        if len(self.logprobs) != n or len(self.loss_mask) != n:
+            raise ValueError(
+                f"Sample {self.episode_id}/{self.turn}: response_ids ({n}), logprobs "
+                f"({len(self.logprobs)}) and loss_mask ({len(self.loss_mask)}) must have equal length"
+            )
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.prompt_ids) + len(self.response_ids)
+
+
+@dataclass
+class Episode:
+    """A finished episode: its policy samples and what happened, for metrics and logs.
+
+    ``rewards`` maps each player (seat) to its return. ``policy_roles`` are the seats played by the
+    policy being trained (both in self-play, one against a fixed opponent or a snapshot).
+    ``outcome`` is ``"finished"``, ``"invalid"`` (ended by an invalid action), ``"truncated"``
+    (turn or prompt-length limit) or ``"timeout"``.
+    """
+
+    env_id: str
+    episode_id: str
+    samples: list[Sample]
+    rewards: dict[int, float]
+    policy_roles: list[int]
+    opponent: str = "self"
+    outcome: str = "finished"
+    num_turns: int = 0
+    invalid_counts: list[int] = field(default_factory=list)
+    transcript: str = ""
+    generated_tokens: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
