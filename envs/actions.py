@@ -14,6 +14,8 @@ from typing import Sequence
 _BOXED = re.compile(r"\\boxed\s*\{([^{}]*)\}")
 _BRACKETED = re.compile(r"\[([^\[\]]*)\]")
 _SPACES = re.compile(r"\s+")
+# Models often write \boxed{\text{call}}: unwrap such formatting before looking for the box.
+_TEXT_WRAPPER = re.compile(r"\\(?:text|textbf|mathrm|texttt|mbox)\s*\{([^{}]*)\}")
 # A bare answer longer than this is prose, not an action.
 BARE_MAX_CHARS = 40
 
@@ -28,6 +30,7 @@ def candidate(text: str) -> str | None:
     """The normalised answer the text commits to, or None if it commits to none."""
     if not isinstance(text, str):
         return None
+    text = _TEXT_WRAPPER.sub(r"\1", text)
     for pattern in (_BOXED, _BRACKETED):
         found = pattern.findall(text)
         if found:

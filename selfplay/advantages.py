@@ -1,0 +1,152 @@
+"""Advantage estimators: small classes behind one interface, chosen by ``advantage.type``.
+
+``make_estimator(cfg)`` looks the type up in ``ESTIMATORS`` (an explicit registry, no import
+magic). Every estimator fills ``Sample.advantage`` in place from ``Sample.ret``; the learner
+then treats the advantage as a per-sample constant over that sample's response tokens.
+
+Pure Python: no torch, no Ray, so the estimator can live wherever the driver wants it and its
+state goes into checkpoints as plain JSON.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any, Iterable
+
+from selfplay.config_schema import AdvantageConfig
+from selfplay.types import Sample
+
+__all__ = ["AdvantageEstimator", "RAE", "GroupNorm", "ESTIMATORS", "make_estimator"]
+
+
+def _units(samples: Iterable[Sample], key) -> dict[Any, list[Sample]]:
+    """Samples grouped by ``key(sample)``, groups in order of first appearance (dicts keep it)."""
+    groups: dict[Any, list[Sample]] = defaultdict(list)
+    for s in samples:
+        groups[key(s)].append(s)
+    return groups
+
+
+class AdvantageEstimator:
+    """The interface: ``compute`` fills advantages; the rest is state for checkpoints and logs."""
+
+    def compute(self, samples: list[Sample]) -> None:
+        """Set ``sample.advantage`` for every sample (in place)."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain JSON-able state (saved in ``state.json`` of a checkpoint)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+
+    def baselines(self) -> dict[tuple[str, int], float]:
+        """Current baselines keyed by (env_id, role), for logging; empty if there are none."""
+        return {}
+
+
+class RAE(AdvantageEstimator):
+    """Role-conditioned advantage estimation (SPIRAL, arXiv 2506.24119, Sec. 3.3).
+
+    For every (env_id, role) an exponential moving average ``b`` of that role's returns, starting
+    at 0. For each (episode, role) in a batch, in order of first appearance::
+
+        b[env, role] <- decay * b[env, role] + (1 - decay) * R      # update first ...
+        A = R - b[env, role]                                        # ... then subtract
+
+    and every sample of that (episode, role) gets ``A`` (its own ``ret`` minus the baseline).
+    The baseline is updated once per (episode, role), not once per turn, so a long game does not
+    pull it further than a short one.
+
+    Which baseline is subtracted: the *updated* one, as SPIRAL's reference implementation does.
+    It costs nothing in bias direction: ``R - (decay*b + (1-decay)*R) = decay * (R - b_old)``,
+    i.e. exactly the pre-update (unbiased, since ``b_old`` does not depend on ``R``) advantage
+    scaled by ``decay``; keeping SPIRAL's order keeps our numbers comparable to theirs.
+
+    Why not a group-mean baseline: in zero-sum self-play both seats of an episode are played by
+    the same policy and their returns cancel (``R_0 = -R_1``), so the mean over an episode's
+    samples is 0 and "normalising" does nothing; worse, the seats differ systematically
+    (first-mover advantage, the dealer in poker), and a shared baseline credits a seat's
+    structural edge to the policy's actions. A separate baseline per (environment, role) removes
+    each seat's expected return and leaves only how much better than usual this play was.
+    """
+
+    def __init__(self, decay: float = 0.95) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"RAE decay {decay} must be in [0, 1)")
+        self.decay = decay
+        self._b: dict[tuple[str, int], float] = {}
+
+    def compute(self, samples: list[Sample]) -> None:
+        units = _units(samples, lambda s: (s.env_id, s.episode_id, s.role))
+        for (env_id, _, role), group in units.items():
+            ret = group[0].ret  # all turns of one role in one episode share its return
+            key = (env_id, role)
+            b = self.decay * self._b.get(key, 0.0) + (1.0 - self.decay) * ret
+            self._b[key] = b
+            for s in group:
+                s.advantage = s.ret - b
+
+    def state_dict(self) -> dict[str, Any]:
+        # JSON keys must be strings: "env_id|role"; env ids contain "/" but never "|".
+        return {"decay": self.decay,
+                "baselines": {f"{env}|{role}": b for (env, role), b in sorted(self._b.items())}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.decay = float(state.get("decay", self.decay))
+        self._b = {}
+        for key, b in state.get("baselines", {}).items():
+            env, role = key.rsplit("|", 1)
+            self._b[(env, int(role))] = float(b)
+
+    def baselines(self) -> dict[tuple[str, int], float]:
+        return dict(self._b)
+
+
+class GroupNorm(AdvantageEstimator):
+    """Group-normalised advantages (GRPO, arXiv 2402.03300).
+
+    Samples sharing ``group_id`` (one SAT instance, one LeaP problem) form a group; a sample with
+    no ``group_id`` forms a group with its own episode only. Each (episode, role) in the group
+    contributes one return (its first sample's), so long episodes do not weigh more::
+
+        A = (ret - mean(group returns)) / (std(group returns) + eps)     # normalize_std
+        A =  ret - mean(group returns)                                   # otherwise
+
+    ``std`` is the population standard deviation (ddof 0). A group of one return has advantage 0:
+    there is nothing to compare it with. Stateless, so nothing to checkpoint.
+    """
+
+    def __init__(self, normalize_std: bool = True, eps: float = 1e-6) -> None:
+        self.normalize_std = normalize_std
+        self.eps = eps
+
+    def compute(self, samples: list[Sample]) -> None:
+        groups = _units(samples, lambda s: (s.env_id, s.group_id if s.group_id is not None
+                                            else f"episode:{s.episode_id}"))
+        for group in groups.values():
+            units = _units(group, lambda s: (s.episode_id, s.role))
+            rets = [unit[0].ret for unit in units.values()]
+            mean = sum(rets) / len(rets)
+            std = math.sqrt(sum((r - mean) ** 2 for r in rets) / len(rets))
+            for s in group:
+                a = 0.0 if len(rets) == 1 else s.ret - mean
+                s.advantage = a / (std + self.eps) if self.normalize_std else a
+
+
+#: ``advantage.type`` -> how to build the estimator from its config.
+ESTIMATORS = {
+    "rae": lambda cfg: RAE(decay=cfg.decay),
+    "grpo": lambda cfg: GroupNorm(normalize_std=cfg.normalize_std),
+}
+
+
+def make_estimator(cfg: AdvantageConfig) -> AdvantageEstimator:
+    """The estimator named by ``cfg.type``."""
+    try:
+        build = ESTIMATORS[cfg.type]
+    except KeyError:
+        raise ValueError(f"advantage.type {cfg.type!r}: known types are {sorted(ESTIMATORS)}") from None
+    return build(cfg)

@@ -1,0 +1,86 @@
+"""Configuration: shipped configs parse, overrides apply, bad input fails in one clear line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from selfplay.config import ConfigError, load_config, shipped_configs
+
+
+@pytest.mark.parametrize("name", shipped_configs())
+def test_every_shipped_config_loads_and_validates(name):
+    cfg = load_config(name)
+    assert cfg.envs and cfg.trainer.steps >= 1
+
+
+def test_debug_config_is_shipped():
+    assert "debug" in shipped_configs()
+
+
+def test_override_sets_nested_float_from_scientific_notation():
+    cfg = load_config("debug", ["trainer.lr=1e-6", "rollout.max_new_tokens=16"])
+    assert cfg.trainer.lr == 1e-6 and isinstance(cfg.trainer.lr, float)
+    assert cfg.rollout.max_new_tokens == 16
+
+
+def test_override_inside_a_list_of_envs():
+    cfg = load_config("debug", ["envs.0.id=selfplay/TicTacToe-v0", "envs.0.weight=2"])
+    assert cfg.envs[0].id == "selfplay/TicTacToe-v0" and cfg.envs[0].weight == 2.0
+
+
+def test_override_replaces_a_whole_list():
+    cfg = load_config("debug", ["envs=[{id: selfplay/TicTacToe-v0}, {id: selfplay/KuhnPoker-v0, weight: 3}]"])
+    assert [e.id for e in cfg.envs] == ["selfplay/TicTacToe-v0", "selfplay/KuhnPoker-v0"]
+    assert cfg.envs[1].weight == 3.0
+
+
+def test_int_is_accepted_where_float_expected_but_not_the_reverse():
+    assert load_config(None, ["trainer.lr=1"]).trainer.lr == 1.0
+    with pytest.raises(ConfigError, match=r"trainer.steps=2.5: expected int"):
+        load_config(None, ["trainer.steps=2.5"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("trainer.lrr=1", r"trainer.lrr: unknown key \(expected one of: steps, lr"),
+    ("trainer.lr=abc", r"trainer.lr='abc': expected float, got str"),
+    ("rollout.max_turns=0", r"rollout.max_turns=0: expected >= 1"),
+    ("rollout.backend=tgi", r"rollout.backend='tgi': expected one of \('vllm', 'transformers'\)"),
+    ("advantage.decay=1.0", r"advantage.decay=1.0: expected in \[0, 1\)"),
+    ("envs.0.id=foo", r"envs\[0\].id='foo': expected a versioned Gymnasium id"),
+    ("rollout.weight_sync=nccl", r"rollout.weight_sync='nccl': expected cpu or auto when cluster.worker_gpus is 0"),
+    ("trainer=3", r"trainer=3: expected a mapping for TrainerConfig"),
+    ("nonsense", r"override 'nonsense': expected key=value"),
+    ("rollout.temperature=true", r"rollout.temperature=True: expected float, got bool"),
+])
+def test_bad_values_fail_with_one_line_naming_the_key(override, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config("debug", [override])
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_config_name_lists_the_shipped_ones():
+    with pytest.raises(ConfigError, match=r"config 'nope': not a file and not one of \[.*'debug'"):
+        load_config("nope")
+
+
+def test_yaml_file_with_an_unknown_section_is_rejected(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\ntrainr:\n  lr: 1.0\n")
+    with pytest.raises(ConfigError, match=r"^trainr: unknown key"):
+        load_config(str(path))
+
+
+def test_cli_reports_config_errors_in_one_line_with_exit_code_2():
+    proc = subprocess.run([sys.executable, "-m", "selfplay", "config", "trainer.lr=abc"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "config error: trainer.lr='abc': expected float, got str"
+
+
+def test_cli_prints_the_resolved_config_with_overrides():
+    proc = subprocess.run([sys.executable, "-m", "selfplay", "config", "--config", "debug", "seed=7"],
+                          capture_output=True, text=True, check=True)
+    assert "seed: 7" in proc.stdout and "name: debug" in proc.stdout
