@@ -50,7 +50,8 @@ def _probs(policy: Policy, key: str) -> dict[str, float]:
         raise ValueError(f"policy has no entry for information set {key!r}")
     actions = _BY_KEY[key].actions
     dist = dict(policy[key])
-    if not set(dist) <= set(actions) or any(p < 0 for p in dist.values()) or abs(sum(dist.values()) - 1) > 1e-9:
+    ok = set(dist) <= set(actions) and all(p >= 0 for p in dist.values())
+    if not ok or abs(sum(dist.values()) - 1) > 1e-9:
         raise ValueError(f"policy[{key!r}] = {dist}: need probabilities over {actions} summing to 1")
     return {a: float(dist.get(a, 0.0)) for a in actions}
 
@@ -87,7 +88,8 @@ def _best_response(policy: Policy, seat: int) -> tuple[float, dict[str, dict[str
         """
         others = [c for c in CARDS if c != card]
         if history not in DECISIONS:
-            return {o: sign * hand_payoff(*((card, o) if seat == 0 else (o, card)), history) for o in others}
+            deals = {o: (card, o) if seat == 0 else (o, card) for o in others}
+            return {o: sign * hand_payoff(*deals[o], history) for o in others}
         actions = DECISIONS[history]
         if len(history) % 2 == seat:
             options = {a: values(card, history + (a,)) for a in actions}

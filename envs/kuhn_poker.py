@@ -59,7 +59,8 @@ def equilibrium_policy(alpha: float = 1 / 3) -> dict[str, dict[str, float]]:
     policy: dict[str, dict[str, float]] = {}
     for c in CARDS:
         policy[infoset_key(c, ())] = {"check": 1 - bet[c], "bet": bet[c]}
-        policy[infoset_key(c, ("check", "bet"))] = {"call": call_after_check[c], "fold": 1 - call_after_check[c]}
+        call = call_after_check[c]
+        policy[infoset_key(c, ("check", "bet"))] = {"call": call, "fold": 1 - call}
         policy[infoset_key(c, ("check",))] = {"check": 1 - bet_after_check[c], "bet": bet_after_check[c]}
         policy[infoset_key(c, ("bet",))] = {"call": call_a_bet[c], "fold": 1 - call_a_bet[c]}
     return policy

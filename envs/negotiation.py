@@ -96,10 +96,12 @@ class NegotiationGame:
         if not any(offer.give) and not any(offer.ask):
             return False
         mine, theirs = self.inventories[offer.proposer], self.inventories[1 - offer.proposer]
-        return all(g <= m for g, m in zip(offer.give, mine)) and all(a <= t for a, t in zip(offer.ask, theirs))
+        return (all(g <= m for g, m in zip(offer.give, mine))
+                and all(a <= t for a, t in zip(offer.ask, theirs)))
 
     def can_accept(self) -> bool:
-        return self.pending is not None and self.pending.proposer != self.to_act() and self.feasible(self.pending)
+        offer = self.pending
+        return offer is not None and offer.proposer != self.to_act() and self.feasible(offer)
 
     def play(self, action: str | Offer) -> None:
         """Play ``"accept"``, ``"deny"`` or an :class:`Offer`; raises ValueError if not legal."""
@@ -123,7 +125,8 @@ class NegotiationGame:
 
     def gain(self, player: int) -> int:
         """Change of ``player``'s inventory value at its own valuation."""
-        return value_of(self.inventories[player], self.values[player]) - value_of(self.start[player], self.values[player])
+        values = self.values[player]
+        return value_of(self.inventories[player], values) - value_of(self.start[player], values)
 
     def scale(self) -> int:
         """The largest ``|gain(0) - gain(1)|`` any trades could reach in this deal.
@@ -222,8 +225,10 @@ class SimpleNegotiationEnv(TurnBasedTextEnv):
         for inv in inventories:  # everyone starts with something, so an offer always exists
             if not sum(inv):
                 inv[int(self.np_random.integers(n))] = 1
-        inventories = [_amounts(i) for i in options["inventories"]] if options.get("inventories") else inventories
-        values = [_amounts(v) for v in options["values"]] if options.get("values") else values
+        if options.get("inventories") is not None:
+            inventories = [_amounts(i) for i in options["inventories"]]
+        if options.get("values") is not None:
+            values = [_amounts(v) for v in options["values"]]
         if len(inventories) != 2 or len(values) != 2 or not sum(map(sum, inventories)):
             raise ValueError("need two inventories (not both empty) and two value lists")
         self.game = NegotiationGame(inventories, values, self.max_turns)
@@ -237,7 +242,8 @@ class SimpleNegotiationEnv(TurnBasedTextEnv):
     def parse_action(self, text: str) -> str | None:
         """The canonical action ``text`` commits to, or None if unparseable or not legal now."""
         cand = candidate(text)
-        if cand is None and isinstance(text, str) and "\n" not in text.strip() and len(text) <= BARE_OFFER_CHARS:
+        single_line = isinstance(text, str) and "\n" not in text.strip()
+        if cand is None and single_line and len(text) <= BARE_OFFER_CHARS:
             # A bare offer may be longer than a generic bare answer (actions.BARE_MAX_CHARS), as
             # canonical offers from opponents are; the strict grammar keeps prose out.
             cand = normalise(text)

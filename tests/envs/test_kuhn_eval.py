@@ -29,8 +29,10 @@ CALL_ALL_CHECK_BEHIND = pure({f"{c}:bet": "call" for c in "JQK"} | {f"{c}:check"
 
 def test_there_are_twelve_information_sets_six_per_seat():
     assert len(INFOSETS) == 12 and len(set(INFOSET_KEYS)) == 12
-    assert {i.key for i in INFOSETS if i.seat == 0} == {f"{c}:{h}" for c in "JQK" for h in ("", "check,bet")}
-    assert {i.key for i in INFOSETS if i.seat == 1} == {f"{c}:{h}" for c in "JQK" for h in ("check", "bet")}
+    seat0 = {f"{c}:{h}" for c in "JQK" for h in ("", "check,bet")}
+    seat1 = {f"{c}:{h}" for c in "JQK" for h in ("check", "bet")}
+    assert {i.key for i in INFOSETS if i.seat == 0} == seat0
+    assert {i.key for i in INFOSETS if i.seat == 1} == seat1
     assert len(DEALS) == 6
 
 

@@ -134,7 +134,7 @@ def test_passes_gymnasiums_env_checker(kwargs):
 def test_same_seed_gives_the_same_game_step_by_step():
     chooser = np.random.default_rng(7)
     for seed in range(50):
-        a, b = KuhnPokerEnv(num_hands=2, invalid_action="random"), KuhnPokerEnv(num_hands=2, invalid_action="random")
+        a, b = (KuhnPokerEnv(num_hands=2, invalid_action="random") for _ in range(2))
         assert a.reset(seed=seed) == b.reset(seed=seed)
         done = False
         while not done:

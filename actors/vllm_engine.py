@@ -1,0 +1,258 @@
+"""The vLLM generation engine: an ``AsyncLLM`` behind the :class:`actors.engine.Engine` interface.
+
+**Its own event loop.** The ``AsyncLLM`` lives on a private event loop in a daemon thread, and
+every call crosses to it with ``run_coroutine_threadsafe``. This is why ``generate`` can be awaited
+from any loop (a Ray async actor's, each test's) and why ``update_weights`` can be the plain
+blocking method the interface asks for, even when called from inside a running loop: an
+``AsyncLLM`` is bound to the loop it first ran on, and a blocking call on that same loop would
+deadlock. Only whole requests cross threads, never per-token outputs.
+
+**Log-probs.** The engine runs with ``logprobs_mode="processed_logprobs"``: the log-prob of each
+sampled token under the distribution it was actually drawn from, i.e. after temperature scaling and
+top-p truncation (renormalised over the nucleus). vLLM's default, ``raw_logprobs``, reports the
+untempered model distribution, which is not the behaviour policy when temperature != 1. Greedy
+requests (temperature 0) report the untempered log-softmax.
+
+**Weight updates** (see :mod:`actors.weight_sync`): ``weight_sync="cpu"`` writes the tensors once
+into ``/dev/shm`` and the worker reloads from a memory map (only the path crosses processes);
+``weight_sync="nccl"`` builds the engine with ``WeightTransferConfig(backend="nccl")`` and takes
+new weights from the learner through :meth:`VLLMEngine.weight_transfer`. Either way generation is
+paused around the swap (in-flight requests are kept) and the prefix cache is reset, since cached
+KV blocks were computed by the old weights.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import threading
+import time
+import uuid
+from typing import Any, Coroutine, Iterable, TypeVar
+
+import torch
+
+from actors.engine import Generation, SamplingSettings
+from actors.weight_sync import shm_path, write_safetensors
+
+T = TypeVar("T")
+LOGPROBS_MODE = "processed_logprobs"
+EXTENSION = "actors.weight_sync.WeightSyncExtension"
+WEIGHT_SYNCS = ("auto", "cpu", "nccl")
+
+
+def resolve_weight_sync(weight_sync: str) -> str:
+    """``auto`` means ``cpu``: the file path works on every single node, GPU hosts included, while
+    NCCL needs the learner to hold vLLM's trainer engine, so it is chosen explicitly."""
+    if weight_sync not in WEIGHT_SYNCS:
+        raise ValueError(f"weight_sync={weight_sync!r}: expected one of {WEIGHT_SYNCS}")
+    return "cpu" if weight_sync == "auto" else weight_sync
+
+
+def sampling_params(sampling: SamplingSettings) -> Any:
+    """vLLM ``SamplingParams`` for one request, asking for the sampled token's log-prob only."""
+    from vllm import SamplingParams
+    from vllm.sampling_params import RequestOutputKind
+
+    greedy = sampling.temperature <= 0
+    return SamplingParams(
+        max_tokens=sampling.max_new_tokens, temperature=0.0 if greedy else sampling.temperature,
+        top_p=1.0 if greedy else sampling.top_p, seed=sampling.seed,
+        logprobs=0,  # 0 top-k alternatives: just the sampled token's own log-prob
+        output_kind=RequestOutputKind.FINAL_ONLY)  # no per-token streaming back to us
+
+
+def sampled_logprobs(token_ids: Iterable[int], logprobs: Any) -> list[float]:
+    """The log-prob of each sampled token from vLLM's per-position ``{token: Logprob}`` output."""
+    return [float(position[token].logprob) for token, position in zip(token_ids, logprobs)]
+
+
+class VLLMEngine:
+    """A vLLM ``AsyncLLM`` for rollouts. Construct cheaply, then ``await init()``."""
+
+    def __init__(self, model_path: str, *, dtype: str = "bfloat16", seed: int = 0,
+                 max_model_len: int = 2048, kv_cache_gib: float = 2.0,
+                 gpu_memory_utilization: float = 0.5, enforce_eager: bool = True,
+                 enable_prefix_caching: bool = True, weight_sync: str = "auto",
+                 max_num_seqs: int | None = None) -> None:
+        self.model_path = model_path
+        self.dtype = dtype
+        self.seed = seed
+        self.max_model_len = max_model_len
+        self.kv_cache_gib = kv_cache_gib
+        self.gpu_memory_utilization = gpu_memory_utilization
+        self.enforce_eager = enforce_eager
+        self.enable_prefix_caching = enable_prefix_caching
+        self.weight_sync = resolve_weight_sync(weight_sync)
+        self.max_num_seqs = max_num_seqs
+        self.tokenizer: Any = None
+        self._llm: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- set-up and the bridge to the engine's loop ---------------------------------------------
+
+    def engine_args(self) -> Any:
+        """The ``AsyncEngineArgs`` this engine is built from."""
+        from vllm.engine.arg_utils import AsyncEngineArgs
+
+        on_gpu = torch.cuda.is_available()
+        extra: dict[str, Any] = {}
+        if on_gpu:
+            extra["gpu_memory_utilization"] = self.gpu_memory_utilization
+        if self.max_num_seqs is not None:
+            extra["max_num_seqs"] = self.max_num_seqs
+        if self.weight_sync == "nccl":
+            from vllm.config import WeightTransferConfig
+
+            extra["weight_transfer_config"] = WeightTransferConfig(backend="nccl")
+        return AsyncEngineArgs(
+            model=self.model_path, dtype=self.dtype, seed=self.seed, max_model_len=self.max_model_len,
+            enforce_eager=self.enforce_eager, enable_prefix_caching=self.enable_prefix_caching,
+            logprobs_mode=LOGPROBS_MODE, worker_extension_cls=EXTENSION, disable_log_stats=True,
+            **extra)
+
+    async def init(self) -> "VLLMEngine":
+        """Start the engine (tens of seconds on CPU); returns ``self``."""
+        from transformers import AutoTokenizer
+
+        if not torch.cuda.is_available():
+            # Read by the spawned EngineCore process at start-up; vLLM takes whole GiB.
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, math.ceil(self.kv_cache_gib)))
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="vllm-engine-loop",
+                                        daemon=True)
+        self._thread.start()
+        await self._on_loop(self._build())
+        return self
+
+    async def _build(self) -> None:
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        self._llm = AsyncLLM.from_engine_args(self.engine_args())
+
+    def _submit(self, coro: Coroutine[Any, Any, T]) -> "asyncio.Future[T] | Any":
+        if self._loop is None:
+            coro.close()
+            raise RuntimeError("VLLMEngine.init() must be awaited first")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    async def _on_loop(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the engine's loop and await it from the caller's loop. Cancelling the
+        caller cancels it there too (``AsyncLLM.generate`` then aborts the request)."""
+        return await asyncio.wrap_future(self._submit(coro))
+
+    def _blocking(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the engine's loop and block this thread until it is done."""
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError("blocking engine call from the engine's own loop would deadlock")
+        return self._submit(coro).result()
+
+    # -- generation --------------------------------------------------------------------------------
+
+    async def generate(self, prompt_ids: list[int], sampling: SamplingSettings) -> Generation:
+        """Sample one response to ``prompt_ids``; concurrent calls share the engine's batches."""
+        return await self._on_loop(self._generate(list(prompt_ids), sampling))
+
+    async def _generate(self, prompt_ids: list[int], sampling: SamplingSettings) -> Generation:
+        from vllm.inputs import TokensPrompt
+
+        final = None
+        async for output in self._llm.generate(TokensPrompt(prompt_token_ids=prompt_ids),
+                                               sampling_params(sampling), request_id=uuid.uuid4().hex):
+            final = output
+        assert final is not None, "vLLM finished a request without any output"
+        out = final.outputs[0]
+        token_ids = list(out.token_ids)
+        return Generation(token_ids=token_ids, logprobs=sampled_logprobs(token_ids, out.logprobs),
+                          text=out.text, finish_reason=str(out.finish_reason))
+
+    # -- weight updates: the cpu path --------------------------------------------------------------
+
+    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> dict[str, float]:
+        """Load new weights (Hugging Face names) through a RAM file; returns timing figures."""
+        if self.weight_sync == "nccl":
+            raise RuntimeError("weight_sync='nccl': weights arrive from the learner's "
+                               "NCCLTrainerWeightTransferEngine through weight_transfer()")
+        start = time.perf_counter()
+        path = shm_path()
+        try:
+            nbytes = write_safetensors(path, named_tensors, dtype=getattr(torch, self.dtype))
+            written = time.perf_counter()
+            figures = self.update_weights_from_file(path)
+        finally:
+            if os.path.exists(path):
+                os.unlink(path)
+        total = time.perf_counter() - start
+        figures.update({"sync/total_s": total, "sync/serialize_s": written - start,
+                        "sync/mb": nbytes / 1e6, "sync/mb_per_s": nbytes / 1e6 / total})
+        return figures
+
+    def update_weights_from_file(self, path: str) -> dict[str, float]:
+        """Load new weights from a safetensors file on this node (no copy on the way in)."""
+        start = time.perf_counter()
+        worker_s = self._blocking(self._swap("selfplay_reload_from_file", path))
+        return {"sync/load_s": time.perf_counter() - start, "sync/worker_reload_s": max(worker_s)}
+
+    async def _swap(self, method: str, *args: Any) -> list[float]:
+        """Pause (keeping in-flight requests), run a worker method, drop stale KV, resume."""
+        await self._llm.pause_generation(mode="keep", clear_cache=False)
+        try:
+            result = await self._llm.collective_rpc(method, args=args)
+            await self._llm.reset_prefix_cache(reset_running_requests=True)
+        finally:
+            await self._llm.resume_generation()
+        return result
+
+    def rpc(self, method: str, *args: Any) -> list[Any]:
+        """Call a worker(-extension) method on every worker and wait (benchmarks, tests)."""
+        return self._blocking(self._llm.collective_rpc(method, args=args))
+
+    async def reset_prefix_cache(self) -> bool:
+        """Drop cached KV blocks (done after every update already)."""
+        return await self._on_loop(self._llm.reset_prefix_cache())
+
+    # -- weight updates: the nccl path (vLLM's weight-transfer API) --------------------------------
+
+    async def weight_transfer(self, method: str, payload: dict[str, Any] | None = None) -> None:
+        """One call of vLLM's weight-sync control plane, as issued by vLLM's trainer engine through
+        :class:`actors.weight_sync.EngineWeightSyncClient`: ``init_weight_transfer_engine`` (once),
+        then each round ``start_weight_update``, ``update_weights``, ``finish_weight_update``."""
+        await self._on_loop(self._weight_transfer(method, payload))
+
+    async def _weight_transfer(self, method: str, payload: dict[str, Any] | None) -> None:
+        from vllm.distributed.weight_transfer.base import (WeightTransferInitRequest,
+                                                           WeightTransferUpdateRequest)
+
+        llm = self._llm
+        if method == "init_weight_transfer_engine":
+            await llm.init_weight_transfer_engine(WeightTransferInitRequest(init_info=payload or {}))
+        elif method == "start_weight_update":
+            await llm.pause_generation(mode="keep", clear_cache=False)
+            await llm.start_weight_update()
+        elif method == "update_weights":
+            await llm.update_weights(WeightTransferUpdateRequest(update_info=payload or {}))
+        elif method == "finish_weight_update":
+            try:
+                await llm.finish_weight_update()
+                await llm.reset_prefix_cache(reset_running_requests=True)
+            finally:
+                await llm.resume_generation()
+        else:
+            raise ValueError(f"unknown weight-transfer call {method!r}")
+
+    # -- teardown ----------------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Stop the EngineCore process and the engine's loop thread."""
+        if self._llm is not None:
+            self._llm.shutdown()
+            self._llm = None
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            self._loop.close()
+        self._loop = self._thread = None
