@@ -1,0 +1,36 @@
+"""`selfplay eval --player random` prints what the rules imply, for every game."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def _eval(*args: str) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "selfplay", "eval", *args, "--json"],
+                          capture_output=True, text=True, check=True, timeout=600)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_random_never_beats_the_perfect_tictactoe_player_and_rarely_the_others():
+    out = _eval("--player", "random", "--envs", "all", "--games", "200", "eval.opponents=[random,strong]")
+    rows = {(r["env"], r["opponent"], r["seat"]): r for r in out["results"]}
+    assert len(rows) == 5 * 2 * 2  # every game, both opponents, both seats
+    for seat in (0, 1):
+        assert rows[("TicTacToe-v0", "strong", seat)]["win"] == 0.0
+        assert rows[("ConnectFour-v0", "strong", seat)]["win"] <= 0.1
+        assert rows[("LiarsDice-v0", "strong", seat)]["win"] <= 0.2
+        # Random against random: no seat is shut out, and no fixed player ever acts invalidly.
+        assert 0.2 < rows[("TicTacToe-v0", "random", seat)]["win"] < 0.8
+    assert all(r["invalid"] == 0.0 for r in out["results"])
+    # Kuhn Poker's equilibrium is unexploitable: random loses chips to it from both seats.
+    assert rows[("KuhnPoker-v0", "strong", 0)]["return"] < 0
+    assert rows[("KuhnPoker-v0", "strong", 1)]["return"] < 0
+
+
+def test_unknown_env_is_a_one_line_error():
+    proc = subprocess.run([sys.executable, "-m", "selfplay", "eval", "--player", "random",
+                           "--envs", "Chess-v0"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("config error: --envs: 'selfplay/Chess-v0' is not registered")
