@@ -84,10 +84,9 @@ class RolloutWorker:
 
     def update_weights_from_file(self, path: str) -> dict[str, float]:
         """Load new weights from a safetensors file on this node (the zero-copy CPU path)."""
-        from safetensors import safe_open
-
-        with safe_open(path, framework="pt") as f:
-            return self.update_weights((k, f.get_tensor(k)) for k in f.keys())
+        if self.engine is None:
+            raise RuntimeError("RolloutWorker.init() must be awaited before updating weights")
+        return self.engine.update_weights_from_file(path)
 
     def node_id(self) -> str:
         """The Ray node this worker runs on (to pick the same-node weight path)."""

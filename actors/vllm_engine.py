@@ -246,11 +246,18 @@ class VLLMEngine:
 
     # -- teardown ----------------------------------------------------------------------------------
 
+    async def _shutdown(self) -> None:
+        llm, self._llm = self._llm, None
+        if llm.output_handler is not None:
+            llm.output_handler.cancel()
+        llm.shutdown()
+
     def shutdown(self) -> None:
         """Stop the EngineCore process and the engine's loop thread."""
-        if self._llm is not None:
-            self._llm.shutdown()
-            self._llm = None
+        if self._llm is not None and self._thread is not None and self._thread.is_alive():
+            # On the engine's loop, so the output handler task is cancelled before it can see
+            # the engine process go away (and log that as a failure).
+            self._blocking(self._shutdown())
         if self._loop is not None and self._thread is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)

@@ -66,6 +66,9 @@ def write_safetensors(path: str, named_tensors: Iterable[tuple[str, torch.Tensor
         seen.add(key)
         out_dtype = dtype if dtype is not None and tensor.is_floating_point() else tensor.dtype
         tensors.append((name, tensor if out_dtype == tensor.dtype else tensor.to(out_dtype)))
+    # Widest elements first: with the header padded to 8 bytes every tensor then starts at a
+    # multiple of its element size, so the reader can view the memory map without copying.
+    tensors.sort(key=lambda item: -item[1].element_size())
     header: dict[str, Any] = {}
     offset = 0
     for name, tensor in tensors:
@@ -86,7 +89,8 @@ def write_safetensors(path: str, named_tensors: Iterable[tuple[str, torch.Tensor
 
 def iter_safetensors(path: str) -> Iterator[tuple[str, torch.Tensor]]:
     """Yield ``(name, tensor)`` views into a private memory map of a safetensors file: no copy is
-    made here; the only copy is the one ``reload_weights`` makes into the live parameters."""
+    made here (for aligned tensors, which :func:`write_safetensors` guarantees); the only copy is
+    the one ``reload_weights`` makes into the live parameters."""
     with open(path, "rb") as f:
         (length,) = struct.unpack("<Q", f.read(8))
         header = json.loads(f.read(length))
@@ -98,7 +102,10 @@ def iter_safetensors(path: str) -> Iterator[tuple[str, torch.Tensor]]:
     for name, info in header.items():
         begin, end = info["data_offsets"]
         chunk = base[start + begin:start + end]
-        yield name, chunk.view(_ST_DTYPES[info["dtype"]]).view(info["shape"])
+        dtype = _ST_DTYPES[info["dtype"]]
+        if (start + begin) % chunk.new_empty(0, dtype=dtype).element_size():
+            chunk = chunk.clone()  # a file from another writer may be unaligned: copy that tensor
+        yield name, chunk.view(dtype).view(info["shape"])
 
 
 class WeightSyncExtension:

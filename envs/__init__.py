@@ -17,4 +17,9 @@ for _env_id, _entry in GAMES.items():
     if _env_id not in registry:
         register(id=_env_id, entry_point=_entry)
 
+# TextArena's games (not one of GAMES): the adapter imports textarena only when an env is built.
+if "selfplay/TextArena-v0" not in registry:
+    register(id="selfplay/TextArena-v0", entry_point="envs.textarena_adapter:TextArenaEnv",
+             kwargs={"game": "TicTacToe-v0"})
+
 __all__ = ["GAMES"]

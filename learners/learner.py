@@ -12,7 +12,6 @@ step changes a weight by about 1e-6 relative, far below bf16's resolution (2^-8)
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Iterator
@@ -61,8 +60,6 @@ class Learner:
     """Policy model + AdamW + the gradient step. ``step`` counts ``train_step`` calls."""
 
     def __init__(self, model_path: str, trainer: TrainerConfig, seed: int = 0) -> None:
-        from transformers import AutoModelForCausalLM
-
         torch.manual_seed(seed)
         self.model_path = str(model_path)
         self.cfg = trainer
@@ -71,7 +68,8 @@ class Learner:
         for p in self.model.parameters():
             p.requires_grad_(True)
         if trainer.gradient_checkpointing:
-            self.model.gradient_checkpointing_enable()
+            # Non-reentrant: it keeps gradients flowing although the inputs need no grad.
+            self.model.gradient_checkpointing_enable({"use_reentrant": False})
         self.ref_model = None
         if trainer.kl_coef > 0:  # the frozen initial policy, anchoring the KL penalty
             self.ref_model = self._load_model(self.model_path).requires_grad_(False)

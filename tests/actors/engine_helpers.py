@@ -1,0 +1,48 @@
+"""Small helpers for the engine tests: reference log-probs recomputed by transformers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+PROMPTS = ["The capital of France is", "Once upon a time", "def add(a, b):", "1, 2, 3, 4,"]
+
+
+def load_hf(path: str, dtype: torch.dtype = torch.float32) -> Any:
+    """A transformers model in eval mode (float32 by default: the reference should be exact)."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval()
+
+
+@torch.no_grad()
+def recompute_logprobs(model: Any, prompt_ids: list[int], token_ids: list[int],
+                       temperature: float = 1.0) -> list[float]:
+    """Log-probs of ``token_ids`` after ``prompt_ids`` under softmax(logits / temperature), from
+    one unpadded teacher-forced forward pass (no cache, no batching): what a learner computes."""
+    ids = torch.tensor([prompt_ids + token_ids])
+    logits = model(ids).logits[0, len(prompt_ids) - 1:-1].float()
+    logp = (logits / temperature).log_softmax(-1)
+    return logp.gather(1, torch.tensor(token_ids).unsqueeze(1)).squeeze(1).tolist()
+
+
+@torch.no_grad()
+def greedy_hf(model: Any, prompt_ids: list[int], max_new_tokens: int) -> list[int]:
+    """Greedy continuation by plain argmax decoding (no sampling, no early stop)."""
+    ids = list(prompt_ids)
+    for _ in range(max_new_tokens):
+        ids.append(int(model(torch.tensor([ids])).logits[0, -1].argmax()))
+    return ids[len(prompt_ids):]
+
+
+def perturbed_state(model: Any, seed: int = 1, scale: float = 0.5) -> dict[str, torch.Tensor]:
+    """A different but still sensible set of weights: every matrix gets seeded noise of ``scale``
+    times its own standard deviation (norms stay as they were)."""
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for name, tensor in model.named_parameters():  # tied weights once, as they are stored
+        tensor = tensor.detach()
+        noise = torch.randn(tensor.shape, generator=gen) * tensor.float().std() * scale
+        state[name] = tensor + noise.to(tensor.dtype) if tensor.dim() == 2 else tensor.clone()
+    return state
