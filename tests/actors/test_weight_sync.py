@@ -109,3 +109,13 @@ def test_importing_actors_and_the_factory_loads_neither_torch_nor_vllm():
             "print(any(m in sys.modules for m in ('torch', 'vllm')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_reader_accepts_unaligned_files_from_other_writers(tmp_path):
+    from safetensors.torch import save_file
+
+    path = str(tmp_path / "other.safetensors")
+    tensors = {"a": torch.ones(3, dtype=torch.bfloat16), "b": torch.arange(3, dtype=torch.int64)}
+    save_file(tensors, path)
+    back = dict(iter_safetensors(path))
+    assert all(torch.equal(back[k], v) for k, v in tensors.items())

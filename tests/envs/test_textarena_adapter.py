@@ -35,9 +35,10 @@ def test_missing_textarena_says_how_to_install() -> None:
 
 def test_fit_text_escapes_non_ascii_and_keeps_head_and_tail() -> None:
     assert fit_text("K\u2660 \x00") == "K\\u2660 \\x00"
-    long = "RULES" + "x" * 50 + "BOARD"
-    fitted = fit_text(long, max_chars=48)
-    assert len(fitted) <= 48 and fitted.startswith("RULES") and fitted.endswith("BOARD")
+    long = "RULES" + "x" * 500 + "BOARD"
+    fitted = fit_text(long, max_chars=200)
+    assert len(fitted) == 200 and fitted.startswith("RULES") and fitted.endswith("BOARD")
+    assert "elided" in fitted
 
 
 @needs_textarena

@@ -1,0 +1,102 @@
+"""The transformers fallback engine on the tiny model: batching, log-probs, greedy, weight updates."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+import torch
+
+from actors.engine import SamplingSettings
+from actors.hf_engine import TransformersEngine, top_p_filter
+from engine_helpers import PROMPTS, greedy_hf, load_hf, perturbed_state, recompute_logprobs
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model):
+    eng = asyncio.run(TransformersEngine(tiny_model, dtype="float32", seed=0).init())
+    yield eng
+    eng.shutdown()
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model):
+    return load_hf(tiny_model)
+
+
+def _ids(engine, text: str) -> list[int]:
+    return engine.tokenizer(text).input_ids
+
+
+def test_top_p_keeps_the_nucleus_renormalised():
+    # p = [0.5, 0.3, 0.2]; top_p 0.7 keeps the two tokens whose mass first reaches 0.7.
+    logits = torch.tensor([[math.log(0.5), math.log(0.3), math.log(0.2)]])
+    logp = top_p_filter(logits, torch.tensor([0.7])).log_softmax(-1)[0]
+    assert logp[0].item() == pytest.approx(math.log(0.5 / 0.8), abs=1e-6)
+    assert logp[1].item() == pytest.approx(math.log(0.3 / 0.8), abs=1e-6)
+    assert logp[2].item() == float("-inf")
+    assert torch.equal(top_p_filter(logits, torch.tensor([1.0])), logits)
+
+
+def test_concurrent_requests_share_batches(engine):
+    async def run():
+        sampling = SamplingSettings(max_new_tokens=6, temperature=1.0)
+        before = engine.batches_run
+        outs = await asyncio.gather(*[engine.generate(_ids(engine, PROMPTS[i % 4]), sampling)
+                                      for i in range(8)])
+        return outs, engine.batches_run - before
+
+    outs, batches = asyncio.run(run())
+    assert len(outs) == 8 and all(len(o.token_ids) == len(o.logprobs) for o in outs)
+    assert batches < 8  # sequential calls would take 8 batches; here most share one
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_logprobs_match_a_teacher_forced_recomputation(engine, reference, temperature):
+    """Left padding and the KV cache change nothing: the batched log-probs equal those of one
+    unpadded forward pass over prompt + answer, at the sampling temperature."""
+    async def run():
+        sampling = SamplingSettings(max_new_tokens=12, temperature=temperature, seed=3)
+        return await asyncio.gather(*[engine.generate(_ids(engine, p), sampling) for p in PROMPTS])
+
+    for prompt, out in zip(PROMPTS, asyncio.run(run())):
+        expected = recompute_logprobs(reference, _ids(engine, prompt), out.token_ids, temperature)
+        assert max(abs(a - b) for a, b in zip(out.logprobs, expected)) < 1e-3
+
+
+def test_greedy_equals_argmax_decoding(engine, reference):
+    ids = _ids(engine, PROMPTS[0])
+    out = asyncio.run(engine.generate(ids, SamplingSettings(max_new_tokens=8, temperature=0.0)))
+    assert out.token_ids == greedy_hf(reference, ids, 8)
+    assert out.finish_reason == "length"
+
+
+def test_same_seed_same_sample(engine):
+    ids = _ids(engine, PROMPTS[1])
+    sampling = SamplingSettings(max_new_tokens=8, temperature=1.0, seed=11)
+    a = asyncio.run(engine.generate(ids, sampling))
+    b = asyncio.run(engine.generate(ids, sampling))
+    assert a.token_ids == b.token_ids
+
+
+def test_update_weights_in_place_then_restore(engine, reference, tiny_model):
+    ids = _ids(engine, PROMPTS[0])
+    greedy = SamplingSettings(max_new_tokens=8, temperature=0.0)
+    original = {k: v.detach().clone() for k, v in reference.named_parameters()}
+    new = perturbed_state(reference, seed=1)
+    figures = engine.update_weights(new.items())
+    assert figures["sync/mb"] > 0 and figures["sync/total_s"] >= 0
+    changed = load_hf(tiny_model)
+    changed.load_state_dict(new, strict=False)
+    out = asyncio.run(engine.generate(ids, greedy))
+    assert out.token_ids == greedy_hf(changed, ids, 8)
+    expected = recompute_logprobs(changed, ids, out.token_ids)
+    assert max(abs(a - b) for a, b in zip(out.logprobs, expected)) < 1e-3
+    engine.update_weights(original.items())
+    assert asyncio.run(engine.generate(ids, greedy)).token_ids == greedy_hf(reference, ids, 8)
+
+
+def test_unknown_weight_names_are_refused(engine):
+    with pytest.raises(KeyError, match="not a weight"):
+        engine.update_weights([("model.no_such.weight", torch.zeros(1))])

@@ -1,0 +1,12 @@
+"""Fixtures for the learner tests (builders live in learner_helpers.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_path() -> str:
+    from selfplay.models import prepare
+
+    return str(prepare("tiny"))
