@@ -1,0 +1,37 @@
+"""``selfplay bench {rollout,learner,sync}``: benchmarks that print figures (never timed tests).
+
+Each returns a dict of figures; the CLI prints it as one JSON line last with ``--json``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from selfplay.config import Config
+from selfplay.models import resolve_model
+
+log = logging.getLogger(__name__)
+
+
+def run(what: str, cfg: Config) -> dict[str, Any]:
+    """Run benchmark ``what`` on the config's model and settings."""
+    model = resolve_model(cfg.model)
+    if what == "rollout":
+        from actors.bench_rollout import bench_rollout
+
+        return bench_rollout(model, n=32, max_new_tokens=64, dtype=cfg.rollout.dtype,
+                             kv_cache_gib=cfg.rollout.kv_cache_gib)
+    if what == "learner":
+        from learners.bench import bench_learner
+
+        figures = bench_learner(model, cfg.trainer)
+        print(f"learner: {figures['learner_tokens_per_s']:.1f} tokens/s   bare torch loop: "
+              f"{figures['bare_tokens_per_s']:.1f} tokens/s   ratio {figures['ratio']:.2f} (target >= 0.9)"
+              f"   [{figures['device']}, {figures['dtype']}]")
+        return {"bench": "learner", **figures}
+    if what == "sync":
+        from actors.vllm_engine import bench_sync
+
+        return {"bench": "sync", **bench_sync(model)}
+    raise ValueError(f"unknown benchmark {what!r}")
