@@ -44,7 +44,8 @@ class EpisodeLimits:
 class EpisodeSpec:
     """What to play: the game, its seed, which seats the policy plays and who plays the others.
 
-    ``opponent`` is ``"self"`` when the policy plays every seat, else a fixed opponent's name.
+    ``opponent`` is ``"self"`` when the policy plays every seat, else a fixed opponent's name or
+    the name of a frozen snapshot whose engine the runner holds.
     """
 
     env_id: str
@@ -71,10 +72,13 @@ class _Progress:
 class EpisodeRunner:
     """Plays episodes with ``engine`` for the policy's seats and fixed opponents elsewhere."""
 
-    def __init__(self, engine: Engine, tokenizer: Any, limits: EpisodeLimits) -> None:
+    def __init__(self, engine: Engine, tokenizer: Any, limits: EpisodeLimits,
+                 opponent_engines: dict[str, Engine] | None = None) -> None:
         self.engine = engine
         self.tokenizer = tokenizer
         self.limits = limits
+        #: Engines of frozen snapshots, by opponent name (shared with the owner, who adds to it).
+        self.opponent_engines = opponent_engines if opponent_engines is not None else {}
 
     async def run_many(self, specs: list[EpisodeSpec]) -> list[Episode]:
         """Play all episodes concurrently; results in the order of ``specs``."""
@@ -92,25 +96,27 @@ class EpisodeRunner:
         env = gym.make(spec.env_id, **spec.env_kwargs).unwrapped
         obs, info = env.reset(seed=spec.seed, options=spec.options)
         rng = np.random.default_rng(spec.seed + 1)
-        opponent = None if spec.opponent == "self" else make_opponent(spec.env_id, spec.opponent)
+        snapshot = self.opponent_engines.get(spec.opponent)
+        fixed = None if spec.opponent == "self" or snapshot is not None else make_opponent(spec.env_id, spec.opponent)
         while True:
             if progress.turns >= self.limits.max_turns:
                 return self._cut_short(spec, progress, "truncated", env.num_players)
             player = info["player"]
-            if player in spec.policy_roles:
+            mine = player in spec.policy_roles
+            if mine or snapshot is not None:
                 ids = prompt_ids(self.tokenizer, obs)
                 if len(ids) + spec.sampling.max_new_tokens > self.limits.max_prompt_tokens:
                     return self._cut_short(spec, progress, "truncated", env.num_players)
-                gen = await self.engine.generate(ids, spec.sampling)
+                gen = await (self.engine if mine else snapshot).generate(ids, spec.sampling)
                 action = gen.text
-                progress.tokens += len(gen.token_ids)
-                if gen.token_ids:
+                progress.tokens += len(gen.token_ids) if mine else 0
+                if mine and gen.token_ids:
                     progress.samples.append(Sample(
                         prompt_ids=ids, response_ids=list(gen.token_ids), logprobs=list(gen.logprobs),
                         loss_mask=[1] * len(gen.token_ids), env_id=spec.env_id, role=player, ret=0.0,
                         episode_id=spec.episode_id, turn=progress.turns))
             else:
-                action = opponent.act(env, rng)
+                action = fixed.act(env, rng)
             obs, _, terminated, truncated, info = env.step(action)
             progress.turns += 1
             progress.invalid_counts = info["invalid_counts"]

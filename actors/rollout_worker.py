@@ -13,11 +13,12 @@ import os
 import time
 from typing import Any, Iterable
 
+import numpy as np
 import torch
 
 from actors.engine import Engine
 from actors.episodes import EpisodeLimits, EpisodeRunner
-from actors.schedule import plan_evaluation, plan_training
+from actors.schedule import num_players, plan_evaluation, plan_training
 from selfplay.config import Config
 from selfplay.types import Episode
 
@@ -39,6 +40,8 @@ class RolloutWorker:
         self.index = index
         self.engine: Engine | None = None
         self.runner: EpisodeRunner | None = None
+        #: Frozen snapshots of the policy, by pool name, each on its own (transformers) engine.
+        self.snapshots: dict[str, Engine] = {}
 
     async def init(self) -> dict[str, float]:
         """Build the engine; returns its start-up time."""
@@ -51,7 +54,8 @@ class RolloutWorker:
             max_model_len=r.max_prompt_tokens + r.max_new_tokens, kv_cache_gib=r.kv_cache_gib,
             gpu_memory_utilization=r.gpu_memory_utilization, enforce_eager=r.enforce_eager,
             weight_sync=r.weight_sync)
-        self.runner = EpisodeRunner(self.engine, self.engine.tokenizer, limits_from(self.cfg))
+        self.runner = EpisodeRunner(self.engine, self.engine.tokenizer, limits_from(self.cfg),
+                                    opponent_engines=self.snapshots)
         seconds = time.perf_counter() - start
         log.info("worker %d: %s engine ready in %.1f s (pid %d)", self.index, r.backend, seconds, os.getpid())
         return {"perf/engine_start_s": seconds}
@@ -64,7 +68,15 @@ class RolloutWorker:
     async def collect(self, count: int, step: int) -> tuple[list[Episode], dict[str, float]]:
         """Play ``count`` training episodes concurrently; returns them and throughput figures."""
         start = time.perf_counter()
-        episodes = await self._runner().run_many(plan_training(self.cfg, count, step, self.index))
+        specs = plan_training(self.cfg, count, step, self.index)
+        rng = np.random.default_rng([self.cfg.seed, step, self.index, 1])
+        for spec in specs:  # "snapshot" means any frozen snapshot; self-play until one exists
+            if spec.opponent == "snapshot":
+                if self.snapshots:
+                    spec.opponent = str(rng.choice(sorted(self.snapshots)))
+                else:
+                    spec.opponent, spec.policy_roles = "self", list(range(num_players(spec.env_id)))
+        episodes = await self._runner().run_many(specs)
         seconds = time.perf_counter() - start
         tokens = sum(e.generated_tokens for e in episodes)
         return episodes, {"perf/rollout_s": seconds, "perf/rollout_tokens": float(tokens),
@@ -75,6 +87,21 @@ class RolloutWorker:
         """Play ``games`` evaluation games per (environment, opponent, seat)."""
         specs = plan_evaluation(self.cfg, env_ids, opponents, games, seed)
         return await self._runner().run_many(specs)
+
+    async def load_snapshot(self, name: str, path: str) -> None:
+        """Host a frozen snapshot (a Hugging Face folder) as an opponent named ``name``. It runs
+        on the transformers engine: an opponent needs no log-probs and little throughput."""
+        from actors.engines import make_engine
+
+        if name not in self.snapshots:
+            self.snapshots[name] = await make_engine("transformers", path, dtype=self.cfg.rollout.dtype,
+                                                     seed=self.cfg.seed + self.index)
+
+    def drop_snapshot(self, name: str) -> None:
+        """Free a snapshot's engine (evicted from the pool)."""
+        engine = self.snapshots.pop(name, None)
+        if engine is not None:
+            engine.shutdown()
 
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> dict[str, float]:
         """Load new policy weights into the engine; returns timing figures."""
@@ -95,6 +122,8 @@ class RolloutWorker:
         return ray.get_runtime_context().get_node_id()
 
     def shutdown(self) -> None:
+        for name in list(self.snapshots):
+            self.drop_snapshot(name)
         if self.engine is not None:
             self.engine.shutdown()
             self.engine = None

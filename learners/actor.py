@@ -57,6 +57,16 @@ class LearnerActor:
                                    dtype=ENGINE_DTYPES[self.cfg.rollout.dtype])
         return path, {"sync/write_s": time.perf_counter() - start, "sync/mb": nbytes / 2**20}
 
+    def save_snapshot(self, path: str) -> str:
+        """Freeze the current policy as a Hugging Face folder (an opponent for the pool)."""
+        from transformers import AutoTokenizer
+
+        tmp = Path(f"{path}.tmp")
+        self.learner.model.save_pretrained(tmp, safe_serialization=True)
+        AutoTokenizer.from_pretrained(self.learner.model_path).save_pretrained(tmp)
+        os.replace(tmp, path)  # a snapshot folder is complete or absent
+        return path
+
     def named_weights(self) -> list[tuple[str, torch.Tensor]]:
         """The weights as (name, tensor) pairs, for workers on other nodes."""
         return list(self.learner.named_weights())

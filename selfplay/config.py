@@ -18,12 +18,12 @@ import yaml
 
 from selfplay.config_schema import (
     AdvantageConfig, CheckpointConfig, ClusterConfig, Config, ConfigError, EnvConfig, EvalConfig,
-    RolloutConfig, TrainerConfig,
+    PoolConfig, RolloutConfig, TrainerConfig,
 )
 
 __all__ = [
     "AdvantageConfig", "CheckpointConfig", "ClusterConfig", "Config", "ConfigError", "EnvConfig",
-    "EvalConfig", "RolloutConfig", "TrainerConfig", "load_config", "to_dict", "shipped_configs",
+    "EvalConfig", "PoolConfig", "RolloutConfig", "TrainerConfig", "load_config", "to_dict", "shipped_configs",
 ]
 
 
@@ -233,6 +233,12 @@ def validate(cfg: Config) -> None:
     c = cfg.checkpoint
     _check(c.every >= 0, "checkpoint.every", c.every, ">= 0")
     _check(c.keep_last >= 1, "checkpoint.keep_last", c.keep_last, ">= 1")
+    p = cfg.pool
+    _check(p.snapshot_every >= 0, "pool.snapshot_every", p.snapshot_every, ">= 0")
+    _check(p.max_snapshots >= 1, "pool.max_snapshots", p.max_snapshots, ">= 1")
+    _check(p.eval_games >= 0, "pool.eval_games", p.eval_games, ">= 0")
+    _check("snapshot" not in r.opponents or p.snapshot_every > 0, "rollout.opponents", r.opponents,
+           "no 'snapshot' unless pool.snapshot_every > 0")
     cl = cfg.cluster
     _check(cl.num_cpus is None or cl.num_cpus >= 1, "cluster.num_cpus", cl.num_cpus, ">= 1 or null")
     _check(cl.learner_gpus >= 0, "cluster.learner_gpus", cl.learner_gpus, ">= 0")

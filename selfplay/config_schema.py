@@ -39,7 +39,8 @@ class RolloutConfig:
     self_play_fraction: float = 1.0
     """Share of episodes where the policy plays every seat; the rest face an opponent (0..1)."""
     opponents: list[str] = field(default_factory=lambda: ["random"])
-    """Opponents for non-self-play episodes: random, strong, or snapshot (a past policy)."""
+    """Opponents for non-self-play episodes: random, strong, or snapshot (a frozen past policy
+    from the pool; self-play until the first snapshot exists)."""
     temperature: float = 1.0
     """Sampling temperature (> 0)."""
     top_p: float = 1.0
@@ -151,6 +152,18 @@ class ClusterConfig:
 
 
 @dataclass
+class PoolConfig:
+    """Frozen snapshots of the policy as opponents, rated with openskill against fixed ones."""
+
+    snapshot_every: int = 0
+    """Freeze a snapshot every N steps; 0 disables snapshots (>= 0)."""
+    max_snapshots: int = 3
+    """Snapshots kept (the oldest is dropped) (>= 1)."""
+    eval_games: int = 2
+    """Evaluation games against each snapshot per seat, for the ratings (>= 0)."""
+
+
+@dataclass
 class Config:
     """The root of a run's configuration."""
 
@@ -169,6 +182,7 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    pool: PoolConfig = field(default_factory=PoolConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     @property

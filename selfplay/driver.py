@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -19,6 +21,7 @@ import yaml
 from selfplay.config import Config, to_dict
 from selfplay.episode_metrics import episode_metrics, eval_table, format_eval_table
 from selfplay.metrics import MetricsWriter
+from selfplay.opponent_pool import OpponentPool
 from selfplay.progress import progress_line
 from selfplay.run_dir import prepare_run_dir, setup_logging
 from selfplay.types import Episode
@@ -52,6 +55,8 @@ class Driver:
         from learners.actor import LearnerActor
 
         self.cfg, self.metrics = cfg, metrics
+        self.pool = OpponentPool(cfg.pool.max_snapshots, fixed=tuple(cfg.eval.opponents))
+        self.snapshot_dirs: dict[str, Path] = {}
         cl = cfg.cluster
         threads = cfg.cluster.num_cpus or os.cpu_count()
         self.learner = ray.remote(LearnerActor).options(num_cpus=1, num_gpus=cl.learner_gpus).remote(
@@ -95,21 +100,55 @@ class Driver:
         return stats
 
     def evaluate(self, step: int) -> dict[str, float]:
+        """Games against the fixed opponents (and the pool's snapshots, for the ratings)."""
         import ray
 
-        ev = self.cfg.eval
-        episodes = ray.get(self.workers[0].evaluate.remote([e.id for e in self.cfg.envs], ev.opponents,
-                                                            ev.games, self.cfg.seed + step))
+        ev, env_ids, seed = self.cfg.eval, [e.id for e in self.cfg.envs], self.cfg.seed + step
+        calls = [self.workers[0].evaluate.remote(env_ids, ev.opponents, ev.games, seed)]
+        if self.pool.snapshots and self.cfg.pool.eval_games:
+            calls.append(self.workers[-1].evaluate.remote(env_ids, self.pool.snapshots,
+                                                           self.cfg.pool.eval_games, seed))
+        episodes = [e for eps in ray.get(calls) for e in eps]
         log.info("evaluation at step %d:\n%s", step, format_eval_table(eval_table(episodes)))
         for e in episodes[: ev.log_episodes]:
             self.metrics.text(f"episodes/{e.env_id}", f"{e.episode_id} ({e.outcome}, returns {e.rewards})\n"
                               f"{e.transcript}", step)
-        return episode_metrics(episodes, prefix="eval")
+        self.pool.record_episodes(episodes)
+        return {**episode_metrics(episodes, prefix="eval"), **self.pool.metrics()}
+
+    def snapshot(self, step: int) -> None:
+        """Freeze the policy into the pool; workers host it as an opponent; evicted ones go."""
+        import ray
+
+        path = self.cfg.run_dir / "snapshots" / f"step-{step}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ray.get(self.learner.save_snapshot.remote(str(path)))
+        self.add_snapshot(step, path)
+
+    def add_snapshot(self, step: int, path: Path) -> None:
+        import ray
+
+        name = self.pool.add_snapshot(step, str(path))
+        self.snapshot_dirs[name] = path
+        ray.get([w.load_snapshot.remote(name, str(path)) for w in self.workers])
+        for old in self.pool.pop_evicted():
+            ray.get([w.drop_snapshot.remote(old) for w in self.workers])
+            shutil.rmtree(self.snapshot_dirs.pop(old), ignore_errors=True)
+
+    def restore_pool(self, state: dict[str, Any]) -> None:
+        """Bring the pool and the workers' snapshot opponents back after a resume."""
+        import ray
+
+        self.pool.load_state_dict(state)
+        for name in self.pool.snapshots:
+            self.snapshot_dirs[name] = Path(self.pool.snapshot_path(name))
+            ray.get([w.load_snapshot.remote(name, self.pool.snapshot_path(name)) for w in self.workers])
 
     def checkpoint(self, step: int, counters: dict[str, Any]) -> None:
         import ray
 
-        path = ray.get(self.learner.save.remote(str(self.cfg.run_dir), step, {"step": step, **counters}))
+        extra = {"step": step, **counters, "pool": self.pool.state_dict()}
+        path = ray.get(self.learner.save.remote(str(self.cfg.run_dir), step, extra))
         log.info("checkpoint written: %s", path)
 
     def shutdown(self) -> None:
@@ -141,6 +180,8 @@ def train(cfg: Config, resume: bool = False, verbose: bool = False) -> None:
         if ckpt is not None:
             state = ray.get(driver.learner.restore.remote(str(ckpt)))
             step, counters = state["step"], {k: state.get(k, 0) for k in counters}
+            if state.get("pool"):
+                driver.restore_pool(state["pool"])
             metrics.scalars(driver.publish(), step)
             log.info("resumed from %s at step %d", ckpt, step)
         elif resume:
@@ -164,6 +205,8 @@ def _loop(cfg: Config, driver: Driver, metrics: MetricsWriter, step: int, counte
         stats = ray.get(driver.learner.update.remote(episodes))
         step += 1
         perf.update(driver.publish())
+        if cfg.pool.snapshot_every and step % cfg.pool.snapshot_every == 0:
+            driver.snapshot(step)
         counters["episodes"] += len(episodes)
         counters["rollout_tokens"] += int(perf["perf/rollout_tokens"])
         perf["perf/step_s"] = time.perf_counter() - tick

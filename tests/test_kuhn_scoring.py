@@ -1,0 +1,28 @@
+"""Reading a model's Kuhn Poker policy and evaluating it exactly."""
+
+from __future__ import annotations
+
+import pytest
+
+from envs import kuhn_eval
+from selfplay.kuhn_scoring import evaluate_policy, model_policy
+
+
+def test_the_equilibrium_evaluates_to_minus_one_eighteenth_and_zero_exploitability():
+    figures = evaluate_policy(kuhn_eval.equilibrium_policy())
+    assert figures["kuhn/value_p0_vs_equilibrium"] == pytest.approx(-1 / 18, abs=1e-12)
+    assert figures["kuhn/value_p1_vs_equilibrium"] == pytest.approx(1 / 18, abs=1e-12)
+    assert figures["kuhn/exploitability"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_model_policy_covers_every_infoset_with_a_distribution_over_legal_actions(tiny_model):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
+    policy = model_policy(model, AutoTokenizer.from_pretrained(tiny_model))
+    assert set(policy) == set(kuhn_eval.INFOSET_KEYS)
+    for info in kuhn_eval.INFOSETS:
+        assert set(policy[info.key]) == set(info.actions)
+        assert sum(policy[info.key].values()) == pytest.approx(1.0)
+    assert evaluate_policy(policy)["kuhn/exploitability"] > 0  # a random model is exploitable
