@@ -24,6 +24,7 @@ KV blocks were computed by the old weights.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import math
 import os
 import threading
@@ -40,6 +41,7 @@ T = TypeVar("T")
 LOGPROBS_MODE = "processed_logprobs"
 EXTENSION = "actors.weight_sync.WeightSyncExtension"
 WEIGHT_SYNCS = ("auto", "cpu", "nccl")
+SHUTDOWN_GRACE_S = 30.0
 
 
 def resolve_weight_sync(weight_sync: str) -> str:
@@ -88,6 +90,7 @@ class VLLMEngine:
         self.max_num_seqs = max_num_seqs
         self.tokenizer: Any = None
         self._llm: Any = None
+        self._weight_dtype: torch.dtype | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
@@ -125,15 +128,20 @@ class VLLMEngine:
         self._thread = threading.Thread(target=self._loop.run_forever, name="vllm-engine-loop",
                                         daemon=True)
         self._thread.start()
-        await self._on_loop(self._build())
+        try:
+            await self._on_loop(self._build())
+        except BaseException:
+            self.shutdown()  # do not leave the loop thread behind a failed start
+            raise
         return self
 
     async def _build(self) -> None:
         from vllm.v1.engine.async_llm import AsyncLLM
 
         self._llm = AsyncLLM.from_engine_args(self.engine_args())
+        self._weight_dtype = self._llm.model_config.dtype  # "auto" resolved: what updates are cast to
 
-    def _submit(self, coro: Coroutine[Any, Any, T]) -> "asyncio.Future[T] | Any":
+    def _submit(self, coro: Coroutine[Any, Any, T]) -> "concurrent.futures.Future[T]":
         if self._loop is None:
             coro.close()
             raise RuntimeError("VLLMEngine.init() must be awaited first")
@@ -174,13 +182,11 @@ class VLLMEngine:
 
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> dict[str, float]:
         """Load new weights (Hugging Face names) through a RAM file; returns timing figures."""
-        if self.weight_sync == "nccl":
-            raise RuntimeError("weight_sync='nccl': weights arrive from the learner's "
-                               "NCCLTrainerWeightTransferEngine through weight_transfer()")
+        self._check_cpu_sync()
         start = time.perf_counter()
         path = shm_path()
         try:
-            nbytes = write_safetensors(path, named_tensors, dtype=getattr(torch, self.dtype))
+            nbytes = write_safetensors(path, named_tensors, dtype=self._weight_dtype)
             written = time.perf_counter()
             figures = self.update_weights_from_file(path)
         finally:
@@ -192,10 +198,19 @@ class VLLMEngine:
         return figures
 
     def update_weights_from_file(self, path: str) -> dict[str, float]:
-        """Load new weights from a safetensors file on this node (no copy on the way in)."""
+        """Load new weights from a safetensors file on this node (no copy on the way in): a learner
+        on the same node can write the file itself and pass only its path."""
+        self._check_cpu_sync()
         start = time.perf_counter()
         worker_s = self._blocking(self._swap("selfplay_reload_from_file", path))
         return {"sync/load_s": time.perf_counter() - start, "sync/worker_reload_s": max(worker_s)}
+
+    def _check_cpu_sync(self) -> None:
+        if self.weight_sync == "nccl":
+            raise RuntimeError("weight_sync='nccl': weights arrive from the learner's "
+                               "NCCLTrainerWeightTransferEngine through weight_transfer()")
+        if self._llm is None:
+            raise RuntimeError("VLLMEngine.init() must be awaited first")
 
     async def _swap(self, method: str, *args: Any) -> list[float]:
         """Pause (keeping in-flight requests), run a worker method, drop stale KV, resume."""
@@ -250,7 +265,9 @@ class VLLMEngine:
         llm, self._llm = self._llm, None
         if llm.output_handler is not None:
             llm.output_handler.cancel()
-        llm.shutdown()
+        # A longer grace than vLLM's 5 s: on a busy CPU the EngineCore is otherwise SIGKILLed
+        # mid-teardown, leaking its shared-memory ring buffer (~160 MB in /dev/shm) each time.
+        llm.shutdown(timeout=SHUTDOWN_GRACE_S)
 
     def shutdown(self) -> None:
         """Stop the EngineCore process and the engine's loop thread."""

@@ -25,6 +25,7 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator
 
 import torch
@@ -46,6 +47,19 @@ def shm_path(prefix: str = "selfplay-weights") -> str:
     return os.path.join(folder, f"{prefix}-{os.getpid()}-{uuid.uuid4().hex[:8]}.safetensors")
 
 
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run torch ops on one intra-op thread. Casting a model's few hundred small tensors with two
+    OpenMP threads on a busy 2-core host took 1.3-3.5 s (threads wait on each other at every
+    op's barrier) against 0.2-0.6 s on one; this process has no other torch work meanwhile."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def write_safetensors(path: str, named_tensors: Iterable[tuple[str, torch.Tensor]],
                       dtype: torch.dtype | None = None) -> int:
     """Write tensors as a standard safetensors file in one pass; returns the payload bytes.
@@ -58,14 +72,15 @@ def write_safetensors(path: str, named_tensors: Iterable[tuple[str, torch.Tensor
     """
     tensors: list[tuple[str, torch.Tensor]] = []
     seen: set[tuple[int, tuple[int, ...], torch.dtype]] = set()
-    for name, tensor in named_tensors:
-        tensor = tensor.detach()
-        key = (tensor.data_ptr(), tuple(tensor.shape), tensor.dtype)
-        if tensor.numel() and key in seen:
-            continue
-        seen.add(key)
-        out_dtype = dtype if dtype is not None and tensor.is_floating_point() else tensor.dtype
-        tensors.append((name, tensor if out_dtype == tensor.dtype else tensor.to(out_dtype)))
+    with _one_thread():
+        for name, tensor in named_tensors:
+            tensor = tensor.detach()
+            key = (tensor.data_ptr(), tuple(tensor.shape), tensor.dtype)
+            if tensor.numel() and key in seen:
+                continue
+            seen.add(key)
+            out_dtype = dtype if dtype is not None and tensor.is_floating_point() else tensor.dtype
+            tensors.append((name, tensor if out_dtype == tensor.dtype else tensor.to(out_dtype)))
     # Widest elements first: with the header padded to 8 bytes every tensor then starts at a
     # multiple of its element size, so the reader can view the memory map without copying.
     tensors.sort(key=lambda item: -item[1].element_size())
@@ -116,11 +131,28 @@ class WeightSyncExtension:
     CPU backend: it repacks weights after loading, so copying into parameters by name does not.
     """
 
+    def _selfplay_reload(self, weights: Iterable[tuple[str, torch.Tensor]]) -> float:
+        start = time.perf_counter()
+        self.reload_weights(weights_iterator=weights)  # type: ignore[attr-defined]
+        self._selfplay_refresh_tied_head()
+        return time.perf_counter() - start
+
+    def _selfplay_refresh_tied_head(self) -> None:
+        """Work around a vLLM 0.32 CPU bug: a tied LM head receives no weights of its own, so the
+        layerwise reload never re-runs its ``process_weights_after_loading``, and the CPU GEMM
+        keeps the oneDNN handle packed from the *old* embedding (logits drift from the new model
+        by ~0.1 nats). Re-running it re-packs from the reloaded tensor; off the CPU it is a no-op."""
+        runner = self.model_runner  # type: ignore[attr-defined]
+        if not getattr(runner.model_config.hf_text_config, "tie_word_embeddings", False):
+            return
+        head = getattr(runner.get_model(), "lm_head", None)
+        method = getattr(head, "quant_method", None)
+        if method is not None:
+            method.process_weights_after_loading(head)
+
     def selfplay_reload_from_file(self, path: str) -> float:
         """Reload all weights from a safetensors file on this node; returns seconds spent."""
-        start = time.perf_counter()
-        self.reload_weights(weights_iterator=iter_safetensors(path))  # type: ignore[attr-defined]
-        return time.perf_counter() - start
+        return self._selfplay_reload(iter_safetensors(path))
 
     def selfplay_stash(self, path: str) -> int:
         """Copy a file's tensors into this worker's memory (benchmark floor set-up)."""
@@ -129,17 +161,13 @@ class WeightSyncExtension:
 
     def selfplay_reload_stash(self) -> float:
         """Reload from tensors already in this process: the floor of any transport."""
-        start = time.perf_counter()
-        self.reload_weights(weights_iterator=iter(self._selfplay_stash))  # type: ignore[attr-defined]
-        return time.perf_counter() - start
+        return self._selfplay_reload(iter(self._selfplay_stash))
 
     def selfplay_reload_from_bytes(self, data: bytes) -> float:
         """The naive path (benchmark only): a whole serialised state dict through the RPC."""
         from safetensors.torch import load
 
-        start = time.perf_counter()
-        self.reload_weights(weights_iterator=iter(load(data).items()))  # type: ignore[attr-defined]
-        return time.perf_counter() - start
+        return self._selfplay_reload(iter(load(data).items()))
 
 
 def nccl_update_info(named_tensors: Iterable[tuple[str, torch.Tensor]]) -> dict[str, list]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["token_logprobs", "entropy_from_logits", "policy_loss"]
+__all__ = ["token_logprobs", "logprobs_and_entropy", "entropy_from_logits", "policy_loss"]
 
 
 def token_logprobs(logits: Tensor, target_ids: Tensor) -> Tensor:
@@ -22,6 +22,19 @@ def token_logprobs(logits: Tensor, target_ids: Tensor) -> Tensor:
     logits = logits.float()
     picked = logits.gather(-1, target_ids.unsqueeze(-1)).squeeze(-1)
     return picked - torch.logsumexp(logits, dim=-1)
+
+
+def logprobs_and_entropy(logits: Tensor, target_ids: Tensor) -> tuple[Tensor, Tensor]:
+    """``token_logprobs`` and the per-position entropy (no grad) from one float32 log-softmax.
+
+    Cheaper than calling both functions: the ``[..., V]`` float32 copy and the normalisation,
+    the costly part at a 49k vocabulary, are done once.
+    """
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    picked = logp.gather(-1, target_ids.unsqueeze(-1)).squeeze(-1)
+    with torch.no_grad():
+        entropy = -(logp.exp() * logp).sum(-1)
+    return picked, entropy
 
 
 @torch.no_grad()
@@ -43,6 +56,7 @@ def policy_loss(
     kl_coef: float = 0.0,
     num_tokens: float | None = None,
     logits: Tensor | None = None,
+    entropy: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """Token-level PPO-clip loss. Shapes: ``[B, T]`` for log-probs and mask, ``[B]`` or
     ``[B, T]`` for advantages.
@@ -63,7 +77,8 @@ def policy_loss(
     gradient. The stats are means over unmasked tokens, whatever ``num_tokens`` is:
     ``pg_loss``, ``kl`` (k3 to the reference, 0 without one), ``clip_fraction`` (tokens whose
     gradient the clip removed), ``approx_kl`` (``0.5 * (new - old)^2``, vs the behaviour policy)
-    and ``entropy`` when ``logits`` (``[B, T, V]``) are given.
+    and ``entropy`` when per-token ``entropy`` (``[B, T]``, e.g. from ``logprobs_and_entropy``)
+    or ``logits`` (``[B, T, V]``) are given.
     """
     mask = mask.bool()
     if advantages.dim() == new_logprobs.dim() - 1:
@@ -102,7 +117,8 @@ def policy_loss(
             "approx_kl": float(torch.where(mask, 0.5 * log_ratio**2, zero).sum() / n),
             "tokens": float(n_masked),
         }
-        if logits is not None:
-            ent = entropy_from_logits(logits)
+        ent = entropy if entropy is not None else (
+            entropy_from_logits(logits) if logits is not None else None)
+        if ent is not None:
             stats["entropy"] = float(torch.where(mask, ent, torch.zeros_like(ent)).sum() / n)
     return loss, stats

@@ -100,3 +100,31 @@ def test_update_weights_in_place_then_restore(engine, reference, tiny_model):
 def test_unknown_weight_names_are_refused(engine):
     with pytest.raises(KeyError, match="not a weight"):
         engine.update_weights([("model.no_such.weight", torch.zeros(1))])
+
+
+def test_factory_builds_the_fallback_from_a_vllm_style_config(tiny_model):
+    """The rollout worker passes the same settings whatever the backend; vLLM-only ones are dropped."""
+    from actors.engines import make_engine
+
+    async def run():
+        eng = await make_engine("transformers", tiny_model, dtype="float32", seed=0, max_model_len=16,
+                                kv_cache_gib=2.0, gpu_memory_utilization=0.5, enforce_eager=True,
+                                weight_sync="auto")
+        try:
+            ids = eng.tokenizer(PROMPTS[0]).input_ids
+            return len(ids), await eng.generate(ids, SamplingSettings(max_new_tokens=64, temperature=0.0))
+        finally:
+            eng.shutdown()
+
+    prompt_len, out = asyncio.run(run())
+    assert len(out.token_ids) == 16 - prompt_len  # cut at max_model_len, as vLLM does
+    assert out.finish_reason == "length"
+
+
+def test_factory_refuses_unknown_backends_and_nccl_without_vllm(tiny_model):
+    from actors.engines import make_engine
+
+    with pytest.raises(ValueError, match="unknown engine backend"):
+        asyncio.run(make_engine("sglang", tiny_model))
+    with pytest.raises(ValueError, match="nccl"):
+        asyncio.run(make_engine("transformers", tiny_model, weight_sync="nccl"))

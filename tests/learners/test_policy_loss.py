@@ -37,7 +37,7 @@ def test_ratio_is_clipped_on_both_sides_according_to_advantage_sign():
     assert loss.item() == pytest.approx(0.15)
     assert stats["clip_fraction"] == pytest.approx(0.5)
     loss.backward()
-    assert new.grad.tolist() == pytest.approx([[0.0, -0.125, 0.0, 0.375]])
+    assert new.grad[0].tolist() == pytest.approx([0.0, -0.125, 0.0, 0.375])
 
 
 def test_positive_advantage_gradient_raises_logprob_and_negative_lowers_it():
@@ -46,7 +46,7 @@ def test_positive_advantage_gradient_raises_logprob_and_negative_lowers_it():
                           torch.ones(1, 2), clip_eps=0.2)
     loss.backward()
     # Descent moves against the gradient: -grad = r*A/2 = [+1.0, -1.5]
-    assert new.grad.tolist() == pytest.approx([[-1.0, 1.5]])
+    assert new.grad[0].tolist() == pytest.approx([-1.0, 1.5])
 
 
 def test_per_sequence_advantage_broadcasts_over_tokens():
@@ -84,7 +84,7 @@ def test_k3_kl_penalty_to_reference():
     assert loss.item() == pytest.approx(0.1 * k3 / 2)  # A = 0, so only the penalty remains
     loss.backward()
     # d/dnew (exp(ref-new) - (ref-new) - 1) = 1 - exp(ref-new) = -1 at token 0 -> 0.1 * -1 / 2
-    assert new.grad.tolist() == pytest.approx([[-0.05, 0.0]])
+    assert new.grad[0].tolist() == pytest.approx([-0.05, 0.0])
 
 
 def test_token_normaliser_lets_micro_batches_add_up_to_the_whole():

@@ -1,0 +1,101 @@
+"""How long a weight update into a running vLLM engine takes, against the floor and the naive way.
+
+``python -m selfplay.bench_sync [model]`` starts one engine on the model (a built-in name or a
+folder; default the built-in SmolLM2-135M), then times three ways to load its full state dict:
+
+* ``fast``: :meth:`actors.vllm_engine.VLLMEngine.update_weights`, the path training uses (tensors
+  written once into ``/dev/shm``, the worker reloads from a memory map; only a path crosses);
+* ``floor``: ``reload_weights`` inside the worker from tensors already in its memory: what any
+  transport adds is the difference to this;
+* ``naive``: the whole state dict serialised to bytes and sent through ``collective_rpc``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import time
+from typing import Any
+
+import torch
+
+
+def _state_dict(model_path: str, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The model's full state dict as a learner would hold it (fresh tensors, engine dtype)."""
+    from actors.weight_sync import iter_safetensors
+
+    files = sorted(f for f in os.listdir(model_path) if f.endswith(".safetensors"))
+    return {name: tensor.to(dtype).clone() for f in files
+            for name, tensor in iter_safetensors(os.path.join(model_path, f))}
+
+
+def _naive(engine: Any, state: dict[str, torch.Tensor]) -> tuple[float, float]:
+    from safetensors.torch import save
+
+    start = time.perf_counter()
+    worker_s = engine.rpc("selfplay_reload_from_bytes", save(state))[0]
+    return time.perf_counter() - start, worker_s
+
+
+def bench_sync(model_path: str, repeats: int = 3, dtype: str = "bfloat16", kv_cache_gib: float = 1,
+               naive: bool = True) -> dict[str, float]:
+    """Time weight updates of the model's own full state dict into a running engine; returns the
+    medians in seconds and MB/s (keys ``bench/<way>_s``, ``bench/<way>_mb_per_s``, ``bench/mb``)."""
+    from actors.vllm_engine import VLLMEngine
+    from actors.weight_sync import shm_path, write_safetensors
+
+    engine = asyncio.run(VLLMEngine(model_path, dtype=dtype, kv_cache_gib=kv_cache_gib,
+                                    max_model_len=512, weight_sync="cpu").init())
+    try:
+        state = _state_dict(model_path, getattr(torch, dtype))
+        fast = [engine.update_weights(state.items()) for _ in range(repeats)]
+        path = shm_path("selfplay-bench")
+        try:
+            write_safetensors(path, state.items())
+            engine.rpc("selfplay_stash", path)
+        finally:
+            os.unlink(path)
+        floor = [engine.rpc("selfplay_reload_stash")[0] for _ in range(repeats)]
+        naive_runs = [_naive(engine, state) for _ in range(repeats if naive else 0)]
+    finally:
+        engine.shutdown()
+    mb = fast[0]["sync/mb"]
+    out = {"bench/mb": mb, "bench/repeats": float(repeats)}
+    for key in ("sync/total_s", "sync/serialize_s", "sync/load_s", "sync/worker_reload_s"):
+        out[f"bench/fast_{key.split('/')[1]}"] = statistics.median(f[key] for f in fast)
+    out["bench/floor_s"] = statistics.median(floor)
+    if naive_runs:
+        out["bench/naive_s"] = statistics.median(t for t, _ in naive_runs)
+        out["bench/naive_worker_reload_s"] = statistics.median(w for _, w in naive_runs)
+    for way in ("fast_total", "floor", "naive"):
+        if f"bench/{way}_s" in out:
+            out[f"bench/{way}_mb_per_s"] = mb / out[f"bench/{way}_s"]
+    return out
+
+
+def main() -> None:
+    from selfplay.models import DEFAULT_MODEL, resolve_model
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("model", nargs="?", default=DEFAULT_MODEL, help="built-in name or folder")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--no-naive", action="store_true", help="skip the slow naive path")
+    args = parser.parse_args()
+    figures = bench_sync(resolve_model(args.model), args.repeats, args.dtype, naive=not args.no_naive)
+    mb = figures["bench/mb"]
+    print(f"weight sync of {mb:.0f} MB ({args.dtype}), median of {args.repeats}:")
+    print(f"  fast   {figures['bench/fast_total_s']:6.2f} s  {figures['bench/fast_total_mb_per_s']:7.0f} MB/s"
+          f"  (write {figures['bench/fast_serialize_s']:.2f} s, load {figures['bench/fast_load_s']:.2f} s,"
+          f" of which reload in worker {figures['bench/fast_worker_reload_s']:.2f} s)")
+    print(f"  floor  {figures['bench/floor_s']:6.2f} s  {figures['bench/floor_mb_per_s']:7.0f} MB/s"
+          "  (reload_weights from tensors already in the worker)")
+    if "bench/naive_s" in figures:
+        print(f"  naive  {figures['bench/naive_s']:6.2f} s  {figures['bench/naive_mb_per_s']:7.0f} MB/s"
+              "  (state dict serialised through collective_rpc)")
+
+
+if __name__ == "__main__":
+    main()
