@@ -31,7 +31,9 @@ def run(what: str, cfg: Config) -> dict[str, Any]:
               f"   [{figures['device']}, {figures['dtype']}]")
         return {"bench": "learner", **figures}
     if what == "sync":
-        from actors.vllm_engine import bench_sync
+        from selfplay.bench_sync import bench_sync, report
 
-        return {"bench": "sync", **bench_sync(model)}
+        figures = bench_sync(model, dtype=cfg.rollout.dtype)
+        report(figures)
+        return {"bench": "sync", **figures}
     raise ValueError(f"unknown benchmark {what!r}")

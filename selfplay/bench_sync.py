@@ -84,9 +84,13 @@ def main() -> None:
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--no-naive", action="store_true", help="skip the slow naive path")
     args = parser.parse_args()
-    figures = bench_sync(resolve_model(args.model), args.repeats, args.dtype, naive=not args.no_naive)
-    mb = figures["bench/mb"]
-    print(f"weight sync of {mb:.0f} MB ({args.dtype}), median of {args.repeats}:")
+    report(bench_sync(resolve_model(args.model), args.repeats, args.dtype, naive=not args.no_naive))
+
+
+def report(figures: dict[str, float]) -> None:
+    """Print the figures of :func:`bench_sync` for a person."""
+    mb, repeats = figures["bench/mb"], int(figures["bench/repeats"])
+    print(f"weight sync of {mb:.0f} MB, median of {repeats}:")
     print(f"  fast   {figures['bench/fast_total_s']:6.2f} s  {figures['bench/fast_total_mb_per_s']:7.0f} MB/s"
           f"  (write {figures['bench/fast_serialize_s']:.2f} s, load {figures['bench/fast_load_s']:.2f} s,"
           f" of which reload in worker {figures['bench/fast_worker_reload_s']:.2f} s)")
