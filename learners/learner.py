@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import torch
 from torch import Tensor
@@ -43,6 +43,18 @@ def resolve_device_dtype(trainer: TrainerConfig) -> tuple[torch.device, torch.dt
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if trainer.dtype == "auto" else DTYPES[trainer.dtype]
     return torch.device(device), dtype
+
+
+class _MicroBatch(NamedTuple):
+    """One packed micro-batch on the learner's device (see ``Learner._collate``)."""
+
+    ids: Tensor
+    attention: Tensor
+    rows: Tensor
+    cols: Tensor
+    targets: Tensor
+    old: Tensor
+    adv: Tensor
 
 
 class FlatParams:
@@ -183,68 +195,64 @@ class Learner:
 
     @torch.no_grad()
     def logprobs(self, samples: list[Sample]) -> list[list[float]]:
-        """The current policy's log-probs of each sample's loss tokens (those with mask 1), e.g.
-        to compare with the engine's behaviour log-probs."""
+        """The current policy's log-probs of every response token of each sample (aligned with
+        ``response_ids``, loss mask ignored), e.g. to compare with the engine's."""
         out = []
         for s in samples:
-            ids, attention, rows, cols, targets = self._collate([s])
-            out.append(token_logprobs(self._logits(self.model, ids, attention, rows, cols),
-                                      targets).tolist())
+            mb = self._collate([s], every_token=True)
+            out.append(token_logprobs(self._logits(self.model, mb), mb.targets).tolist())
         return out
 
     def _micro_step(self, batch: list[Sample], num_tokens: int) -> tuple[float, dict[str, float]]:
         """Forward and backward of one micro-batch; the loss is divided by the step's total
         loss tokens, so gradients summed over micro-batches equal one big batch's."""
-        input_ids, attention, rows, cols, targets = self._collate(batch)
-        old = torch.tensor([lp for s in batch for lp, m in zip(s.logprobs, s.loss_mask) if m],
-                           dtype=torch.float32, device=self.device)
-        adv = torch.tensor([s.advantage for s in batch for m in s.loss_mask if m],
-                           dtype=torch.float32, device=self.device)
+        mb = self._collate(batch)
         ref = None
         if self.ref_model is not None:
             with torch.no_grad():
-                ref = token_logprobs(self._logits(self.ref_model, input_ids, attention, rows, cols),
-                                     targets)
-        logits = self._logits(self.model, input_ids, attention, rows, cols)
-        new, entropy = logprobs_and_entropy(logits, targets)
+                ref = token_logprobs(self._logits(self.ref_model, mb), mb.targets)
+        logits = self._logits(self.model, mb)
+        new, entropy = logprobs_and_entropy(logits, mb.targets)
         del logits
         mask = torch.ones_like(new, dtype=torch.bool)  # only loss tokens were gathered
-        loss, stats = policy_loss(new, old, adv, mask, self.cfg.clip_eps, ref_logprobs=ref,
+        loss, stats = policy_loss(new, mb.old, mb.adv, mask, self.cfg.clip_eps, ref_logprobs=ref,
                                   kl_coef=self.cfg.kl_coef, num_tokens=num_tokens, entropy=entropy)
         loss.backward()
         return float(loss.detach()), stats
 
-    def _collate(self, batch: list[Sample]) -> tuple[Tensor, ...]:
-        """Right-padded ``input_ids``/``attention_mask`` of prompt+response, and the (row, col)
-        positions whose logits predict the loss tokens, with those tokens as targets."""
+    def _collate(self, batch: list[Sample], every_token: bool = False) -> _MicroBatch:
+        """Right-padded prompt+response ids, and for each loss token (every response token with
+        ``every_token``) the (row, col) whose logits predict it, its id, behaviour log-prob and
+        advantage. Token ``p + j`` of a sequence with prompt length ``p`` is predicted at
+        ``p + j - 1``."""
         width = max(s.num_tokens for s in batch)
         ids = torch.zeros(len(batch), width, dtype=torch.long)  # pad id is irrelevant: masked
         attention = torch.zeros(len(batch), width, dtype=torch.long)
-        rows, cols, targets = [], [], []
+        parts: list[list[Tensor]] = [[], [], [], [], []]
         for b, s in enumerate(batch):
             if not s.prompt_ids:
                 raise ValueError(f"sample {s.episode_id}/{s.turn} has an empty prompt")
-            seq = s.prompt_ids + s.response_ids
-            ids[b, :len(seq)] = torch.tensor(seq)
+            p, seq = len(s.prompt_ids), torch.tensor(s.prompt_ids + s.response_ids)
+            ids[b, :len(seq)] = seq
             attention[b, :len(seq)] = 1
-            p = len(s.prompt_ids)
-            for j, (tok, m) in enumerate(zip(s.response_ids, s.loss_mask)):
-                if m:  # token p + j is predicted by the logits at position p + j - 1
-                    rows.append(b)
-                    cols.append(p + j - 1)
-                    targets.append(tok)
-        as_long = lambda x: torch.tensor(x, dtype=torch.long, device=self.device)  # noqa: E731
-        return (ids.to(self.device), attention.to(self.device), as_long(rows), as_long(cols),
-                as_long(targets))
+            j = (torch.arange(len(s.response_ids)) if every_token
+                 else torch.tensor(s.loss_mask, dtype=torch.bool).nonzero().squeeze(1))
+            for part, value in zip(parts, (torch.full_like(j, b), p - 1 + j, seq[p + j],
+                                           torch.tensor(s.logprobs, dtype=torch.float32)[j],
+                                           torch.full((len(j),), s.advantage))):
+                part.append(value)
+        rows, cols, targets, old, adv = (torch.cat(x).to(self.device) for x in parts)
+        return _MicroBatch(ids.to(self.device), attention.to(self.device), rows, cols, targets,
+                           old, adv.float())
 
-    def _logits(self, model: torch.nn.Module, ids: Tensor, attention: Tensor, rows: Tensor,
-                cols: Tensor) -> Tensor:
+    def _logits(self, model: torch.nn.Module, mb: _MicroBatch) -> Tensor:
         """Logits at the gathered positions only: ``[N, V]``. The output head runs on those
         positions alone, skipping the prompt (the head is ~20% of a 135M model's FLOPs)."""
         if self._head_only:
-            hidden = model.base_model(input_ids=ids, attention_mask=attention, use_cache=False)
-            return model.get_output_embeddings()(hidden.last_hidden_state[rows, cols])
-        return model(input_ids=ids, attention_mask=attention, use_cache=False).logits[rows, cols]
+            hidden = model.base_model(input_ids=mb.ids, attention_mask=mb.attention, use_cache=False)
+            return model.get_output_embeddings()(hidden.last_hidden_state[mb.rows, mb.cols])
+        out = model(input_ids=mb.ids, attention_mask=mb.attention, use_cache=False)
+        return out.logits[mb.rows, mb.cols]
 
     def _optimizer_step(self) -> float:
         """Clip, step AdamW on the master weights, copy them back; returns the grad norm."""

@@ -76,9 +76,10 @@ def policy_loss(
     after): ``0 * inf`` is NaN, and garbage there (padding log-probs) must not leak into the
     gradient. The stats are means over unmasked tokens, whatever ``num_tokens`` is:
     ``pg_loss``, ``kl`` (k3 to the reference, 0 without one), ``clip_fraction`` (tokens whose
-    gradient the clip removed), ``approx_kl`` (``0.5 * (new - old)^2``, vs the behaviour policy)
-    and ``entropy`` when per-token ``entropy`` (``[B, T]``, e.g. from ``logprobs_and_entropy``)
-    or ``logits`` (``[B, T, V]``) are given.
+    gradient the clip removed), ``approx_kl`` (``0.5 * (new - old)^2``, vs the behaviour
+    policy), ``tokens`` (the unmasked count, to weight means across calls), and ``entropy`` when
+    per-token ``entropy`` (``[B, T]``, e.g. from ``logprobs_and_entropy``) or ``logits``
+    (``[B, T, V]``) are given.
     """
     mask = mask.bool()
     if advantages.dim() == new_logprobs.dim() - 1:

@@ -155,7 +155,8 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
 def load_checkpoint(path: str | Path, learner: _Saveable, restore_rng: bool = True) -> dict[str, Any]:
     """Load the learner from ``path``, restore the RNG states (unless told not to) and return
-    the saved state (the caller's keys plus ``step``)."""
+    the saved state (the caller's keys plus ``step``). Call it after building everything that
+    seeds RNGs (``Learner.__init__`` does), so the restored states are the ones left standing."""
     path = Path(path)
     learner.load(path)
     state = json.loads((path / "state.json").read_text())

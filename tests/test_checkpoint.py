@@ -101,8 +101,11 @@ def test_kill_during_save_leaves_previous_checkpoint_loadable(tiny_path, tmp_pat
         proc.wait()
     latest = latest_checkpoint(tmp_path)
     assert latest == tmp_path / "checkpoints" / "step-1"
-    state = load_checkpoint(latest, Learner(tiny_path, trainer()), restore_rng=False)
-    assert state == {"marker": 1, "step": 1}
+    learner = Learner(tiny_path, trainer())
+    assert load_checkpoint(latest, learner, restore_rng=False) == {"marker": 1, "step": 1}
+    save_checkpoint(tmp_path, 2, learner, {})  # the next save clears the half-written folder
+    assert not list((tmp_path / "checkpoints").glob(".tmp-*"))
+    assert latest_checkpoint(tmp_path).name == "step-2"
 
 
 def test_rng_states_are_restored(tiny_path, tmp_path):

@@ -39,6 +39,8 @@ def test_gradient_accumulation_equals_one_big_batch(tiny_path):
     assert s_small["learner/micro_batches"] > 2 and s_big["learner/micro_batches"] == 1
     torch.testing.assert_close(g_small[0][0], g_big[0][0], rtol=1e-4, atol=1e-7)
     assert g_big[0][0].abs().sum() > 0
+    # logprobs() covers every response token, masked ones too, aligned with response_ids.
+    assert [len(x) for x in big.logprobs(samples)] == [len(s.response_ids) for s in samples]
     for key in ("learner/loss/total", "learner/loss/pg", "learner/grad_norm", "learner/entropy"):
         assert s_small[key] == pytest.approx(s_big[key], rel=1e-4)
 

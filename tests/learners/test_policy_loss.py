@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from learners.loss import entropy_from_logits, policy_loss, token_logprobs
+from learners.loss import entropy_from_logits, logprobs_and_entropy, policy_loss, token_logprobs
 
 
 def lp(*ratios: float) -> torch.Tensor:
@@ -103,3 +103,18 @@ def test_stats_report_approx_kl_and_entropy():
     assert stats["approx_kl"] == pytest.approx(0.5 * 0.04)  # 0.5 * 0.2^2 at both tokens
     assert stats["entropy"] == pytest.approx(math.log(4.0))
     assert entropy_from_logits(torch.tensor([[0.0, -1e9]])).item() == pytest.approx(0.0)
+
+
+def test_logprobs_and_entropy_match_the_separate_functions():
+    torch.manual_seed(0)
+    logits = torch.randn(5, 7, dtype=torch.float64)
+    targets = torch.randint(0, 7, (5,))
+    a = logits.clone().requires_grad_(True)
+    b = logits.clone().requires_grad_(True)
+    lp_a, ent = logprobs_and_entropy(a, targets)
+    lp_b = token_logprobs(b, targets)
+    torch.testing.assert_close(lp_a, lp_b)
+    torch.testing.assert_close(ent, entropy_from_logits(logits))
+    lp_a.sum().backward()
+    lp_b.sum().backward()
+    torch.testing.assert_close(a.grad, b.grad)
