@@ -32,7 +32,8 @@ class LearnerActor:
         if num_threads:  # Ray caps actors at their CPU share; the loop is synchronous, so use all
             torch.set_num_threads(num_threads)
         self.cfg = cfg
-        self.learner = Learner(model_path, cfg.trainer, seed=cfg.seed)
+        self.learner = Learner(model_path, cfg.trainer, seed=cfg.seed,
+                               temperature=cfg.rollout.temperature)
         self.estimator = make_estimator(cfg.advantage)
 
     def update(self, episodes: list[Episode]) -> dict[str, float]:

@@ -116,10 +116,14 @@ def pack_micro_batches(lengths: list[int], max_tokens: int) -> list[list[int]]:
 class Learner:
     """Policy model + AdamW + the gradient step. ``step`` counts ``train_step`` calls."""
 
-    def __init__(self, model_path: str, trainer: TrainerConfig, seed: int = 0) -> None:
+    def __init__(self, model_path: str, trainer: TrainerConfig, seed: int = 0,
+                 temperature: float = 1.0) -> None:
         torch.manual_seed(seed)
         self.model_path = str(model_path)
         self.cfg = trainer
+        # The engines report log-probs of the tempered distribution they sample from; the
+        # learner's policy is that same distribution, so ratios compare like with like.
+        self.temperature = temperature
         self.device, self.dtype = resolve_device_dtype(trainer)
         self.model = self._load_model(self.model_path)
         for p in self.model.parameters():
@@ -246,13 +250,15 @@ class Learner:
                            old, adv.float())
 
     def _logits(self, model: torch.nn.Module, mb: _MicroBatch) -> Tensor:
-        """Logits at the gathered positions only: ``[N, V]``. The output head runs on those
-        positions alone, skipping the prompt (the head is ~20% of a 135M model's FLOPs)."""
+        """Logits at the gathered positions only, divided by the sampling temperature: ``[N, V]``.
+        The output head runs on those positions alone, skipping the prompt (the head is ~20% of
+        a 135M model's FLOPs)."""
         if self._head_only:
             hidden = model.base_model(input_ids=mb.ids, attention_mask=mb.attention, use_cache=False)
-            return model.get_output_embeddings()(hidden.last_hidden_state[mb.rows, mb.cols])
-        out = model(input_ids=mb.ids, attention_mask=mb.attention, use_cache=False)
-        return out.logits[mb.rows, mb.cols]
+            logits = model.get_output_embeddings()(hidden.last_hidden_state[mb.rows, mb.cols])
+        else:
+            logits = model(input_ids=mb.ids, attention_mask=mb.attention, use_cache=False).logits[mb.rows, mb.cols]
+        return logits if self.temperature == 1.0 else logits / self.temperature
 
     def _optimizer_step(self) -> float:
         """Clip, step AdamW on the master weights, copy them back; returns the grad norm."""

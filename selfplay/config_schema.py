@@ -44,7 +44,8 @@ class RolloutConfig:
     temperature: float = 1.0
     """Sampling temperature (> 0)."""
     top_p: float = 1.0
-    """Nucleus sampling mass (0 < top_p <= 1)."""
+    """Nucleus sampling mass (0 < top_p <= 1). Keep 1 for training: the learner recomputes the
+    tempered policy without a nucleus cut, so top_p < 1 makes the PPO ratio off-policy."""
     max_new_tokens: int = 64
     """Maximum response tokens per turn (>= 1)."""
     max_turns: int = 32

@@ -90,3 +90,21 @@ def test_timeout_ends_the_episode_and_the_engine_keeps_working(engine):
     assert ep.outcome == "timeout" and ep.rewards == {0: 0.0, 1: 0.0}
     (again,) = _run(engine, [_spec("selfplay/TicTacToe-v0", 1)])
     assert again.outcome == "invalid"
+
+
+def test_learner_log_probs_match_the_engine_behaviour_log_probs_at_the_sampling_temperature(engine, tiny_model):
+    # The PPO ratio is exp(learner - behaviour): both must describe the same tempered policy.
+    from learners.learner import Learner
+    from selfplay.config import TrainerConfig
+    from selfplay.types import Sample
+
+    prompt = list(range(100, 140))
+    gen = asyncio.run(engine.generate(prompt, SamplingSettings(max_new_tokens=16, temperature=0.7)))
+    sample = Sample(prompt_ids=prompt, response_ids=gen.token_ids, logprobs=gen.logprobs,
+                    loss_mask=[1] * len(gen.token_ids), env_id="x", role=0, ret=0.0, episode_id="e")
+    learner = Learner(tiny_model, TrainerConfig(dtype="float32", device="cpu"), temperature=0.7)
+    (recomputed,) = learner.logprobs([sample])
+    diffs = [abs(a - b) for a, b in zip(recomputed, gen.logprobs)]
+    assert len(diffs) == len(gen.token_ids) and max(diffs) < 1e-3, diffs
+    untempered = Learner(tiny_model, TrainerConfig(dtype="float32", device="cpu")).logprobs([sample])[0]
+    assert max(abs(a - b) for a, b in zip(untempered, gen.logprobs)) > 1e-3  # temperature matters
