@@ -11,6 +11,7 @@ state goes into checkpoints as plain JSON.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections import defaultdict
 from typing import Any, Iterable
 
@@ -28,12 +29,12 @@ def _units(samples: Iterable[Sample], key) -> dict[Any, list[Sample]]:
     return groups
 
 
-class AdvantageEstimator:
+class AdvantageEstimator(ABC):
     """The interface: ``compute`` fills advantages; the rest is state for checkpoints and logs."""
 
+    @abstractmethod
     def compute(self, samples: list[Sample]) -> None:
         """Set ``sample.advantage`` for every sample (in place)."""
-        raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
         """Plain JSON-able state (saved in ``state.json`` of a checkpoint)."""
