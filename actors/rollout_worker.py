@@ -115,6 +115,12 @@ class RolloutWorker:
             raise RuntimeError("RolloutWorker.init() must be awaited before updating weights")
         return self.engine.update_weights_from_file(path)
 
+    async def weight_transfer(self, method: str, payload: dict[str, Any] | None = None) -> None:
+        """One call of vLLM's NCCL weight-sync control plane, issued by the learner."""
+        if self.engine is None:
+            raise RuntimeError("RolloutWorker.init() must be awaited before weight transfers")
+        await self.engine.weight_transfer(method, payload)
+
     def node_id(self) -> str:
         """The Ray node this worker runs on (to pick the same-node weight path)."""
         import ray

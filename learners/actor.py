@@ -87,6 +87,22 @@ class LearnerActor:
     def pid(self) -> int:
         return os.getpid()
 
+    def init_nccl(self, workers: list[Any]) -> None:
+        """Join vLLM's NCCL weight-transfer group with the rollout workers (GPU only)."""
+        import ray
+
+        from learners.nccl_publisher import NCCLPublisher, free_port
+
+        call = lambda i, method, payload: ray.get(workers[i].weight_transfer.remote(method, payload))  # noqa: E731
+        address = ray.util.get_node_ip_address()
+        self.nccl = NCCLPublisher(self.learner.model, call, len(workers), address, free_port())
+
+    def publish_nccl(self) -> dict[str, float]:
+        """Send the current weights to every engine over NCCL."""
+        start = time.perf_counter()
+        self.nccl.publish()
+        return {"sync/nccl_s": time.perf_counter() - start}
+
     def remove_file(self, path: str) -> None:
         """Delete a weights file this actor wrote (it lives on this actor's node)."""
         if os.path.exists(path):

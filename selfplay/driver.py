@@ -69,6 +69,9 @@ class Driver:
         # Ray's object store (slower, but a CPU cluster has no NCCL).
         node = ray.get(self.learner.node_id.remote())
         self.local = [ray.get(w.node_id.remote()) == node for w in self.workers]
+        self.nccl = cfg.rollout.weight_sync == "nccl"
+        if self.nccl:
+            ray.get(self.learner.init_nccl.remote(self.workers))
 
     def collect(self, step: int) -> tuple[list[Episode], dict[str, float]]:
         import ray
@@ -83,10 +86,14 @@ class Driver:
                           "perf/rollout_tokens_per_s": tokens / max(seconds, 1e-9)}
 
     def publish(self) -> dict[str, float]:
-        """Send the learner's weights to every worker (through a RAM file on one node)."""
+        """Send the learner's weights to every worker: over NCCL on GPUs, else through a RAM file
+        (same node) or Ray's object store (other nodes)."""
         import ray
 
         start = time.perf_counter()
+        if self.nccl:
+            stats = ray.get(self.learner.publish_nccl.remote())
+            return {**stats, "perf/weight_sync_s": time.perf_counter() - start}
         path, stats = ray.get(self.learner.write_weights.remote())
         remote = self.learner.named_weights.remote() if not all(self.local) else None
         try:

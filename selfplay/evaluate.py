@@ -17,6 +17,8 @@ from selfplay.config import Config, ConfigError
 from selfplay.episode_metrics import eval_table, format_eval_table
 from selfplay.types import Episode
 
+KUHN = "selfplay/KuhnPoker-v0"
+
 
 def play_fixed(env_id: str, player: str, opponent: str, seat: int, games: int, seed: int = 0,
                env_kwargs: dict | None = None) -> list[Episode]:
@@ -62,10 +64,19 @@ def run_eval_command(cfg: Config, args: argparse.Namespace) -> int:
                     episodes += play_fixed(env_id, args.player, opponent, seat, games, cfg.seed, kwargs)
     rows = eval_table(episodes)
     label = args.player if args.player != "model" else (args.model or cfg.model)
+    exact = {}
+    if args.player == "model" and KUHN in env_ids:
+        from selfplay.kuhn_scoring import score_model
+        from selfplay.models import resolve_model
+
+        exact = score_model(resolve_model(label))
     if args.json:
-        print(json.dumps({"player": label, "results": rows}))
+        print(json.dumps({"player": label, "results": rows, "kuhn_exact": exact}))
     else:
         print(f"player: {label}\n{format_eval_table(rows)}")
+        if exact:
+            print("Kuhn Poker, exact (the model's action probabilities at all 12 information sets): "
+                  + ", ".join(f"{k.split('/')[1]} {v:+.4f}" for k, v in exact.items()))
     return 0
 
 

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 def _eval(*args: str) -> dict:
     proc = subprocess.run([sys.executable, "-m", "selfplay", "eval", *args, "--json"],
@@ -34,3 +36,14 @@ def test_unknown_env_is_a_one_line_error():
                            "--envs", "Chess-v0"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.startswith("config error: --envs: 'selfplay/Chess-v0' is not registered")
+
+
+@pytest.mark.slow
+def test_eval_of_a_model_prints_every_game_opponent_and_seat_and_exact_kuhn_figures(tiny_model):
+    out = _eval("--model", "tiny", "--envs", "TicTacToe-v0,KuhnPoker-v0", "--games", "2",
+                "eval.opponents=[random,strong]", "rollout.kv_cache_gib=1", "rollout.max_new_tokens=8")
+    assert out["player"] == "tiny"
+    assert sorted((r["env"], r["opponent"], r["seat"]) for r in out["results"]) == sorted(
+        (g, o, s) for g in ("TicTacToe-v0", "KuhnPoker-v0") for o in ("random", "strong") for s in (0, 1))
+    assert all(r["games"] == 2 for r in out["results"])
+    assert out["kuhn_exact"]["kuhn/exploitability"] > 0
