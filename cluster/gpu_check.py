@@ -1,0 +1,76 @@
+"""A short check of the plain classes on a GPU host that has torch and transformers but neither
+vLLM nor Ray: the transformers engine playing concurrent self-play games, the learner's log-probs
+against the engine's behaviour log-probs, and training steps, on a model of SmolLM2-135M's shape
+with random weights (the real weights need not travel). Prints one JSON object of figures.
+
+    python cluster/gpu_check.py <folder with config.json + tokenizer> <scratch folder> [games]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+async def _check(shape_dir: Path, work: Path, n: int) -> dict[str, float | str]:
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from actors.bench_rollout import _games
+    from actors.engine import SamplingSettings
+    from actors.engines import make_engine
+    from learners.learner import Learner
+    from selfplay.config_schema import TrainerConfig
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(shape_dir), dtype=torch.bfloat16)
+    model.save_pretrained(work)
+    for f in shape_dir.iterdir():
+        if f.name != "config.json":
+            shutil.copy(f, work / f.name)
+    del model
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    out: dict[str, float | str] = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu"}
+    engine = await make_engine("transformers", str(work), dtype="bfloat16", seed=0)
+    sampling = SamplingSettings(max_new_tokens=64, temperature=0.7)
+    games = await _games(engine, n, sampling)
+    out.update({"hf_engine_selfplay_tokens_per_s": games["tokens_per_s"], "hf_engine_turns": games["turns"]})
+    # Behaviour log-probs from the engine against the learner's recomputation (same tempered policy).
+    from actors.episodes import EpisodeLimits, EpisodeRunner
+    from actors.bench_rollout import _specs
+
+    runner = EpisodeRunner(engine, engine.tokenizer, EpisodeLimits(max_turns=9, max_prompt_tokens=4096))
+    episodes = await runner.run_many(_specs(max(2, n // 4), sampling))
+    samples = [s for e in episodes for s in e.samples]
+    learner = Learner(str(work), TrainerConfig(device=device, dtype="bfloat16", lr=1e-5), temperature=0.7)
+    diffs = [abs(a - b) for s, lp in zip(samples, learner.logprobs(samples)) for a, b in zip(lp, s.logprobs)]
+    out["logprob_mean_abs_diff_bf16"] = sum(diffs) / len(diffs)
+    out["logprob_max_abs_diff_bf16"] = max(diffs)
+    for s in samples:
+        s.advantage = 1.0 if s.role == 0 else -1.0
+    learner.train_step(samples)  # warm-up
+    _sync()
+    start = time.perf_counter()
+    stats = learner.train_step(samples)
+    _sync()
+    out.update({"learner_step_s": time.perf_counter() - start, "learner_tokens": stats["learner/tokens"],
+                "learner_tokens_per_s": stats["learner/tokens_per_s"], "samples": len(samples),
+                "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else 0.0})
+    engine.shutdown()
+    return out
+
+
+if __name__ == "__main__":
+    games = int(sys.argv[3]) if len(sys.argv) > 3 else 64
+    figures = asyncio.run(_check(Path(sys.argv[1]), Path(sys.argv[2]), games))
+    print(json.dumps(figures))
