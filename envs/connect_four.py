@@ -7,11 +7,11 @@ wrap) because depth-limited alpha-beta in pure Python is only fast enough on int
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 
-from envs.base import ANSWER_FORMAT, TurnBasedTextEnv
+from envs.base import ANSWER_FORMAT
+from envs.grid_game import GridGameEnv
 
 ROWS, COLS, CONNECT = 6, 7, 4
 MARKS = ("X", "O")
@@ -79,7 +79,7 @@ class ConnectFourBoard:
         return "\n".join(lines)
 
 
-class ConnectFourEnv(TurnBasedTextEnv):
+class ConnectFourEnv(GridGameEnv):
     """Connect Four for two language-model players.
 
     ## Description
@@ -124,33 +124,7 @@ class ConnectFourEnv(TurnBasedTextEnv):
     """
 
     title = "Connect Four"
-    min_return = -1.0
-
-    def __init__(self, invalid_action: str = "lose", lenient: bool = False,
-                 render_mode: str | None = None) -> None:
-        super().__init__(invalid_action=invalid_action, lenient=lenient, render_mode=render_mode)
-        self.board = ConnectFourBoard()
-
-    def _new_game(self, options: dict[str, Any]) -> None:
-        self.board = ConnectFourBoard()
-
-    def current_player(self) -> int:
-        return self.board.to_move()
-
-    def legal_actions(self) -> list[str]:
-        return [str(c) for c in self.board.legal_moves()]
-
-    def _apply(self, action: str) -> None:
-        self.board.play(int(action))
-
-    def _is_over(self) -> bool:
-        return self.board.is_over()
-
-    def _returns(self) -> dict[int, float]:
-        winner = self.board.winner()
-        if winner is None:
-            return {0: 0.0, 1: 0.0}
-        return {winner: 1.0, 1 - winner: -1.0}
+    board_cls = ConnectFourBoard
 
     def observation(self, player: int) -> str:
         mark, other = MARKS[player], MARKS[1 - player]

@@ -8,11 +8,12 @@ memoised negamax over the ~5,500 reachable positions.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from envs.base import ANSWER_FORMAT, TurnBasedTextEnv
+from envs.base import ANSWER_FORMAT
+from envs.grid_game import GridGameEnv
 
 MARKS = ("X", "O")
 # Every line of three: rows, columns, then the two diagonals.
@@ -70,7 +71,7 @@ class TicTacToeBoard:
         return "\n---+---+---\n".join(rows)
 
 
-class TicTacToeEnv(TurnBasedTextEnv):
+class TicTacToeEnv(GridGameEnv):
     """TicTacToe for two language-model players.
 
     ## Description
@@ -113,33 +114,7 @@ class TicTacToeEnv(TurnBasedTextEnv):
     """
 
     title = "Tic-Tac-Toe"
-    min_return = -1.0
-
-    def __init__(self, invalid_action: str = "lose", lenient: bool = False,
-                 render_mode: str | None = None) -> None:
-        super().__init__(invalid_action=invalid_action, lenient=lenient, render_mode=render_mode)
-        self.board = TicTacToeBoard()
-
-    def _new_game(self, options: dict[str, Any]) -> None:
-        self.board = TicTacToeBoard()
-
-    def current_player(self) -> int:
-        return self.board.to_move()
-
-    def legal_actions(self) -> list[str]:
-        return [str(c) for c in self.board.legal_moves()]
-
-    def _apply(self, action: str) -> None:
-        self.board.play(int(action))
-
-    def _is_over(self) -> bool:
-        return self.board.is_over()
-
-    def _returns(self) -> dict[int, float]:
-        winner = self.board.winner()
-        if winner is None:
-            return {0: 0.0, 1: 0.0}
-        return {winner: 1.0, 1 - winner: -1.0}
+    board_cls = TicTacToeBoard
 
     def observation(self, player: int) -> str:
         mark, other = MARKS[player], MARKS[1 - player]

@@ -1,0 +1,42 @@
+"""The shared adapter for two-player grid games whose rules are a board class (TicTacToe,
+Connect Four): the Gymnasium hooks are one-line delegations to the board."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envs.base import TurnBasedTextEnv
+
+
+class GridGameEnv(TurnBasedTextEnv):
+    """A thin adapter over ``board_cls``: a board with ``to_move()``, ``legal_moves()``,
+    ``play(move)``, ``is_over()`` and ``winner()`` (None for a draw). Win +1, loss -1, draw 0."""
+
+    board_cls: type
+    min_return = -1.0
+
+    def __init__(self, invalid_action: str = "lose", lenient: bool = False,
+                 render_mode: str | None = None) -> None:
+        super().__init__(invalid_action=invalid_action, lenient=lenient, render_mode=render_mode)
+        self.board = self.board_cls()
+
+    def _new_game(self, options: dict[str, Any]) -> None:
+        self.board = self.board_cls()
+
+    def current_player(self) -> int:
+        return self.board.to_move()
+
+    def legal_actions(self) -> list[str]:
+        return [str(c) for c in self.board.legal_moves()]
+
+    def _apply(self, action: str) -> None:
+        self.board.play(int(action))
+
+    def _is_over(self) -> bool:
+        return self.board.is_over()
+
+    def _returns(self) -> dict[int, float]:
+        winner = self.board.winner()
+        if winner is None:
+            return {0: 0.0, 1: 0.0}
+        return {winner: 1.0, 1 - winner: -1.0}
