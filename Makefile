@@ -27,8 +27,9 @@ $(STAMP): pyproject.toml Makefile
 model: setup
 	$(BIN)/selfplay model prepare
 
+# A fresh run directory each time, so a second `make demo` does not trip over the first's checkpoints.
 demo: setup
-	$(BIN)/selfplay train --config debug
+	$(BIN)/selfplay train --config debug name=demo-$$(date +%Y%m%d-%H%M%S)
 
 test: setup
 	$(BIN)/python -m pytest -q -ra
