@@ -16,6 +16,7 @@ import envs  # noqa: F401  (registers the ids)
 from envs.base import ANSWER_FORMAT
 from envs.connect_four import ConnectFourBoard, ConnectFourEnv, SearchConnectFourOpponent
 from envs.opponents import RandomOpponent, make_opponent
+from env_contract import assert_random_play_ends_zero_sum, assert_steps_identically, assert_text_action_is_safe
 
 ENV_ID = "selfplay/ConnectFour-v0"
 
@@ -152,29 +153,12 @@ def test_check_env_passes() -> None:
 
 
 def test_same_seed_steps_identically() -> None:
-    a, b = ConnectFourEnv(invalid_action="random"), ConnectFourEnv(invalid_action="random")
-    pick = np.random.default_rng(11)
-    for seed in range(10):
-        assert a.reset(seed=seed) == b.reset(seed=seed)
-        done = False
-        while not done:
-            action = "garbage" if pick.random() < 0.5 else str(pick.integers(7))
-            out_a, out_b = a.step(action), b.step(action)
-            assert out_a == out_b
-            done = out_a[2]
+    assert_steps_identically(lambda: ConnectFourEnv(invalid_action="random"), range(10),
+                             lambda pick: "garbage" if pick.random() < 0.5 else str(pick.integers(7)), 11)
 
 
 def test_random_play_terminates_and_is_zero_sum() -> None:
-    env, rng, opponent = ConnectFourEnv(), np.random.default_rng(0), RandomOpponent()
-    for seed in range(500):
-        env.reset(seed=seed)
-        for _ in range(42):
-            _, _, terminated, truncated, info = env.step(opponent.act(env, rng))
-            assert not truncated and not info["invalid"]
-            if terminated:
-                break
-        assert terminated
-        assert sum(info["rewards"].values()) == 0.0
+    assert_random_play_ends_zero_sum(ConnectFourEnv(), games=500, max_turns=42)
 
 
 @settings(max_examples=200, deadline=None)
@@ -183,10 +167,7 @@ def test_arbitrary_text_never_raises(text: str, rule: str) -> None:
     env = ConnectFourEnv(invalid_action=rule)
     env.reset(seed=0)
     env.step("3")
-    obs, _, terminated, _, info = env.step(text)
-    assert env.observation_space.contains(obs)
-    if terminated:
-        assert sum(info["rewards"].values()) == 0.0
+    assert_text_action_is_safe(env, text)
 
 
 BEST_MOVES = [

@@ -16,6 +16,7 @@ import envs  # noqa: F401  (registers the ids)
 from envs.base import ANSWER_FORMAT
 from envs.kuhn_poker import EquilibriumKuhnOpponent, KuhnPokerEnv
 from envs.opponents import make_opponent
+from env_contract import assert_steps_identically
 
 ENV_ID = "selfplay/KuhnPoker-v0"
 
@@ -132,16 +133,8 @@ def test_passes_gymnasiums_env_checker(kwargs):
 
 
 def test_same_seed_gives_the_same_game_step_by_step():
-    chooser = np.random.default_rng(7)
-    for seed in range(50):
-        a, b = (KuhnPokerEnv(num_hands=2, invalid_action="random") for _ in range(2))
-        assert a.reset(seed=seed) == b.reset(seed=seed)
-        done = False
-        while not done:
-            action = str(chooser.choice(["check", "bet", "call", "fold", "junk"]))
-            step_a, step_b = a.step(action), b.step(action)
-            assert step_a == step_b
-            done = step_a[2]
+    assert_steps_identically(lambda: KuhnPokerEnv(num_hands=2, invalid_action="random"), range(50),
+                             lambda pick: str(pick.choice(["check", "bet", "call", "fold", "junk"])), 7)
 
 
 def test_random_play_always_ends_zero_sum():

@@ -17,6 +17,7 @@ import envs  # noqa: F401  (registers the ids)
 from envs.base import ANSWER_FORMAT
 from envs.negotiation import HeuristicNegotiationOpponent, NegotiationGame, Offer, SimpleNegotiationEnv
 from envs.opponents import make_opponent
+from env_contract import assert_steps_identically
 
 ENV_ID = "selfplay/SimpleNegotiation-v0"
 # Resources in order: wood, stone, wheat, sheep, gold.
@@ -188,18 +189,9 @@ def test_passes_gymnasiums_env_checker(kwargs):
 
 
 def test_same_seed_gives_the_same_game_step_by_step():
-    chooser = np.random.default_rng(7)
     choices = ["accept", "deny", "offer 1 wood for 1 sheep", "offer nothing for 1 gold", "junk"]
-    for seed in range(50):
-        a = SimpleNegotiationEnv(invalid_action="random")
-        b = SimpleNegotiationEnv(invalid_action="random")
-        assert a.reset(seed=seed) == b.reset(seed=seed)
-        done = False
-        while not done:
-            action = str(chooser.choice(choices))
-            step_a, step_b = a.step(action), b.step(action)
-            assert step_a == step_b
-            done = step_a[2]
+    assert_steps_identically(lambda: SimpleNegotiationEnv(invalid_action="random"), range(50),
+                             lambda pick: str(pick.choice(choices)), 7)
 
 
 def test_random_and_heuristic_play_always_ends_zero_sum():

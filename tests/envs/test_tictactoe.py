@@ -15,6 +15,7 @@ import envs  # noqa: F401  (registers the ids)
 from envs.base import ANSWER_FORMAT
 from envs.opponents import RandomOpponent, make_opponent
 from envs.tictactoe import PerfectTicTacToeOpponent, TicTacToeBoard, TicTacToeEnv
+from env_contract import assert_random_play_ends_zero_sum, assert_steps_identically, assert_text_action_is_safe
 
 ENV_ID = "selfplay/TicTacToe-v0"
 
@@ -153,29 +154,12 @@ def test_check_env_passes() -> None:
 
 def test_same_seed_steps_identically() -> None:
     # The random invalid rule is the only randomness; garbage actions exercise it.
-    a, b = TicTacToeEnv(invalid_action="random"), TicTacToeEnv(invalid_action="random")
-    pick = np.random.default_rng(7)
-    for seed in range(20):
-        assert a.reset(seed=seed) == b.reset(seed=seed)
-        done = False
-        while not done:
-            action = "garbage" if pick.random() < 0.5 else str(pick.integers(9))
-            out_a, out_b = a.step(action), b.step(action)
-            assert out_a == out_b
-            done = out_a[2]
+    assert_steps_identically(lambda: TicTacToeEnv(invalid_action="random"), range(20),
+                             lambda pick: "garbage" if pick.random() < 0.5 else str(pick.integers(9)), 7)
 
 
 def test_random_play_terminates_and_is_zero_sum() -> None:
-    env, rng, opponent = TicTacToeEnv(), np.random.default_rng(0), RandomOpponent()
-    for seed in range(2000):
-        env.reset(seed=seed)
-        for _ in range(9):
-            _, _, terminated, truncated, info = env.step(opponent.act(env, rng))
-            assert not truncated and not info["invalid"]
-            if terminated:
-                break
-        assert terminated
-        assert sum(info["rewards"].values()) == 0.0
+    assert_random_play_ends_zero_sum(TicTacToeEnv(), games=2000, max_turns=9)
 
 
 @settings(max_examples=200, deadline=None)
@@ -184,10 +168,7 @@ def test_arbitrary_text_never_raises(text: str, rule: str) -> None:
     env = TicTacToeEnv(invalid_action=rule)
     env.reset(seed=0)
     env.step("4")
-    obs, reward, terminated, _, info = env.step(text)
-    assert env.observation_space.contains(obs)
-    if terminated:
-        assert sum(info["rewards"].values()) == 0.0
+    assert_text_action_is_safe(env, text)
 
 
 def play_match(strong_seat: int, other, games: int, seed: int) -> list[float]:
