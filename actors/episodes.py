@@ -67,6 +67,7 @@ class _Progress:
     turns: int = 0
     tokens: int = 0
     invalid_counts: list[int] = field(default_factory=list)
+    num_players: int = 2
 
 
 class EpisodeRunner:
@@ -90,23 +91,24 @@ class EpisodeRunner:
         try:
             return await asyncio.wait_for(self._play(spec, progress), self.limits.timeout_s)
         except asyncio.TimeoutError:
-            return self._cut_short(spec, progress, "timeout", env_players=None)
+            return self._cut_short(spec, progress, "timeout")
 
     async def _play(self, spec: EpisodeSpec, progress: _Progress) -> Episode:
         env = gym.make(spec.env_id, **spec.env_kwargs).unwrapped
         obs, info = env.reset(seed=spec.seed, options=spec.options)
+        progress.num_players = env.num_players
         rng = np.random.default_rng(spec.seed + 1)
         snapshot = self.opponent_engines.get(spec.opponent)
         fixed = None if spec.opponent == "self" or snapshot is not None else make_opponent(spec.env_id, spec.opponent)
         while True:
             if progress.turns >= self.limits.max_turns:
-                return self._cut_short(spec, progress, "truncated", env.num_players)
+                return self._cut_short(spec, progress, "truncated")
             player = info["player"]
             mine = player in spec.policy_roles
             if mine or snapshot is not None:
                 ids = prompt_ids(self.tokenizer, obs)
                 if len(ids) + spec.sampling.max_new_tokens > self.limits.max_prompt_tokens:
-                    return self._cut_short(spec, progress, "truncated", env.num_players)
+                    return self._cut_short(spec, progress, "truncated")
                 gen = await (self.engine if mine else snapshot).generate(ids, spec.sampling)
                 action = gen.text
                 progress.tokens += len(gen.token_ids) if mine else 0
@@ -127,10 +129,8 @@ class EpisodeRunner:
                 outcome = "invalid" if info["invalid"] and env.invalid_action == "lose" else "finished"
                 return self._finish(spec, progress, rewards, outcome)
 
-    def _cut_short(self, spec: EpisodeSpec, progress: _Progress, outcome: str,
-                   env_players: int | None) -> Episode:
-        seats = range(env_players) if env_players else sorted({0, 1, *spec.policy_roles})
-        rewards = {p: self.limits.truncated_return for p in seats}
+    def _cut_short(self, spec: EpisodeSpec, progress: _Progress, outcome: str) -> Episode:
+        rewards = {p: self.limits.truncated_return for p in range(progress.num_players)}
         return self._finish(spec, progress, rewards, outcome)
 
     @staticmethod

@@ -18,7 +18,8 @@ import torch
 
 from actors.engine import Engine
 from actors.episodes import EpisodeLimits, EpisodeRunner
-from actors.schedule import num_players, plan_evaluation, plan_training
+from actors.schedule import plan_evaluation, plan_training
+from envs import num_players
 from selfplay.config import Config
 from selfplay.types import Episode
 
@@ -59,6 +60,11 @@ class RolloutWorker:
         seconds = time.perf_counter() - start
         log.info("worker %d: %s engine ready in %.1f s (pid %d)", self.index, r.backend, seconds, os.getpid())
         return {"perf/engine_start_s": seconds}
+
+    def _engine(self) -> Engine:
+        if self.engine is None:
+            raise RuntimeError("RolloutWorker.init() must be awaited before using the engine")
+        return self.engine
 
     def _runner(self) -> EpisodeRunner:
         if self.runner is None:
@@ -105,21 +111,15 @@ class RolloutWorker:
 
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> dict[str, float]:
         """Load new policy weights into the engine; returns timing figures."""
-        if self.engine is None:
-            raise RuntimeError("RolloutWorker.init() must be awaited before updating weights")
-        return self.engine.update_weights(named_tensors)
+        return self._engine().update_weights(named_tensors)
 
     def update_weights_from_file(self, path: str) -> dict[str, float]:
         """Load new weights from a safetensors file on this node (the zero-copy CPU path)."""
-        if self.engine is None:
-            raise RuntimeError("RolloutWorker.init() must be awaited before updating weights")
-        return self.engine.update_weights_from_file(path)
+        return self._engine().update_weights_from_file(path)
 
     async def weight_transfer(self, method: str, payload: dict[str, Any] | None = None) -> None:
         """One call of vLLM's NCCL weight-sync control plane, issued by the learner."""
-        if self.engine is None:
-            raise RuntimeError("RolloutWorker.init() must be awaited before weight transfers")
-        await self.engine.weight_transfer(method, payload)
+        await self._engine().weight_transfer(method, payload)
 
     def node_id(self) -> str:
         """The Ray node this worker runs on (to pick the same-node weight path)."""

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
-import gymnasium as gym
 import numpy as np
 
-import envs  # noqa: F401  (registers the environment ids)
 from actors.engine import SamplingSettings
 from actors.episodes import EpisodeSpec
+from envs import num_players
 from selfplay.config import Config
-
-
-@lru_cache(maxsize=None)
-def num_players(env_id: str) -> int:
-    """Seats of a registered environment."""
-    env = gym.make(env_id).unwrapped
-    n = int(getattr(env, "num_players", 2))
-    env.close()
-    return n
 
 
 def train_sampling(cfg: Config) -> SamplingSettings:

@@ -3,6 +3,9 @@
 Pure Python: importing ``envs`` pulls in neither torch, vLLM nor Ray.
 """
 
+from functools import lru_cache
+
+import gymnasium as gym
 from gymnasium.envs.registration import register, registry
 
 GAMES = {
@@ -22,4 +25,15 @@ if "selfplay/TextArena-v0" not in registry:
     register(id="selfplay/TextArena-v0", entry_point="envs.textarena_adapter:TextArenaEnv",
              kwargs={"game": "TicTacToe-v0"})
 
-__all__ = ["GAMES"]
+
+
+@lru_cache(maxsize=None)
+def num_players(env_id: str) -> int:
+    """Seats of a registered environment."""
+    env = gym.make(env_id).unwrapped
+    n = int(getattr(env, "num_players", 2))
+    env.close()
+    return n
+
+
+__all__ = ["GAMES", "num_players"]

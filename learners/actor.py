@@ -54,17 +54,14 @@ class LearnerActor:
         returns its path (the caller deletes it once every worker has loaded it)."""
         start = time.perf_counter()
         path = shm_path()
-        nbytes = write_safetensors(path, self.learner.named_weights(),
+        nbytes = write_safetensors(path, self.learner.named_weights(copy=False),
                                    dtype=ENGINE_DTYPES[self.cfg.rollout.dtype])
         return path, {"sync/write_s": time.perf_counter() - start, "sync/mb": nbytes / 2**20}
 
     def save_snapshot(self, path: str) -> str:
         """Freeze the current policy as a Hugging Face folder (an opponent for the pool)."""
-        from transformers import AutoTokenizer
-
         tmp = Path(f"{path}.tmp")
-        self.learner.model.save_pretrained(tmp, safe_serialization=True)
-        AutoTokenizer.from_pretrained(self.learner.model_path).save_pretrained(tmp)
+        self.learner.save_model(tmp)
         os.replace(tmp, path)  # a snapshot folder is complete or absent
         return path
 

@@ -270,21 +270,22 @@ class Learner:
 
     # -- weights in and out ----------------------------------------------------------------------
 
-    def named_weights(self) -> Iterator[tuple[str, Tensor]]:
+    def named_weights(self, copy: bool = True) -> Iterator[tuple[str, Tensor]]:
         """``(HF name, CPU tensor)`` for every weight as a Hugging Face checkpoint stores it: a
         tied weight once, under its first name (``lm_head.weight`` is left to the tie).
 
-        Each tensor is a standalone copy: the model's are views of one flat buffer, and
-        pickling a view (Ray, ``torch.save``) would carry the whole buffer along."""
+        By default each tensor is a standalone copy: the model's are views of one flat buffer,
+        and pickling a view (Ray, ``torch.save``) would carry the whole buffer along. A caller
+        that only reads the bytes at once (writing a weights file) passes ``copy=False``."""
         seen: set[int] = set()
         for name, tensor in self.model.state_dict(keep_vars=True).items():
             if id(tensor) not in seen:
                 seen.add(id(tensor))
-                yield name, tensor.detach().to("cpu", copy=True)
+                yield name, tensor.detach().to("cpu", copy=copy)
 
-    def save(self, path: str | Path) -> None:
-        """A Hugging Face folder (weights, config, tokenizer: loadable by transformers and vLLM)
-        plus ``optimizer.pt`` (AdamW state, float32 master weights, step)."""
+    def save_model(self, path: str | Path) -> None:
+        """The policy as a Hugging Face folder (weights, config, tokenizer): loadable by
+        transformers and vLLM."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         # Standalone copies: safetensors refuses tensors that share one buffer.
@@ -295,6 +296,11 @@ class Learner:
 
             self._tokenizer = AutoTokenizer.from_pretrained(self.model_path)
         self._tokenizer.save_pretrained(path)
+
+    def save(self, path: str | Path) -> None:
+        """:meth:`save_model` plus ``optimizer.pt`` (AdamW state, float32 master weights, step)."""
+        path = Path(path)
+        self.save_model(path)
         master = self.flat.master if self.flat.mixed else None
         torch.save({"optimizer": self.optimizer.state_dict(), "master": master, "step": self.step},
                    path / "optimizer.pt")

@@ -60,7 +60,7 @@ def run_eval_command(cfg: Config, args: argparse.Namespace) -> int:
         for env_id in env_ids:
             kwargs = next((e.kwargs for e in cfg.envs if e.id == env_id), {})
             for opponent in [o for o in cfg.eval.opponents if o in opponent_names(env_id)]:
-                for seat in range(2):
+                for seat in range(envs.num_players(env_id)):
                     episodes += play_fixed(env_id, args.player, opponent, seat, games, cfg.seed, kwargs)
     rows = eval_table(episodes)
     label = args.player if args.player != "model" else (args.model or cfg.model)

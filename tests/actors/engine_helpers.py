@@ -46,3 +46,8 @@ def perturbed_state(model: Any, seed: int = 1, scale: float = 0.5) -> dict[str, 
         noise = torch.randn(tensor.shape, generator=gen) * tensor.float().std() * scale
         state[name] = tensor + noise.to(tensor.dtype) if tensor.dim() == 2 else tensor.clone()
     return state
+
+
+def token_ids(engine: Any, text: str) -> list[int]:
+    """``text`` as prompt token ids with the engine's own tokenizer."""
+    return engine.tokenizer(text).input_ids

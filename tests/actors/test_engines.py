@@ -16,7 +16,7 @@ import asyncio
 import pytest
 
 from actors.engine import SamplingSettings
-from engine_helpers import PROMPTS, greedy_hf, load_hf, perturbed_state, recompute_logprobs
+from engine_helpers import PROMPTS, greedy_hf, load_hf, perturbed_state, recompute_logprobs, token_ids
 
 pytestmark = pytest.mark.slow
 MEAN_TOL, MAX_TOL = 1e-3, 1e-2
@@ -32,18 +32,9 @@ def engine(tiny_model):
     eng.shutdown()
 
 
-@pytest.fixture(scope="module")
-def reference(tiny_model):
-    return load_hf(tiny_model)
-
-
-def _ids(engine, text: str) -> list[int]:
-    return engine.tokenizer(text).input_ids
-
-
 def _gather(engine, prompts: list[str], sampling: SamplingSettings):
     async def run():
-        return await asyncio.gather(*[engine.generate(_ids(engine, p), sampling) for p in prompts])
+        return await asyncio.gather(*[engine.generate(token_ids(engine, p), sampling) for p in prompts])
     return asyncio.run(run())
 
 
@@ -62,7 +53,7 @@ def test_logprobs_agree_with_transformers(engine, reference, temperature):
     outs = _gather(engine, PROMPTS, SamplingSettings(max_new_tokens=16, temperature=temperature, seed=5))
     diffs = []
     for prompt, out in zip(PROMPTS, outs):
-        expected = recompute_logprobs(reference, _ids(engine, prompt), out.token_ids, temperature)
+        expected = recompute_logprobs(reference, token_ids(engine, prompt), out.token_ids, temperature)
         diffs += [abs(a - b) for a, b in zip(out.logprobs, expected)]
     assert sum(diffs) / len(diffs) < MEAN_TOL and max(diffs) < MAX_TOL
 
@@ -70,7 +61,7 @@ def test_logprobs_agree_with_transformers(engine, reference, temperature):
 def test_greedy_agrees_with_transformers(engine, reference):
     for prompt in PROMPTS[:2]:
         out = _gather(engine, [prompt], SamplingSettings(max_new_tokens=8, temperature=0.0))[0]
-        assert out.token_ids == greedy_hf(reference, _ids(engine, prompt), 8)
+        assert out.token_ids == greedy_hf(reference, token_ids(engine, prompt), 8)
 
 
 def test_same_seed_same_sample(engine):
@@ -82,7 +73,7 @@ def test_same_seed_same_sample(engine):
 
 def test_update_weights_follows_transformers_then_restores(engine, reference, tiny_model):
     prompt = PROMPTS[0]
-    ids = _ids(engine, prompt)
+    ids = token_ids(engine, prompt)
     greedy = SamplingSettings(max_new_tokens=8, temperature=0.0)
     before = _gather(engine, [prompt], greedy)[0]
     new = perturbed_state(reference, seed=1)
@@ -96,7 +87,7 @@ def test_update_weights_follows_transformers_then_restores(engine, reference, ti
     assert (after.token_ids, after.logprobs) != (before.token_ids, before.logprobs)
     sampled = _gather(engine, PROMPTS, SamplingSettings(max_new_tokens=12, temperature=1.0, seed=2))
     diffs = [abs(a - b) for p, out in zip(PROMPTS, sampled)
-             for a, b in zip(out.logprobs, recompute_logprobs(changed, _ids(engine, p), out.token_ids))]
+             for a, b in zip(out.logprobs, recompute_logprobs(changed, token_ids(engine, p), out.token_ids))]
     assert sum(diffs) / len(diffs) < MEAN_TOL and max(diffs) < MAX_TOL
 
     engine.update_weights((k, v.detach()) for k, v in reference.named_parameters())
@@ -112,7 +103,7 @@ def test_update_during_generation_pauses_and_resumes_in_flight_requests(engine, 
 
     async def run():
         sampling = SamplingSettings(max_new_tokens=200, temperature=1.0, seed=1)
-        task = asyncio.ensure_future(engine.generate(_ids(engine, PROMPTS[2]), sampling))
+        task = asyncio.ensure_future(engine.generate(token_ids(engine, PROMPTS[2]), sampling))
         await asyncio.sleep(0.3)
         figures = await asyncio.to_thread(engine.update_weights, same)
         return await asyncio.wait_for(task, timeout=120), figures

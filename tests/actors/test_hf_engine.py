@@ -10,7 +10,7 @@ import torch
 
 from actors.engine import SamplingSettings
 from actors.hf_engine import TransformersEngine, top_p_filter
-from engine_helpers import PROMPTS, greedy_hf, load_hf, perturbed_state, recompute_logprobs
+from engine_helpers import PROMPTS, greedy_hf, load_hf, perturbed_state, recompute_logprobs, token_ids
 
 
 @pytest.fixture(scope="module")
@@ -18,15 +18,6 @@ def engine(tiny_model):
     eng = asyncio.run(TransformersEngine(tiny_model, dtype="float32", seed=0).init())
     yield eng
     eng.shutdown()
-
-
-@pytest.fixture(scope="module")
-def reference(tiny_model):
-    return load_hf(tiny_model)
-
-
-def _ids(engine, text: str) -> list[int]:
-    return engine.tokenizer(text).input_ids
 
 
 def test_top_p_keeps_the_nucleus_renormalised():
@@ -43,7 +34,7 @@ def test_concurrent_requests_share_batches(engine):
     async def run():
         sampling = SamplingSettings(max_new_tokens=6, temperature=1.0)
         before = engine.batches_run
-        outs = await asyncio.gather(*[engine.generate(_ids(engine, PROMPTS[i % 4]), sampling)
+        outs = await asyncio.gather(*[engine.generate(token_ids(engine, PROMPTS[i % 4]), sampling)
                                       for i in range(8)])
         return outs, engine.batches_run - before
 
@@ -58,22 +49,22 @@ def test_logprobs_match_a_teacher_forced_recomputation(engine, reference, temper
     unpadded forward pass over prompt + answer, at the sampling temperature."""
     async def run():
         sampling = SamplingSettings(max_new_tokens=12, temperature=temperature, seed=3)
-        return await asyncio.gather(*[engine.generate(_ids(engine, p), sampling) for p in PROMPTS])
+        return await asyncio.gather(*[engine.generate(token_ids(engine, p), sampling) for p in PROMPTS])
 
     for prompt, out in zip(PROMPTS, asyncio.run(run())):
-        expected = recompute_logprobs(reference, _ids(engine, prompt), out.token_ids, temperature)
+        expected = recompute_logprobs(reference, token_ids(engine, prompt), out.token_ids, temperature)
         assert max(abs(a - b) for a, b in zip(out.logprobs, expected)) < 1e-3
 
 
 def test_greedy_equals_argmax_decoding(engine, reference):
-    ids = _ids(engine, PROMPTS[0])
+    ids = token_ids(engine, PROMPTS[0])
     out = asyncio.run(engine.generate(ids, SamplingSettings(max_new_tokens=8, temperature=0.0)))
     assert out.token_ids == greedy_hf(reference, ids, 8)
     assert out.finish_reason == "length"
 
 
 def test_same_seed_same_sample(engine):
-    ids = _ids(engine, PROMPTS[1])
+    ids = token_ids(engine, PROMPTS[1])
     sampling = SamplingSettings(max_new_tokens=8, temperature=1.0, seed=11)
     a = asyncio.run(engine.generate(ids, sampling))
     b = asyncio.run(engine.generate(ids, sampling))
@@ -81,7 +72,7 @@ def test_same_seed_same_sample(engine):
 
 
 def test_update_weights_in_place_then_restore(engine, reference, tiny_model):
-    ids = _ids(engine, PROMPTS[0])
+    ids = token_ids(engine, PROMPTS[0])
     greedy = SamplingSettings(max_new_tokens=8, temperature=0.0)
     original = {k: v.detach().clone() for k, v in reference.named_parameters()}
     new = perturbed_state(reference, seed=1)
