@@ -133,6 +133,3 @@ class RolloutWorker:
         if self.engine is not None:
             self.engine.shutdown()
             self.engine = None
-
-    def ping(self) -> Any:
-        return self.index

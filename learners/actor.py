@@ -56,7 +56,7 @@ class LearnerActor:
         path = shm_path()
         nbytes = write_safetensors(path, self.learner.named_weights(copy=False),
                                    dtype=ENGINE_DTYPES[self.cfg.rollout.dtype])
-        return path, {"sync/write_s": time.perf_counter() - start, "sync/mb": nbytes / 2**20}
+        return path, {"sync/write_s": time.perf_counter() - start, "sync/mb": nbytes / 1e6}
 
     def save_snapshot(self, path: str) -> str:
         """Freeze the current policy as a Hugging Face folder (an opponent for the pool)."""
