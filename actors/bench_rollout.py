@@ -17,6 +17,7 @@ from typing import Any
 from actors.engine import Engine, SamplingSettings
 from actors.episodes import EpisodeLimits, EpisodeRunner, EpisodeSpec
 from actors.prompting import prompt_ids
+from selfplay.core.precision import cpu_capability
 
 log = logging.getLogger(__name__)
 GAME = "selfplay/TicTacToe-v0"
@@ -74,7 +75,8 @@ async def _bench(model_path: str, n: int, max_new_tokens: int, dtype: str, kv_ca
         c = await _games(hf, n, sampling)
     finally:
         hf.shutdown()
-    return {"bench": "rollout", "n": n, "max_new_tokens": max_new_tokens, "dtype": dtype,
+    return {"bench": "rollout", "n": n, "max_new_tokens": max_new_tokens, "dtype": vllm.dtype,
+            "cpu_capability": cpu_capability(),
             "a_selfplay_tokens_per_s": a["tokens_per_s"], "b_raw_vllm_tokens_per_s": b["tokens_per_s"],
             "c_transformers_tokens_per_s": c["tokens_per_s"],
             "ratio_a_b": a["tokens_per_s"] / b["tokens_per_s"], "ratio_a_c": a["tokens_per_s"] / c["tokens_per_s"],
@@ -82,10 +84,11 @@ async def _bench(model_path: str, n: int, max_new_tokens: int, dtype: str, kv_ca
             "b_tokens": b["tokens"], "c_tokens": c["tokens"], "c_seconds": c["seconds"]}
 
 
-def bench_rollout(model_path: str, n: int = 32, max_new_tokens: int = 64, dtype: str = "bfloat16",
+def bench_rollout(model_path: str, n: int = 32, max_new_tokens: int = 64, dtype: str = "auto",
                   kv_cache_gib: float = 2.0) -> dict[str, Any]:
     """Run the three measurements and print them; returns the figures."""
     figures = asyncio.run(_bench(model_path, n, max_new_tokens, dtype, kv_cache_gib))
+    print(f"dtype {figures['dtype']}, CPU {figures['cpu_capability']}")
     print(f"(a) self-play, {n} concurrent TicTacToe games: {figures['a_selfplay_tokens_per_s']:.1f} tokens/s "
           f"({figures['a_tokens']} tokens, {figures['a_turns']} turns, {figures['a_seconds']:.1f} s)")
     print(f"(b) raw vLLM, {n} sequences x {max_new_tokens} tokens: {figures['b_raw_vllm_tokens_per_s']:.1f} tokens/s")

@@ -40,6 +40,10 @@ class Engine(Protocol):
     """What a rollout worker needs from a generation engine."""
 
     tokenizer: Any
+    dtype: str
+    """The resolved dtype the engine computes in (never ``auto``)."""
+    dtype_reason: str
+    """Why that dtype (e.g. ``auto: the CPU has no native bf16``), for the start-up log."""
 
     async def generate(self, prompt_ids: list[int], sampling: SamplingSettings) -> Generation: ...
 

@@ -25,6 +25,7 @@ from typing import Any, Iterable
 import torch
 
 from actors.engine import Generation, SamplingSettings
+from selfplay.core.precision import local_device, resolve_dtype
 
 
 @dataclass
@@ -57,16 +58,16 @@ def sampling_logprobs(logits: torch.Tensor, temperature: torch.Tensor, top_p: to
 class TransformersEngine:
     """A Hugging Face model that batches concurrent ``generate`` calls. Then ``await init()``."""
 
-    def __init__(self, model_path: str, *, dtype: str = "bfloat16", seed: int = 0,
+    def __init__(self, model_path: str, *, dtype: str = "auto", seed: int = 0,
                  max_model_len: int | None = None, max_batch_size: int = 32,
                  batch_wait_s: float = 0.01, device: str | None = None) -> None:
         self.model_path = model_path
-        self.dtype = dtype
+        self.device = device or local_device()
+        self.dtype, self.dtype_reason = resolve_dtype(dtype, self.device)
         self.seed = seed
         self.max_model_len = max_model_len
         self.max_batch_size = max_batch_size
         self.batch_wait_s = batch_wait_s
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.tokenizer: Any = None
         self.model: Any = None
         # Counters for throughput logging and for tests that check batching.

@@ -58,7 +58,8 @@ class RolloutWorker:
         self.runner = EpisodeRunner(self.engine, self.engine.tokenizer, limits_from(self.cfg),
                                     opponent_engines=self.snapshots)
         seconds = time.perf_counter() - start
-        log.info("worker %d: %s engine ready in %.1f s (pid %d)", self.index, r.backend, seconds, os.getpid())
+        log.info("worker %d: %s engine ready in %.1f s, %s (%s) (pid %d)", self.index, r.backend, seconds,
+                 self.engine.dtype, self.engine.dtype_reason, os.getpid())
         return {"perf/engine_start_s": seconds}
 
     def _engine(self) -> Engine:

@@ -36,6 +36,7 @@ import torch
 
 from actors.engine import Generation, SamplingSettings
 from actors.weight_sync import shm_path, write_safetensors
+from selfplay.core.precision import local_device, resolve_dtype
 
 T = TypeVar("T")
 LOGPROBS_MODE = "processed_logprobs"
@@ -73,13 +74,15 @@ def sampled_logprobs(token_ids: Iterable[int], logprobs: Any) -> list[float]:
 class VLLMEngine:
     """A vLLM ``AsyncLLM`` for rollouts. Construct cheaply, then ``await init()``."""
 
-    def __init__(self, model_path: str, *, dtype: str = "bfloat16", seed: int = 0,
+    def __init__(self, model_path: str, *, dtype: str = "auto", seed: int = 0,
                  max_model_len: int = 2048, kv_cache_gib: float = 2.0,
                  gpu_memory_utilization: float = 0.5, enforce_eager: bool = True,
                  enable_prefix_caching: bool = True, weight_sync: str = "auto",
                  max_num_seqs: int | None = None) -> None:
         self.model_path = model_path
-        self.dtype = dtype
+        # "auto" is ours, not vLLM's (which would take the checkpoint's dtype): bf16 only where the
+        # hardware computes it natively.
+        self.dtype, self.dtype_reason = resolve_dtype(dtype, local_device())
         self.seed = seed
         self.max_model_len = max_model_len
         self.kv_cache_gib = kv_cache_gib

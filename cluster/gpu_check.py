@@ -41,7 +41,7 @@ async def _check(shape_dir: Path, work: Path, n: int) -> dict[str, float | str]:
     del model
     device = "cuda" if torch.cuda.is_available() else "cpu"
     out: dict[str, float | str] = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu"}
-    engine = await make_engine("transformers", str(work), dtype="bfloat16", seed=0)
+    engine = await make_engine("transformers", str(work), dtype="auto", seed=0)
     sampling = SamplingSettings(max_new_tokens=64, temperature=0.7)
     games = await _games(engine, n, sampling)
     out.update({"hf_engine_selfplay_tokens_per_s": games["tokens_per_s"], "hf_engine_turns": games["turns"]})
@@ -52,7 +52,7 @@ async def _check(shape_dir: Path, work: Path, n: int) -> dict[str, float | str]:
     runner = EpisodeRunner(engine, engine.tokenizer, EpisodeLimits(max_turns=9, max_prompt_tokens=4096))
     episodes = await runner.run_many(_specs(max(2, n // 4), sampling))
     samples = [s for e in episodes for s in e.samples]
-    learner = Learner(str(work), TrainerConfig(device=device, dtype="bfloat16", lr=1e-5), temperature=0.7)
+    learner = Learner(str(work), TrainerConfig(device=device, dtype="auto", lr=1e-5), temperature=0.7)
     diffs = [abs(a - b) for s, lp in zip(samples, learner.logprobs(samples)) for a, b in zip(lp, s.logprobs)]
     out["logprob_mean_abs_diff_bf16"] = sum(diffs) / len(diffs)
     out["logprob_max_abs_diff_bf16"] = max(diffs)

@@ -19,10 +19,10 @@ from learners.learner import Learner
 from selfplay.advantages import make_estimator
 from selfplay.checkpoint import load_checkpoint, save_checkpoint
 from selfplay.config import Config
+from selfplay.core.precision import resolve_dtype, torch_dtype
 from selfplay.episode_metrics import short_env
 from selfplay.types import Episode
 
-ENGINE_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
 class LearnerActor:
@@ -35,6 +35,10 @@ class LearnerActor:
         self.learner = Learner(model_path, cfg.trainer, seed=cfg.seed,
                                temperature=cfg.rollout.temperature)
         self.estimator = make_estimator(cfg.advantage)
+        # The engines' dtype, resolved as the workers resolve it (Ray hides GPUs from actors that
+        # asked for none), so that weight files need no cast on the engine's side.
+        engine_device = "cuda" if cfg.cluster.worker_gpus > 0 else "cpu"
+        self.engine_dtype = torch_dtype(resolve_dtype(cfg.rollout.dtype, engine_device)[0])
 
     def update(self, episodes: list[Episode]) -> dict[str, float]:
         """Compute advantages for the episodes' samples and take one training step."""
@@ -55,7 +59,7 @@ class LearnerActor:
         start = time.perf_counter()
         path = shm_path()
         nbytes = write_safetensors(path, self.learner.named_weights(copy=False),
-                                   dtype=ENGINE_DTYPES[self.cfg.rollout.dtype])
+                                   dtype=self.engine_dtype)
         return path, {"sync/write_s": time.perf_counter() - start, "sync/mb": nbytes / 1e6}
 
     def save_snapshot(self, path: str) -> str:

@@ -22,6 +22,7 @@ import torch
 from learners.learner import Learner, resolve_device_dtype
 from learners.loss import token_logprobs
 from selfplay.config_schema import TrainerConfig
+from selfplay.core.precision import cpu_capability
 from selfplay.types import Sample
 
 __all__ = ["bench_learner"]
@@ -60,7 +61,7 @@ def bench_learner(model_path: str, trainer_cfg: TrainerConfig, num_samples: int 
     from transformers import AutoModelForCausalLM
 
     learner = Learner(model_path, trainer_cfg, seed=seed)
-    device, dtype = resolve_device_dtype(trainer_cfg)
+    device, dtype, _ = resolve_device_dtype(trainer_cfg)
     bare = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(device).eval()
     opt = torch.optim.AdamW(bare.parameters(), lr=trainer_cfg.lr, betas=tuple(trainer_cfg.betas),
                             weight_decay=trainer_cfg.weight_decay, fused=True)
@@ -91,6 +92,7 @@ def bench_learner(model_path: str, trainer_cfg: TrainerConfig, num_samples: int 
     bare_tps = tokens * len(bare_s) / sum(bare_s)
     return {
         "device": str(device), "dtype": str(dtype).removeprefix("torch."),
+        "cpu_capability": cpu_capability(),
         "tokens_per_step": float(tokens), "steps": float(steps),
         "learner_step_s": sum(learner_s) / len(learner_s), "bare_step_s": sum(bare_s) / len(bare_s),
         "learner_tokens_per_s": learner_tps, "bare_tokens_per_s": bare_tps,

@@ -28,7 +28,7 @@ def run(what: str, cfg: Config) -> dict[str, Any]:
         figures = bench_learner(model, cfg.trainer)
         print(f"learner: {figures['learner_tokens_per_s']:.1f} tokens/s   bare torch loop: "
               f"{figures['bare_tokens_per_s']:.1f} tokens/s   ratio {figures['ratio']:.2f} (target >= 0.9)"
-              f"   [{figures['device']}, {figures['dtype']}]")
+              f"   [{figures['device']}, {figures['dtype']}, CPU {figures['cpu_capability']}]")
         return {"bench": "learner", **figures}
     if what == "sync":
         from selfplay.bench_sync import bench_sync, report

@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from selfplay.core.precision import cpu_capability, torch_dtype
+
 
 def _state_dict(model_path: str, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """The model's full state dict as a learner would hold it (fresh tensors, engine dtype)."""
@@ -39,8 +41,8 @@ def _naive(engine: Any, state: dict[str, torch.Tensor]) -> tuple[float, float]:
     return time.perf_counter() - start, worker_s
 
 
-def bench_sync(model_path: str, repeats: int = 3, dtype: str = "bfloat16", kv_cache_gib: float = 1,
-               naive: bool = True) -> dict[str, float]:
+def bench_sync(model_path: str, repeats: int = 3, dtype: str = "auto", kv_cache_gib: float = 1,
+               naive: bool = True) -> dict[str, Any]:
     """Time weight updates of the model's own full state dict into a running engine; returns the
     medians in seconds and MB/s (keys ``bench/<way>_s``, ``bench/<way>_mb_per_s``, ``bench/mb``)."""
     from actors.vllm_engine import VLLMEngine
@@ -49,7 +51,7 @@ def bench_sync(model_path: str, repeats: int = 3, dtype: str = "bfloat16", kv_ca
     engine = asyncio.run(VLLMEngine(model_path, dtype=dtype, kv_cache_gib=kv_cache_gib,
                                     max_model_len=512, weight_sync="cpu").init())
     try:
-        state = _state_dict(model_path, getattr(torch, dtype))
+        state = _state_dict(model_path, torch_dtype(engine.dtype))
         fast = [engine.update_weights(state.items()) for _ in range(repeats)]
         path = shm_path("selfplay-bench")
         try:
@@ -62,7 +64,8 @@ def bench_sync(model_path: str, repeats: int = 3, dtype: str = "bfloat16", kv_ca
     finally:
         engine.shutdown()
     mb = fast[0]["sync/mb"]
-    out = {"bench/mb": mb, "bench/repeats": float(repeats)}
+    out: dict[str, Any] = {"bench/mb": mb, "bench/repeats": float(repeats), "dtype": engine.dtype,
+                           "cpu_capability": cpu_capability()}
     for key in ("sync/total_s", "sync/serialize_s", "sync/load_s", "sync/worker_reload_s"):
         out[f"bench/fast_{key.split('/')[1]}"] = statistics.median(f[key] for f in fast)
     out["bench/floor_s"] = statistics.median(floor)
@@ -81,16 +84,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model", nargs="?", default=DEFAULT_MODEL, help="built-in name or folder")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--dtype", default="auto")
     parser.add_argument("--no-naive", action="store_true", help="skip the slow naive path")
     args = parser.parse_args()
     report(bench_sync(resolve_model(args.model), args.repeats, args.dtype, naive=not args.no_naive))
 
 
-def report(figures: dict[str, float]) -> None:
+def report(figures: dict[str, Any]) -> None:
     """Print the figures of :func:`bench_sync` for a person."""
     mb, repeats = figures["bench/mb"], int(figures["bench/repeats"])
-    print(f"weight sync of {mb:.0f} MB, median of {repeats}:")
+    print(f"weight sync of {mb:.0f} MB ({figures['dtype']}, CPU {figures['cpu_capability']}), median of {repeats}:")
     print(f"  fast   {figures['bench/fast_total_s']:6.2f} s  {figures['bench/fast_total_mb_per_s']:7.0f} MB/s"
           f"  (write {figures['bench/fast_serialize_s']:.2f} s, load {figures['bench/fast_load_s']:.2f} s,"
           f" of which reload in worker {figures['bench/fast_worker_reload_s']:.2f} s)")

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from selfplay.core.precision import DTYPE_NAMES
 from selfplay.config_schema import (
     AdvantageConfig, CheckpointConfig, ClusterConfig, Config, ConfigError, EnvConfig, EvalConfig,
     PoolConfig, RolloutConfig, TrainerConfig,
@@ -169,7 +170,6 @@ def to_dict(cfg: Config) -> dict[str, Any]:
 
 BACKENDS = ("vllm", "transformers")
 ADVANTAGES = ("rae", "grpo")
-DTYPES = ("auto", "bfloat16", "float16", "float32")
 WEIGHT_SYNCS = ("auto", "cpu", "nccl")
 OPPONENTS = ("random", "strong", "snapshot")
 
@@ -205,7 +205,7 @@ def validate(cfg: Config) -> None:
     _check(r.episode_timeout_s > 0, "rollout.episode_timeout_s", r.episode_timeout_s, "> 0")
     _check(r.kv_cache_gib > 0, "rollout.kv_cache_gib", r.kv_cache_gib, "> 0")
     _check(0 < r.gpu_memory_utilization <= 1, "rollout.gpu_memory_utilization", r.gpu_memory_utilization, "in (0, 1]")
-    _check(r.dtype in DTYPES[1:], "rollout.dtype", r.dtype, f"one of {DTYPES[1:]}")
+    _check(r.dtype in DTYPE_NAMES, "rollout.dtype", r.dtype, f"one of {DTYPE_NAMES}")
     _check(r.weight_sync in WEIGHT_SYNCS, "rollout.weight_sync", r.weight_sync, f"one of {WEIGHT_SYNCS}")
     a = cfg.advantage
     _check(a.type in ADVANTAGES, "advantage.type", a.type, f"one of {ADVANTAGES}")
@@ -221,7 +221,7 @@ def validate(cfg: Config) -> None:
     _check(t.grad_clip > 0, "trainer.grad_clip", t.grad_clip, "> 0")
     _check(t.micro_batch_tokens >= 64, "trainer.micro_batch_tokens", t.micro_batch_tokens, ">= 64")
     _check(t.epochs >= 1, "trainer.epochs", t.epochs, ">= 1")
-    _check(t.dtype in DTYPES, "trainer.dtype", t.dtype, f"one of {DTYPES}")
+    _check(t.dtype in DTYPE_NAMES, "trainer.dtype", t.dtype, f"one of {DTYPE_NAMES}")
     _check(t.device in ("auto", "cpu", "cuda"), "trainer.device", t.device, "one of auto, cpu, cuda")
     e = cfg.eval
     _check(e.every >= 0, "eval.every", e.every, ">= 0")

@@ -62,8 +62,9 @@ class RolloutConfig:
     """vLLM GPU memory share for a worker co-located with the learner (0..1)."""
     enforce_eager: bool = True
     """Skip vLLM graph compilation: minutes faster start-up on CPU."""
-    dtype: str = "bfloat16"
-    """Engine dtype: bfloat16, float16 or float32."""
+    dtype: str = "auto"
+    """Engine dtype: auto (bfloat16 on a GPU or a CPU with native bf16, else float32), bfloat16,
+    float16 or float32."""
     weight_sync: str = "auto"
     """How new weights reach the engines: auto, cpu (reload through the worker) or nccl."""
 
@@ -105,7 +106,8 @@ class TrainerConfig:
     epochs: int = 1
     """Passes over each step's samples (>= 1)."""
     dtype: str = "auto"
-    """Learner dtype: auto (bf16 on GPU, bf16 on CPU), bfloat16 or float32."""
+    """Learner dtype: auto (bfloat16 on a GPU or a CPU with native bf16, else float32), bfloat16,
+    float16 or float32."""
     gradient_checkpointing: bool = False
     """Trade compute for memory in the learner's forward pass."""
     device: str = "auto"

@@ -30,7 +30,7 @@ def _model_player(model: str) -> Callable[[str], str]:
     from selfplay.models import resolve_model
 
     loop = asyncio.new_event_loop()
-    engine = loop.run_until_complete(make_engine("vllm", resolve_model(model), dtype="bfloat16"))
+    engine = loop.run_until_complete(make_engine("vllm", resolve_model(model), dtype="auto"))
     sampling = SamplingSettings(max_new_tokens=96, temperature=0.0)
 
     def reply(obs: str) -> str:

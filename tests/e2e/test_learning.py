@@ -1,14 +1,15 @@
-"""Training must learn, not just run: the built-in model, Kuhn Poker against the random
-opponent, a fixed seed, eight steps. In its first steps the untrained 135M model names no legal
-action in most turns; after six more updates it does so far more often, and its return against
-the random player rises.
+"""Training must learn, not just run: ``make demo`` itself (the shipped ``debug`` config on the
+built-in model, in the dtype ``auto`` picks for this CPU), and its invalid-action rate must fall.
 
 Sampling is not bit-reproducible (vLLM batches concurrent requests as they come), so the test
-compares two-step means (64 episodes each, standard error about 0.06 per mean). Measured on this
-2-core machine with these settings: invalid-action rate 0.68 -> 0.25 and 0.63 -> 0.31 between
-steps 1-2 and 7-8; one run that learned slowly still went 0.58 -> 0.39 by steps 4-5. An earlier
-version compared step 1 alone with steps 4-5 and failed on that slow run by 0.01: one step is too
-noisy a baseline.
+compares two-step means (32 episodes each) of the invalid-action rate over all seats and
+opponents, as the README's claim for the demo does: at least 0.15 lower in the last two steps
+than in the first two. Measured on the 2-core development machine (AVX-512 with native bf16):
+see the README's "Performance" section for the figures.
+
+Limits: the demo is sized to finish in about 10 minutes on a 2-core CPU without native bf16
+(float32); the subprocess gets twice that, and pytest's own limit for this test is above it, so
+a slow machine fails with the run's output, not with a bare pytest timeout.
 """
 
 from __future__ import annotations
@@ -20,26 +21,26 @@ import pytest
 
 from selfplay.metrics import read_scalars
 
-pytestmark = pytest.mark.slow
-
-SETTINGS = ["name=learn", "rollout.self_play_fraction=0", "rollout.episodes_per_step=32",
-            "rollout.temperature=0.7", "rollout.max_new_tokens=48", "trainer.lr=1e-4",
-            "trainer.steps=8", "eval.every=0", "checkpoint.every=0", "seed=0"]
+RUN_LIMIT_S = 1200
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(RUN_LIMIT_S + 120)]
 
 
-def _per_step(scalars, suffix):
-    """Mean over the policy's two seats of a per-step metric, by step."""
+def _invalid_by_step(scalars) -> dict[int, float]:
+    """Mean over every (opponent, seat) group of the per-step invalid-action rate."""
     series = [dict(v) for k, v in scalars.items()
-              if k.startswith("game/KuhnPoker-v0/random/") and k.endswith(suffix)]
-    return {step: sum(s[step] for s in series) / len(series) for step in series[0]}
+              if k.startswith("game/KuhnPoker-v0/") and k.endswith("/invalid_rate")]
+    steps = sorted(set().union(*series))
+    return {s: sum(x[s] for x in series if s in x) / sum(s in x for x in series) for s in steps}
 
 
-def test_invalid_rate_falls_and_return_against_random_rises(tmp_path, smollm2):
+def test_the_demo_learns_to_answer_validly(tmp_path, smollm2):
     proc = subprocess.run([sys.executable, "-m", "selfplay", "train", "--config", "debug",
-                           f"run_root={tmp_path}", *SETTINGS], capture_output=True, text=True, timeout=1500)
+                           f"run_root={tmp_path}", "name=demo", "seed=0"],
+                          capture_output=True, text=True, timeout=RUN_LIMIT_S)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    scalars = read_scalars(tmp_path / "learn")
-    invalid, ret = _per_step(scalars, "/invalid_rate"), _per_step(scalars, "/return")
-    first, last = (lambda d: (d[1] + d[2]) / 2), (lambda d: (d[7] + d[8]) / 2)
-    assert last(invalid) < first(invalid) - 0.15, invalid
-    assert last(ret) > first(ret) + 0.3, ret
+    invalid = _invalid_by_step(read_scalars(tmp_path / "demo"))
+    steps = sorted(invalid)
+    assert len(steps) >= 4, invalid
+    first = (invalid[steps[0]] + invalid[steps[1]]) / 2
+    last = (invalid[steps[-2]] + invalid[steps[-1]]) / 2
+    assert last <= first - 0.15, invalid
