@@ -1,17 +1,23 @@
-"""The generation-engine interface shared by the vLLM engine and the transformers fallback.
+"""The generation-engine interface, its settings, and the factory that starts one by name.
 
 An engine takes prompt token ids and sampling settings and returns the sampled tokens, their
 text and their log-probs under the sampling distribution. ``generate`` is a coroutine: the
 episode runner awaits many of them at once and the engine batches whatever is in flight
 (continuous batching), so no game waits for the slowest game of a batch.
+
+Import-light: no torch, vLLM or transformers until an engine is made.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Iterable, Protocol
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Iterable, Protocol
 
-import torch
+if TYPE_CHECKING:
+    import torch
+
+#: The generation backends ``make_engine`` knows (``rollout.backend``).
+BACKENDS = ("vllm", "transformers")
 
 
 @dataclass(frozen=True)
@@ -22,6 +28,32 @@ class SamplingSettings:
     temperature: float = 1.0
     top_p: float = 1.0
     seed: int | None = None
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """How to build an engine; one type for every backend. A backend ignores the fields that mean
+    nothing to it (marked below), so one rollout config can drive either."""
+
+    dtype: str = "auto"
+    """auto, bfloat16, float16 or float32 (``auto``: see :mod:`selfplay.core.precision`)."""
+    seed: int = 0
+    max_model_len: int | None = 2048
+    """Longest prompt + response in tokens; None: the model's own limit."""
+    weight_sync: str = "auto"
+    """How new weights arrive (:data:`selfplay.core.weight_publishing.WEIGHT_SYNCS`)."""
+    # vLLM only
+    kv_cache_gib: float = 2.0
+    gpu_memory_utilization: float = 0.5
+    enforce_eager: bool = True
+    enable_prefix_caching: bool = True
+    max_num_seqs: int | None = None
+    worker_extension: str = "selfplay.core.weight_publishing.WeightSyncExtension"
+    """vLLM worker-extension class (by name: vLLM's worker process imports it)."""
+    # transformers only
+    max_batch_size: int = 32
+    batch_wait_s: float = 0.01
+    device: str | None = None
 
 
 @dataclass
@@ -47,8 +79,30 @@ class Engine(Protocol):
 
     async def generate(self, prompt_ids: list[int], sampling: SamplingSettings) -> Generation: ...
 
-    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> dict[str, float]:
+    def update_weights(self, named_tensors: Iterable[tuple[str, "torch.Tensor"]]) -> dict[str, float]:
         """Load new policy weights (Hugging Face names); returns timing figures in seconds."""
         ...
 
+    def update_weights_from_file(self, path: str) -> dict[str, float]:
+        """Load new policy weights from a weights file on this node (the RAM-file transport)."""
+        ...
+
     def shutdown(self) -> None: ...
+
+
+async def make_engine(backend: str, model_path: str, settings: EngineSettings | None = None,
+                      **overrides: Any) -> Engine:
+    """Build and start (``await engine.init()``) the engine named ``backend`` from ``settings``
+    (default settings if None) with ``overrides`` applied; an unknown field raises ``TypeError``."""
+    settings = replace(settings or EngineSettings(), **overrides)
+    if backend == "vllm":
+        from actors.vllm_engine import VLLMEngine
+
+        return await VLLMEngine(model_path, settings).init()
+    if backend == "transformers":
+        from actors.hf_engine import TransformersEngine
+
+        if settings.weight_sync == "nccl":
+            raise ValueError("weight_sync='nccl' needs the vllm backend (vLLM's weight-transfer API)")
+        return await TransformersEngine(model_path, settings).init()
+    raise ValueError(f"unknown engine backend {backend!r}: expected one of {BACKENDS}")

@@ -1,24 +1,28 @@
-"""The episode runner: plays many episodes concurrently against one engine.
+"""The episode loop: one loop for training, evaluation and ``selfplay play``.
 
-A plain async class, no Ray. Each episode is a coroutine; every policy turn awaits
-``engine.generate``, so the turns of all running episodes reach the engine as they arrive and
-are batched together there (continuous batching): no game waits for the slowest game.
+Every role of a game is played by a :class:`Player`: the policy's engine (whose turns become
+training samples), a frozen snapshot's engine, a fixed opponent (``random``, ``strong``), or, in
+``selfplay play``, a person at the terminal. :func:`play_episode` runs one game with whatever
+players it is given; :class:`EpisodeRunner` builds the players for training and evaluation specs
+and plays many episodes concurrently against one engine. Every engine turn awaits
+``engine.generate``, so the turns of all running episodes reach the engine as they arrive and are
+batched together there (continuous batching): no game waits for the slowest game.
 
-Limits keep a run healthy and never crash the runner:
+Limits keep a run healthy and never crash the loop:
 
-* ``max_turns``: an episode still running after this many turns (all seats) ends *truncated*;
-* ``max_prompt_tokens``: a turn whose prompt would be longer ends the episode *truncated*;
+* ``max_turns``: an episode still running after this many turns (all roles) ends *truncated*;
+* ``max_prompt_tokens``: a turn whose prompt is longer ends the episode *truncated*;
 * ``timeout_s``: an episode running longer ends as *timeout*.
 
-Truncated and timed-out episodes give every seat ``truncated_return`` (0 by default, which keeps
-zero-sum games zero-sum); their policy samples keep that return.
+Truncated and timed-out episodes give every role ``truncated_return`` (0 by default, which keeps
+zero-sum games zero-sum).
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -27,7 +31,7 @@ import envs  # noqa: F401  (registers the environment ids)
 from actors.engine import Engine, SamplingSettings
 from actors.prompting import prompt_ids
 from envs.opponents import make_opponent
-from selfplay.types import Episode, Sample
+from selfplay.core.samples import SELF, Episode, Sample
 
 
 @dataclass(frozen=True)
@@ -42,9 +46,9 @@ class EpisodeLimits:
 
 @dataclass
 class EpisodeSpec:
-    """What to play: the game, its seed, which seats the policy plays and who plays the others.
+    """What to play: the game, its seed, which roles the policy plays and who plays the others.
 
-    ``opponent`` is ``"self"`` when the policy plays every seat, else a fixed opponent's name or
+    ``opponent`` is ``"self"`` when the policy plays every role, else a fixed opponent's name or
     the name of a frozen snapshot whose engine the runner holds.
     """
 
@@ -52,10 +56,65 @@ class EpisodeSpec:
     seed: int
     episode_id: str
     policy_roles: list[int]
-    opponent: str = "self"
+    opponent: str = SELF
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] | None = None
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
+
+
+class PromptTooLong(Exception):
+    """A turn's prompt exceeds ``max_prompt_tokens``: the episode ends truncated."""
+
+
+@dataclass
+class Turn:
+    """What a player wrote: the text the environment parses, and, for the policy, the sample."""
+
+    text: str
+    sample: Sample | None = None
+    tokens: int = 0
+
+
+class Player(Protocol):
+    """Writes the actions of one or more roles."""
+
+    async def act(self, env: Any, observation: str, role: int) -> Turn: ...
+
+
+class FixedPlayer:
+    """A fixed opponent from :mod:`envs.opponents` (``random``, ``strong``), seeded."""
+
+    def __init__(self, env_id: str, name: str, seed: int) -> None:
+        self.opponent = make_opponent(env_id, name)
+        self.rng = np.random.default_rng(seed)
+
+    async def act(self, env: Any, observation: str, role: int) -> Turn:
+        return Turn(self.opponent.act(env, self.rng))
+
+
+class EnginePlayer:
+    """An engine answering the observation through the chat template. With ``record`` (the
+    policy being trained) every turn becomes a :class:`Sample`; a snapshot records nothing."""
+
+    def __init__(self, engine: Engine, tokenizer: Any, sampling: SamplingSettings,
+                 max_prompt_tokens: int, spec: EpisodeSpec | None = None, record: bool = False) -> None:
+        self.engine, self.tokenizer, self.sampling = engine, tokenizer, sampling
+        self.max_prompt_tokens, self.spec, self.record = max_prompt_tokens, spec, record
+        self.turn = 0
+
+    async def act(self, env: Any, observation: str, role: int) -> Turn:
+        ids = prompt_ids(self.tokenizer, observation)
+        if len(ids) > self.max_prompt_tokens:
+            raise PromptTooLong(f"prompt of {len(ids)} tokens > max_prompt_tokens={self.max_prompt_tokens}")
+        gen = await self.engine.generate(ids, self.sampling)
+        self.turn += 1
+        if not (self.record and gen.token_ids and self.spec is not None):
+            return Turn(gen.text)
+        sample = Sample(prompt_ids=ids, response_ids=list(gen.token_ids), logprobs=list(gen.logprobs),
+                        loss_mask=[1] * len(gen.token_ids), env_id=self.spec.env_id, role=role,
+                        ret=0.0, episode_id=self.spec.episode_id, turn=self.turn - 1,
+                        opponent=self.spec.opponent)
+        return Turn(gen.text, sample, len(gen.token_ids))
 
 
 @dataclass
@@ -70,8 +129,60 @@ class _Progress:
     num_players: int = 2
 
 
+async def play_episode(env: Any, players: dict[int, Player], limits: EpisodeLimits,
+                       spec: EpisodeSpec) -> Episode:
+    """Play one game of ``env`` (a :class:`envs.base.TurnBasedTextEnv`, reset here with the
+    spec's seed and options) to its end, truncation or timeout; ``players[role]`` plays ``role``."""
+    progress = _Progress()
+    try:
+        return await asyncio.wait_for(_play(env, players, limits, spec, progress), limits.timeout_s)
+    except asyncio.TimeoutError:
+        return _cut_short(spec, progress, limits, "timeout")
+
+
+async def _play(env: Any, players: dict[int, Player], limits: EpisodeLimits, spec: EpisodeSpec,
+                progress: _Progress) -> Episode:
+    obs, info = env.reset(seed=spec.seed, options=spec.options)
+    progress.num_players = env.num_players
+    while True:
+        if progress.turns >= limits.max_turns:
+            return _cut_short(spec, progress, limits, "truncated")
+        role = info["player"]
+        try:
+            turn = await players[role].act(env, obs, role)
+        except PromptTooLong:
+            return _cut_short(spec, progress, limits, "truncated")
+        if turn.sample is not None:
+            progress.samples.append(turn.sample)
+        progress.tokens += turn.tokens
+        obs, _, terminated, truncated, info = env.step(turn.text)
+        progress.turns += 1
+        progress.invalid_counts = info["invalid_counts"]
+        progress.transcript.append(f"[player {role}] {turn.text.strip()!r} -> {info.get('action', 'INVALID')}")
+        if terminated or truncated:
+            rewards = {int(p): float(r) for p, r in info["rewards"].items()}
+            outcome = "invalid" if info["invalid"] and env.invalid_action == "lose" else "finished"
+            return _finish(spec, progress, rewards, outcome)
+
+
+def _cut_short(spec: EpisodeSpec, progress: _Progress, limits: EpisodeLimits, outcome: str) -> Episode:
+    rewards = {p: limits.truncated_return for p in range(progress.num_players)}
+    return _finish(spec, progress, rewards, outcome)
+
+
+def _finish(spec: EpisodeSpec, progress: _Progress, rewards: dict[int, float], outcome: str) -> Episode:
+    for sample in progress.samples:
+        sample.ret = rewards[sample.role]
+    return Episode(
+        env_id=spec.env_id, episode_id=spec.episode_id, samples=progress.samples,
+        rewards=rewards, policy_roles=list(spec.policy_roles), opponent=spec.opponent,
+        outcome=outcome, num_turns=progress.turns, invalid_counts=list(progress.invalid_counts),
+        transcript="\n".join(progress.transcript), generated_tokens=progress.tokens)
+
+
 class EpisodeRunner:
-    """Plays episodes with ``engine`` for the policy's seats and fixed opponents elsewhere."""
+    """Plays episodes with ``engine`` for the policy's roles, and snapshots or fixed opponents in
+    the others."""
 
     def __init__(self, engine: Engine, tokenizer: Any, limits: EpisodeLimits,
                  opponent_engines: dict[str, Engine] | None = None) -> None:
@@ -87,59 +198,16 @@ class EpisodeRunner:
 
     async def run(self, spec: EpisodeSpec) -> Episode:
         """Play one episode to its end, truncation or timeout."""
-        progress = _Progress()
-        try:
-            return await asyncio.wait_for(self._play(spec, progress), self.limits.timeout_s)
-        except asyncio.TimeoutError:
-            return self._cut_short(spec, progress, "timeout")
-
-    async def _play(self, spec: EpisodeSpec, progress: _Progress) -> Episode:
         env = gym.make(spec.env_id, **spec.env_kwargs).unwrapped
-        obs, info = env.reset(seed=spec.seed, options=spec.options)
-        progress.num_players = env.num_players
-        rng = np.random.default_rng(spec.seed + 1)
+        policy = EnginePlayer(self.engine, self.tokenizer, spec.sampling, self.limits.max_prompt_tokens,
+                              spec, record=True)
         snapshot = self.opponent_engines.get(spec.opponent)
-        fixed = None if spec.opponent == "self" or snapshot is not None else make_opponent(spec.env_id, spec.opponent)
-        while True:
-            if progress.turns >= self.limits.max_turns:
-                return self._cut_short(spec, progress, "truncated")
-            player = info["player"]
-            mine = player in spec.policy_roles
-            if mine or snapshot is not None:
-                ids = prompt_ids(self.tokenizer, obs)
-                if len(ids) + spec.sampling.max_new_tokens > self.limits.max_prompt_tokens:
-                    return self._cut_short(spec, progress, "truncated")
-                gen = await (self.engine if mine else snapshot).generate(ids, spec.sampling)
-                action = gen.text
-                progress.tokens += len(gen.token_ids) if mine else 0
-                if mine and gen.token_ids:
-                    progress.samples.append(Sample(
-                        prompt_ids=ids, response_ids=list(gen.token_ids), logprobs=list(gen.logprobs),
-                        loss_mask=[1] * len(gen.token_ids), env_id=spec.env_id, role=player, ret=0.0,
-                        episode_id=spec.episode_id, turn=progress.turns))
-            else:
-                action = fixed.act(env, rng)
-            obs, _, terminated, truncated, info = env.step(action)
-            progress.turns += 1
-            progress.invalid_counts = info["invalid_counts"]
-            shown = info.get("action", "INVALID")
-            progress.transcript.append(f"[player {player}] {action.strip()!r} -> {shown}")
-            if terminated or truncated:
-                rewards = {int(p): float(r) for p, r in info["rewards"].items()}
-                outcome = "invalid" if info["invalid"] and env.invalid_action == "lose" else "finished"
-                return self._finish(spec, progress, rewards, outcome)
-
-    def _cut_short(self, spec: EpisodeSpec, progress: _Progress, outcome: str) -> Episode:
-        rewards = {p: self.limits.truncated_return for p in range(progress.num_players)}
-        return self._finish(spec, progress, rewards, outcome)
-
-    @staticmethod
-    def _finish(spec: EpisodeSpec, progress: _Progress, rewards: dict[int, float],
-                outcome: str) -> Episode:
-        for sample in progress.samples:
-            sample.ret = rewards[sample.role]
-        return Episode(
-            env_id=spec.env_id, episode_id=spec.episode_id, samples=progress.samples,
-            rewards=rewards, policy_roles=list(spec.policy_roles), opponent=spec.opponent,
-            outcome=outcome, num_turns=progress.turns, invalid_counts=list(progress.invalid_counts),
-            transcript="\n".join(progress.transcript), generated_tokens=progress.tokens)
+        other: Player
+        if snapshot is not None:
+            other = EnginePlayer(snapshot, snapshot.tokenizer, spec.sampling, self.limits.max_prompt_tokens)
+        elif spec.opponent != SELF:
+            other = FixedPlayer(spec.env_id, spec.opponent, spec.seed + 1)
+        else:
+            other = policy
+        players = {role: policy if role in spec.policy_roles else other for role in range(env.num_players)}
+        return await play_episode(env, players, self.limits, spec)

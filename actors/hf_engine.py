@@ -24,7 +24,7 @@ from typing import Any, Iterable
 
 import torch
 
-from actors.engine import Generation, SamplingSettings
+from actors.engine import EngineSettings, Generation, SamplingSettings
 from selfplay.core.precision import local_device, resolve_dtype
 
 
@@ -58,16 +58,14 @@ def sampling_logprobs(logits: torch.Tensor, temperature: torch.Tensor, top_p: to
 class TransformersEngine:
     """A Hugging Face model that batches concurrent ``generate`` calls. Then ``await init()``."""
 
-    def __init__(self, model_path: str, *, dtype: str = "auto", seed: int = 0,
-                 max_model_len: int | None = None, max_batch_size: int = 32,
-                 batch_wait_s: float = 0.01, device: str | None = None) -> None:
+    def __init__(self, model_path: str, settings: EngineSettings | None = None) -> None:
+        settings = settings or EngineSettings()
         self.model_path = model_path
-        self.device = device or local_device()
-        self.dtype, self.dtype_reason = resolve_dtype(dtype, self.device)
-        self.seed = seed
-        self.max_model_len = max_model_len
-        self.max_batch_size = max_batch_size
-        self.batch_wait_s = batch_wait_s
+        self.device = settings.device or local_device()
+        self.dtype, self.dtype_reason = resolve_dtype(settings.dtype, self.device)
+        self.max_model_len = settings.max_model_len
+        self.max_batch_size = settings.max_batch_size
+        self.batch_wait_s = settings.batch_wait_s
         self.tokenizer: Any = None
         self.model: Any = None
         # Counters for throughput logging and for tests that check batching.
@@ -77,7 +75,7 @@ class TransformersEngine:
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._lock = threading.Lock()  # held for a whole batch and for a weight update
         self._thread: threading.Thread | None = None
-        self._rng = torch.Generator().manual_seed(seed)
+        self._rng = torch.Generator().manual_seed(settings.seed)
 
     async def init(self) -> "TransformersEngine":
         """Load tokenizer and model (off the caller's loop) and start the serving thread."""
@@ -222,7 +220,7 @@ class TransformersEngine:
 
     def update_weights_from_file(self, path: str) -> dict[str, float]:
         """Load new weights from a safetensors file."""
-        from actors.weight_sync import iter_safetensors
+        from selfplay.core.weight_publishing import iter_safetensors
 
         return self.update_weights(iter_safetensors(path))
 

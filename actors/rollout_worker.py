@@ -16,51 +16,60 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from actors.engine import Engine
+from actors.engine import Engine, EngineSettings, make_engine
 from actors.episodes import EpisodeLimits, EpisodeRunner
-from actors.schedule import plan_evaluation, plan_training
+from actors.schedule import eval_sampling, plan_evaluation, plan_training
 from envs import num_players
-from selfplay.config import Config
-from selfplay.types import Episode
+from selfplay.core import metric_names as names
+from selfplay.core.config_schema import EnvConfig, EvalConfig, RolloutConfig
+from selfplay.core.samples import SELF, SNAPSHOT, Episode
 
 log = logging.getLogger(__name__)
 
 
-def limits_from(cfg: Config) -> EpisodeLimits:
-    r = cfg.rollout
-    return EpisodeLimits(max_turns=r.max_turns, max_prompt_tokens=r.max_prompt_tokens,
-                         timeout_s=r.episode_timeout_s, truncated_return=r.truncated_return)
+def engine_settings(rollout: RolloutConfig, seed: int = 0) -> EngineSettings:
+    """The engine a rollout config asks for; its context holds the prompt budget plus the answer's."""
+    return EngineSettings(dtype=rollout.dtype, seed=seed,
+                          max_model_len=rollout.max_prompt_tokens + rollout.max_new_tokens,
+                          kv_cache_gib=rollout.kv_cache_gib, weight_sync=rollout.weight_sync,
+                          gpu_memory_utilization=rollout.gpu_memory_utilization,
+                          enforce_eager=rollout.enforce_eager)
+
+
+def episode_limits(rollout: RolloutConfig) -> EpisodeLimits:
+    return EpisodeLimits(max_turns=rollout.max_turns, max_prompt_tokens=rollout.max_prompt_tokens,
+                         timeout_s=rollout.episode_timeout_s, truncated_return=rollout.truncated_return)
+
+
+def summarize(episodes: list[Episode]) -> list[Episode]:
+    """The episodes without their samples and transcripts: what the driver needs for metrics."""
+    return [e.summary() for e in episodes]
 
 
 class RolloutWorker:
     """Hosts one engine and plays training and evaluation episodes with it."""
 
-    def __init__(self, cfg: Config, model_path: str, index: int = 0) -> None:
-        self.cfg = cfg
+    def __init__(self, model_path: str, rollout: RolloutConfig, envs: list[EnvConfig],
+                 evaluation: EvalConfig, seed: int = 0, index: int = 0) -> None:
         self.model_path = model_path
-        self.index = index
+        self.rollout, self.envs, self.evaluation = rollout, envs, evaluation
+        self.seed, self.index = seed, index
         self.engine: Engine | None = None
         self.runner: EpisodeRunner | None = None
-        #: Frozen snapshots of the policy, by pool name, each on its own (transformers) engine.
+        #: Engines of the pool's frozen snapshots, by name (:meth:`sync_snapshots` keeps it equal).
         self.snapshots: dict[str, Engine] = {}
 
     async def init(self) -> dict[str, float]:
         """Build the engine; returns its start-up time."""
-        from actors.engines import make_engine
-
         start = time.perf_counter()
-        r = self.cfg.rollout
-        self.engine = await make_engine(
-            r.backend, self.model_path, dtype=r.dtype, seed=self.cfg.seed + self.index,
-            max_model_len=r.max_prompt_tokens + r.max_new_tokens, kv_cache_gib=r.kv_cache_gib,
-            gpu_memory_utilization=r.gpu_memory_utilization, enforce_eager=r.enforce_eager,
-            weight_sync=r.weight_sync)
-        self.runner = EpisodeRunner(self.engine, self.engine.tokenizer, limits_from(self.cfg),
+        self.engine = await make_engine(self.rollout.backend, self.model_path,
+                                        engine_settings(self.rollout, self.seed + self.index))
+        self.runner = EpisodeRunner(self.engine, self.engine.tokenizer, episode_limits(self.rollout),
                                     opponent_engines=self.snapshots)
         seconds = time.perf_counter() - start
-        log.info("worker %d: %s engine ready in %.1f s, %s (%s) (pid %d)", self.index, r.backend, seconds,
-                 self.engine.dtype, self.engine.dtype_reason, os.getpid())
-        return {"perf/engine_start_s": seconds}
+        log.info("worker %d: %s engine ready in %.1f s, %s (%s) (pid %d)", self.index,
+                 self.rollout.backend, seconds, self.engine.dtype, self.engine.dtype_reason, os.getpid())
+        return {names.ENGINE_START_S: seconds}
 
     def _engine(self) -> Engine:
         if self.engine is None:
@@ -72,55 +81,56 @@ class RolloutWorker:
             raise RuntimeError("RolloutWorker.init() must be awaited before playing episodes")
         return self.runner
 
-    async def collect(self, count: int, step: int) -> tuple[list[Episode], dict[str, float]]:
-        """Play ``count`` training episodes concurrently; returns them and throughput figures."""
+    async def collect(self, count: int, step: int) -> tuple[list[Episode], list[Episode], dict[str, float]]:
+        """Play ``count`` training episodes concurrently. Returns them, their summaries (no
+        samples or transcripts) and throughput figures; the driver asks for three return values,
+        so the full episodes stay in the object store on their way to the learner."""
         start = time.perf_counter()
-        specs = plan_training(self.cfg, count, step, self.index)
-        rng = np.random.default_rng([self.cfg.seed, step, self.index, 1])
+        specs = plan_training(self.envs, self.rollout, self.seed, count, step, self.index)
+        rng = np.random.default_rng([self.seed, step, self.index, 1])
         for spec in specs:  # "snapshot" means any frozen snapshot; self-play until one exists
-            if spec.opponent == "snapshot":
+            if spec.opponent == SNAPSHOT:
                 if self.snapshots:
                     spec.opponent = str(rng.choice(sorted(self.snapshots)))
                 else:
-                    spec.opponent, spec.policy_roles = "self", list(range(num_players(spec.env_id)))
+                    spec.opponent, spec.policy_roles = SELF, list(range(num_players(spec.env_id)))
         episodes = await self._runner().run_many(specs)
         seconds = time.perf_counter() - start
         tokens = sum(e.generated_tokens for e in episodes)
-        return episodes, {"perf/rollout_s": seconds, "perf/rollout_tokens": float(tokens),
-                          "perf/rollout_tokens_per_s": tokens / max(seconds, 1e-9)}
+        return episodes, summarize(episodes), {
+            names.ROLLOUT_S: seconds, names.ROLLOUT_TOKENS: float(tokens),
+            names.ROLLOUT_TOKENS_PER_S: tokens / max(seconds, 1e-9)}
 
     async def evaluate(self, env_ids: list[str], opponents: list[str], games: int,
                        seed: int = 0) -> list[Episode]:
-        """Play ``games`` evaluation games per (environment, opponent, seat)."""
-        specs = plan_evaluation(self.cfg, env_ids, opponents, games, seed)
+        """Play ``games`` evaluation games per (environment, opponent, role)."""
+        specs = plan_evaluation(self.envs, env_ids, opponents, games, seed,
+                                eval_sampling(self.rollout, self.evaluation))
         return await self._runner().run_many(specs)
 
-    async def load_snapshot(self, name: str, path: str) -> None:
-        """Host a frozen snapshot (a Hugging Face folder) as an opponent named ``name``. It runs
-        on the transformers engine: an opponent needs no log-probs and little throughput."""
-        from actors.engines import make_engine
-
-        if name not in self.snapshots:
-            self.snapshots[name] = await make_engine("transformers", path, dtype=self.cfg.rollout.dtype,
-                                                     seed=self.cfg.seed + self.index)
-
-    def drop_snapshot(self, name: str) -> None:
-        """Free a snapshot's engine (evicted from the pool)."""
-        engine = self.snapshots.pop(name, None)
-        if engine is not None:
-            engine.shutdown()
+    async def sync_snapshots(self, wanted: dict[str, str]) -> None:
+        """Host exactly the snapshots ``{name: folder}`` as opponents: load the new ones, free the
+        evicted ones. Snapshots run on the transformers engine: an opponent needs no log-probs and
+        little throughput."""
+        for name in [n for n in self.snapshots if n not in wanted]:
+            self.snapshots.pop(name).shutdown()
+        for name, path in wanted.items():
+            if name not in self.snapshots:
+                self.snapshots[name] = await make_engine(
+                    "transformers", path, EngineSettings(dtype=self.rollout.dtype,
+                                                         seed=self.seed + self.index))
 
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> dict[str, float]:
-        """Load new policy weights into the engine; returns timing figures."""
+        """Load new policy weights into the engine (the object-store transport)."""
         return self._engine().update_weights(named_tensors)
 
     def update_weights_from_file(self, path: str) -> dict[str, float]:
-        """Load new weights from a safetensors file on this node (the zero-copy CPU path)."""
+        """Load new weights from a weights file on this node (the RAM-file transport)."""
         return self._engine().update_weights_from_file(path)
 
     async def weight_transfer(self, method: str, payload: dict[str, Any] | None = None) -> None:
         """One call of vLLM's NCCL weight-sync control plane, issued by the learner."""
-        await self._engine().weight_transfer(method, payload)
+        await self._engine().weight_transfer(method, payload)  # type: ignore[attr-defined]
 
     def node_id(self) -> str:
         """The Ray node this worker runs on (to pick the same-node weight path)."""
@@ -129,8 +139,9 @@ class RolloutWorker:
         return ray.get_runtime_context().get_node_id()
 
     def shutdown(self) -> None:
-        for name in list(self.snapshots):
-            self.drop_snapshot(name)
+        for engine in self.snapshots.values():
+            engine.shutdown()
+        self.snapshots.clear()
         if self.engine is not None:
             self.engine.shutdown()
             self.engine = None

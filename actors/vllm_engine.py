@@ -13,7 +13,7 @@ top-p truncation (renormalised over the nucleus). vLLM's default, ``raw_logprobs
 untempered model distribution, which is not the behaviour policy when temperature != 1. Greedy
 requests (temperature 0) report the untempered log-softmax.
 
-**Weight updates** (see :mod:`actors.weight_sync`): ``weight_sync="cpu"`` writes the tensors once
+**Weight updates** (see :mod:`selfplay.core.weight_publishing`): ``weight_sync="cpu"`` writes the tensors once
 into ``/dev/shm`` and the worker reloads from a memory map (only the path crosses processes);
 ``weight_sync="nccl"`` builds the engine with ``WeightTransferConfig(backend="nccl")`` and takes
 new weights from the learner through :meth:`VLLMEngine.weight_transfer`. Either way generation is
@@ -34,23 +34,13 @@ from typing import Any, Coroutine, Iterable, TypeVar
 
 import torch
 
-from actors.engine import Generation, SamplingSettings
-from actors.weight_sync import shm_path, write_safetensors
+from actors.engine import EngineSettings, Generation, SamplingSettings
+from selfplay.core.weight_publishing import resolve_weight_sync, shm_path, write_safetensors
 from selfplay.core.precision import local_device, resolve_dtype
 
 T = TypeVar("T")
 LOGPROBS_MODE = "processed_logprobs"
-EXTENSION = "actors.weight_sync.WeightSyncExtension"
-WEIGHT_SYNCS = ("auto", "cpu", "nccl")
 SHUTDOWN_GRACE_S = 30.0
-
-
-def resolve_weight_sync(weight_sync: str) -> str:
-    """``auto`` means ``cpu``: the file path works on every single node, GPU hosts included, while
-    NCCL needs the learner to hold vLLM's trainer engine, so it is chosen explicitly."""
-    if weight_sync not in WEIGHT_SYNCS:
-        raise ValueError(f"weight_sync={weight_sync!r}: expected one of {WEIGHT_SYNCS}")
-    return "cpu" if weight_sync == "auto" else weight_sync
 
 
 def sampling_params(sampling: SamplingSettings) -> Any:
@@ -74,23 +64,13 @@ def sampled_logprobs(token_ids: Iterable[int], logprobs: Any) -> list[float]:
 class VLLMEngine:
     """A vLLM ``AsyncLLM`` for rollouts. Construct cheaply, then ``await init()``."""
 
-    def __init__(self, model_path: str, *, dtype: str = "auto", seed: int = 0,
-                 max_model_len: int = 2048, kv_cache_gib: float = 2.0,
-                 gpu_memory_utilization: float = 0.5, enforce_eager: bool = True,
-                 enable_prefix_caching: bool = True, weight_sync: str = "auto",
-                 max_num_seqs: int | None = None) -> None:
+    def __init__(self, model_path: str, settings: EngineSettings | None = None) -> None:
         self.model_path = model_path
+        self.settings = settings = settings or EngineSettings()
         # "auto" is ours, not vLLM's (which would take the checkpoint's dtype): bf16 only where the
         # hardware computes it natively.
-        self.dtype, self.dtype_reason = resolve_dtype(dtype, local_device())
-        self.seed = seed
-        self.max_model_len = max_model_len
-        self.kv_cache_gib = kv_cache_gib
-        self.gpu_memory_utilization = gpu_memory_utilization
-        self.enforce_eager = enforce_eager
-        self.enable_prefix_caching = enable_prefix_caching
-        self.weight_sync = resolve_weight_sync(weight_sync)
-        self.max_num_seqs = max_num_seqs
+        self.dtype, self.dtype_reason = resolve_dtype(settings.dtype, local_device())
+        self.weight_sync = resolve_weight_sync(settings.weight_sync)
         self.tokenizer: Any = None
         self._llm: Any = None
         self._weight_dtype: torch.dtype | None = None
@@ -103,21 +83,22 @@ class VLLMEngine:
         """The ``AsyncEngineArgs`` this engine is built from."""
         from vllm.engine.arg_utils import AsyncEngineArgs
 
-        on_gpu = torch.cuda.is_available()
+        s = self.settings
         extra: dict[str, Any] = {}
-        if on_gpu:
-            extra["gpu_memory_utilization"] = self.gpu_memory_utilization
-        if self.max_num_seqs is not None:
-            extra["max_num_seqs"] = self.max_num_seqs
+        if torch.cuda.is_available():
+            extra["gpu_memory_utilization"] = s.gpu_memory_utilization
+        if s.max_num_seqs is not None:
+            extra["max_num_seqs"] = s.max_num_seqs
+        if s.max_model_len is not None:
+            extra["max_model_len"] = s.max_model_len
         if self.weight_sync == "nccl":
             from vllm.config import WeightTransferConfig
 
             extra["weight_transfer_config"] = WeightTransferConfig(backend="nccl")
         return AsyncEngineArgs(
-            model=self.model_path, dtype=self.dtype, seed=self.seed, max_model_len=self.max_model_len,
-            enforce_eager=self.enforce_eager, enable_prefix_caching=self.enable_prefix_caching,
-            logprobs_mode=LOGPROBS_MODE, worker_extension_cls=EXTENSION, disable_log_stats=True,
-            **extra)
+            model=self.model_path, dtype=self.dtype, seed=s.seed, enforce_eager=s.enforce_eager,
+            enable_prefix_caching=s.enable_prefix_caching, logprobs_mode=LOGPROBS_MODE,
+            worker_extension_cls=s.worker_extension, disable_log_stats=True, **extra)
 
     async def init(self) -> "VLLMEngine":
         """Start the engine (tens of seconds on CPU); returns ``self``."""
@@ -125,7 +106,7 @@ class VLLMEngine:
 
         if not torch.cuda.is_available():
             # Read by the spawned EngineCore process at start-up; vLLM takes whole GiB.
-            os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, math.ceil(self.kv_cache_gib)))
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, math.ceil(self.settings.kv_cache_gib)))
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="vllm-engine-loop",
@@ -220,10 +201,15 @@ class VLLMEngine:
         await self._llm.pause_generation(mode="keep", clear_cache=False)
         try:
             result = await self._llm.collective_rpc(method, args=args)
-            await self._llm.reset_prefix_cache(reset_running_requests=True)
+            await self._reset_prefix_cache()
         finally:
             await self._llm.resume_generation()
         return result
+
+    async def _reset_prefix_cache(self) -> None:
+        """Drop KV blocks computed by the old weights; a failed reset would silently serve them."""
+        if not await self._llm.reset_prefix_cache(reset_running_requests=True):
+            raise RuntimeError("vLLM did not reset its prefix cache after a weight update")
 
     def rpc(self, method: str, *args: Any) -> list[Any]:
         """Call a worker(-extension) method on every worker and wait (benchmarks, tests)."""
@@ -237,7 +223,7 @@ class VLLMEngine:
 
     async def weight_transfer(self, method: str, payload: dict[str, Any] | None = None) -> None:
         """One call of vLLM's weight-sync control plane, as issued by vLLM's trainer engine through
-        :class:`actors.weight_sync.EngineWeightSyncClient`: ``init_weight_transfer_engine`` (once),
+        :class:`selfplay.core.weight_publishing.EngineWeightSyncClient`: ``init_weight_transfer_engine`` (once),
         then each round ``start_weight_update``, ``update_weights``, ``finish_weight_update``."""
         await self._on_loop(self._weight_transfer(method, payload))
 
@@ -248,15 +234,22 @@ class VLLMEngine:
         llm = self._llm
         if method == "init_weight_transfer_engine":
             await llm.init_weight_transfer_engine(WeightTransferInitRequest(init_info=payload or {}))
-        elif method == "start_weight_update":
-            await llm.pause_generation(mode="keep", clear_cache=False)
-            await llm.start_weight_update()
-        elif method == "update_weights":
-            await llm.update_weights(WeightTransferUpdateRequest(update_info=payload or {}))
+        elif method in ("start_weight_update", "update_weights"):
+            try:
+                if method == "start_weight_update":
+                    await llm.pause_generation(mode="keep", clear_cache=False)
+                    await llm.start_weight_update()
+                else:
+                    await llm.update_weights(WeightTransferUpdateRequest(update_info=payload or {}))
+            except BaseException:
+                # The trainer sends no finish_weight_update after a failure: resume here, or
+                # every later generate() would wait on a paused engine forever.
+                await llm.resume_generation()
+                raise
         elif method == "finish_weight_update":
             try:
                 await llm.finish_weight_update()
-                await llm.reset_prefix_cache(reset_running_requests=True)
+                await self._reset_prefix_cache()
             finally:
                 await llm.resume_generation()
         else:

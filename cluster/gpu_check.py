@@ -26,11 +26,11 @@ def _sync() -> None:
 async def _check(shape_dir: Path, work: Path, n: int) -> dict[str, float | str]:
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from actors.bench_rollout import _games
-    from actors.engine import SamplingSettings
-    from actors.engines import make_engine
+    from actors.engine import SamplingSettings, make_engine
+    from actors.episodes import EpisodeLimits, EpisodeRunner
     from learners.learner import Learner
-    from selfplay.config_schema import TrainerConfig
+    from selfplay.bench.rollout import play_games, selfplay_specs
+    from selfplay.core.config_schema import TrainerConfig
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(shape_dir), dtype=torch.bfloat16)
@@ -43,19 +43,17 @@ async def _check(shape_dir: Path, work: Path, n: int) -> dict[str, float | str]:
     out: dict[str, float | str] = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu"}
     engine = await make_engine("transformers", str(work), dtype="auto", seed=0)
     sampling = SamplingSettings(max_new_tokens=64, temperature=0.7)
-    games = await _games(engine, n, sampling)
+    games = await play_games(engine, n, sampling)
+    out["dtype"] = engine.dtype
     out.update({"hf_engine_selfplay_tokens_per_s": games["tokens_per_s"], "hf_engine_turns": games["turns"]})
     # Behaviour log-probs from the engine against the learner's recomputation (same tempered policy).
-    from actors.episodes import EpisodeLimits, EpisodeRunner
-    from actors.bench_rollout import _specs
-
     runner = EpisodeRunner(engine, engine.tokenizer, EpisodeLimits(max_turns=9, max_prompt_tokens=4096))
-    episodes = await runner.run_many(_specs(max(2, n // 4), sampling))
+    episodes = await runner.run_many(selfplay_specs(max(2, n // 4), sampling))
     samples = [s for e in episodes for s in e.samples]
     learner = Learner(str(work), TrainerConfig(device=device, dtype="auto", lr=1e-5), temperature=0.7)
     diffs = [abs(a - b) for s, lp in zip(samples, learner.logprobs(samples)) for a, b in zip(lp, s.logprobs)]
-    out["logprob_mean_abs_diff_bf16"] = sum(diffs) / len(diffs)
-    out["logprob_max_abs_diff_bf16"] = max(diffs)
+    out["logprob_mean_abs_diff"] = sum(diffs) / len(diffs)
+    out["logprob_max_abs_diff"] = max(diffs)
     for s in samples:
         s.advantage = 1.0 if s.role == 0 else -1.0
     learner.train_step(samples)  # warm-up

@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from selfplay.metrics import read_scalars  # noqa: E402
+from selfplay.metrics_writer import read_scalars  # noqa: E402
 
 PANELS = (("invalid_rate", "invalid-action rate"), ("win_rate", "win rate"), ("return", "return"))
 

@@ -44,6 +44,10 @@ STRONG = {
 }
 
 
+#: Every fixed opponent's name (``strong`` exists only for the games in ``STRONG``).
+FIXED_OPPONENTS = ("random", "strong")
+
+
 def opponent_names(env_id: str) -> list[str]:
     """The fixed opponents available for a game."""
     return ["random"] + (["strong"] if env_id in STRONG else [])

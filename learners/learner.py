@@ -27,9 +27,10 @@ import torch
 from torch import Tensor
 
 from learners.loss import logprobs_and_entropy, policy_loss, token_logprobs
-from selfplay.config_schema import TrainerConfig
+from selfplay.core import metric_names as names
+from selfplay.core.config_schema import TrainerConfig
 from selfplay.core.precision import local_device, resolve_dtype, torch_dtype
-from selfplay.types import Sample
+from selfplay.core.samples import Sample
 
 __all__ = ["Learner", "FlatParams", "pack_micro_batches", "resolve_device_dtype"]
 
@@ -173,7 +174,7 @@ class Learner:
             group["lr"] = lr
         batches = pack_micro_batches([s.num_tokens for s in samples], self.cfg.micro_batch_tokens)
         n_loss = sum(sum(s.loss_mask) for s in samples)
-        sums = {"pg_loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "approx_kl": 0.0, "entropy": 0.0}
+        sums = dict.fromkeys(names.LOSS_STATS, 0.0)
         total, grad_norms = 0.0, []
         for _ in range(self.cfg.epochs):
             for idx in batches:
@@ -186,17 +187,16 @@ class Learner:
         elapsed = time.perf_counter() - start
         seen = max(n_loss, 1) * self.cfg.epochs
         tokens = sum(s.num_tokens for s in samples) * self.cfg.epochs
-        out = {f"learner/{k}": v / seen for k, v in sums.items()}
-        out["learner/loss/pg"] = out.pop("learner/pg_loss")
+        out = {names.LOSS_STATS[k]: v / seen for k, v in sums.items()}
         out.update({
-            "learner/loss/total": total / self.cfg.epochs,
-            "learner/grad_norm": sum(grad_norms) / len(grad_norms),
-            "learner/lr": lr,
-            "learner/tokens": float(tokens),
-            "learner/response_tokens": float(n_loss * self.cfg.epochs),
-            "learner/micro_batches": float(len(batches) * self.cfg.epochs),
-            "learner/step_s": elapsed,
-            "learner/tokens_per_s": tokens / elapsed,
+            names.LOSS_TOTAL: total / self.cfg.epochs,
+            names.GRAD_NORM: sum(grad_norms) / len(grad_norms),
+            names.LR: lr,
+            names.LEARNER_TOKENS: float(tokens),
+            names.RESPONSE_TOKENS: float(n_loss * self.cfg.epochs),
+            names.MICRO_BATCHES: float(len(batches) * self.cfg.epochs),
+            names.LEARNER_STEP_S: elapsed,
+            names.LEARNER_TOKENS_PER_S: tokens / elapsed,
         })
         return out
 

@@ -35,21 +35,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a model (or a fixed opponent) against fixed opponents",
                        description="Play games against fixed opponents and print win/draw/loss/"
-                                   "invalid rates per game, opponent and seat.")
+                                   "invalid rates per game, opponent and role.")
     _add_config_args(p)
     p.add_argument("--model", help="model to evaluate: built-in name, folder or hub id "
                                    "(default: the config's model)")
     p.add_argument("--player", default="model", choices=["model", "random", "strong"],
-                   help="who plays the evaluated seat: the model, or a fixed opponent (no model needed)")
-    p.add_argument("--games", type=int, help="games per (game, opponent, seat)")
+                   help="who plays the evaluated role: the model, or a fixed opponent (no model needed)")
+    p.add_argument("--games", type=int, help="games per (game, opponent, role)")
     p.add_argument("--envs", help="comma-separated env ids (default: the config's envs)")
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")
 
     p = sub.add_parser("play", help="play a game in the terminal against a fixed opponent or a model")
     p.add_argument("game", help="env id or short name, e.g. TicTacToe or selfplay/KuhnPoker-v0")
-    p.add_argument("--opponent", default="strong", help="random, strong, or model")
+    p.add_argument("--opponent", default="strong", choices=["random", "strong", "model"],
+                   help="who plays the other role (default: strong)")
     p.add_argument("--model", default="smollm2-135m-instruct", help="model for --opponent model")
-    p.add_argument("--seat", type=int, default=0, help="your seat (0 moves first)")
+    p.add_argument("--role", "--seat", dest="role", type=int, default=0,
+                   help="your role: 0 moves first (default 0)")
     p.add_argument("--seed", type=int, default=None, help="seed for the deal/board")
 
     p = sub.add_parser("model", help="prepare or locate models")
@@ -85,8 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _model(args)
         if args.command == "play":
             from selfplay.play import play_terminal
-            return play_terminal(args.game, opponent=args.opponent, model=args.model,
-                                 seat=args.seat, seed=args.seed)
+            play_terminal(args.game, opponent=args.opponent, model=args.model,
+                          role=args.role, seed=args.seed)
+            return 0
         cfg = load_config(args.config, args.overrides)
         if args.command == "config":
             import yaml
@@ -116,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _model(args: argparse.Namespace) -> int:
-    from selfplay import models
+    from selfplay.core import models
 
     if args.model_command == "prepare":
         for name in args.names:

@@ -16,11 +16,11 @@ from typing import Any
 
 import yaml
 
-from selfplay.core.precision import DTYPE_NAMES
-from selfplay.config_schema import (
+from selfplay.core.config_schema import (
     AdvantageConfig, CheckpointConfig, ClusterConfig, Config, ConfigError, EnvConfig, EvalConfig,
     PoolConfig, RolloutConfig, TrainerConfig,
 )
+from selfplay.core.precision import DTYPE_NAMES
 
 __all__ = [
     "AdvantageConfig", "CheckpointConfig", "ClusterConfig", "Config", "ConfigError", "EnvConfig",
@@ -167,11 +167,9 @@ def to_dict(cfg: Config) -> dict[str, Any]:
 
 
 # ----- validation: bounds of every field and cross-field checks ----------------------------------
-
-BACKENDS = ("vllm", "transformers")
-ADVANTAGES = ("rae", "grpo")
-WEIGHT_SYNCS = ("auto", "cpu", "nccl")
-OPPONENTS = ("random", "strong", "snapshot")
+# Each allowed value is defined where it is used (engines, estimators, weight publishing, dtypes,
+# opponents); validation refers to those definitions. This module is the application layer, so it
+# may import the rollout and learning sides (their modules named here import no torch or Ray).
 
 
 def _check(ok: bool, key: str, value: Any, expected: str) -> None:
@@ -179,26 +177,47 @@ def _check(ok: bool, key: str, value: Any, expected: str) -> None:
         raise ConfigError(f"{key}={value!r}: expected {expected}")
 
 
+def check_env_ids(env_ids: list[str], key: str) -> None:
+    """Every id must be registered with Gymnasium (importing ``envs`` registers ours); ``key``
+    names the setting, with ``{i}`` standing for the index."""
+    import gymnasium as gym
+
+    import envs
+
+    for i, env_id in enumerate(env_ids):
+        if env_id not in gym.registry:
+            raise ConfigError(f"{key.format(i=i)}={env_id!r}: not a registered environment (known: "
+                              f"{', '.join(envs.GAMES)}, and selfplay/TextArena-v0)")
+
+
 def validate(cfg: Config) -> None:
     """Bounds and cross-field checks; raises ConfigError naming the first bad field."""
+    from actors.engine import BACKENDS
+    from envs.opponents import FIXED_OPPONENTS
+    from learners.advantages import make_estimator
+    from selfplay.core.samples import SNAPSHOT
+    from selfplay.core.weight_publishing import WEIGHT_SYNCS
+
     _check(bool(cfg.name) and "/" not in cfg.name, "name", cfg.name, "a non-empty name without '/'")
     _check(bool(cfg.model), "model", cfg.model, "a model name, folder or hub id")
     _check(len(cfg.envs) >= 1, "envs", cfg.envs, "at least one environment")
     for i, env in enumerate(cfg.envs):
-        _check(env.id.count("/") == 1 and env.id.split("-v")[-1].isdigit(), f"envs[{i}].id", env.id,
-               "a versioned Gymnasium id like selfplay/TicTacToe-v0")
         _check(env.weight > 0, f"envs[{i}].weight", env.weight, "> 0")
+    check_env_ids([env.id for env in cfg.envs], "envs[{i}].id")
     r = cfg.rollout
     _check(r.backend in BACKENDS, "rollout.backend", r.backend, f"one of {BACKENDS}")
     _check(r.num_workers >= 1, "rollout.num_workers", r.num_workers, ">= 1")
     _check(r.episodes_per_step >= 1, "rollout.episodes_per_step", r.episodes_per_step, ">= 1")
     _check(0.0 <= r.self_play_fraction <= 1.0, "rollout.self_play_fraction", r.self_play_fraction, "in [0, 1]")
+    opponents = (*FIXED_OPPONENTS, SNAPSHOT)
     for o in r.opponents:
-        _check(o in OPPONENTS, "rollout.opponents", o, f"each one of {OPPONENTS}")
+        _check(o in opponents, "rollout.opponents", o, f"each one of {opponents}")
     _check(r.self_play_fraction == 1.0 or len(r.opponents) > 0, "rollout.opponents", r.opponents,
            "at least one opponent when rollout.self_play_fraction < 1")
     _check(r.temperature > 0, "rollout.temperature", r.temperature, "> 0")
-    _check(0 < r.top_p <= 1, "rollout.top_p", r.top_p, "in (0, 1]")
+    _check(r.top_p == 1.0, "rollout.top_p", r.top_p,
+           "1.0 for training (below 1 vLLM's log-probs renormalise over the nucleus and bias the "
+           "PPO ratio; eval.top_p sets evaluation's)")
     _check(r.max_new_tokens >= 1, "rollout.max_new_tokens", r.max_new_tokens, ">= 1")
     _check(r.max_turns >= 1, "rollout.max_turns", r.max_turns, ">= 1")
     _check(r.max_prompt_tokens >= 16, "rollout.max_prompt_tokens", r.max_prompt_tokens, ">= 16")
@@ -207,9 +226,10 @@ def validate(cfg: Config) -> None:
     _check(0 < r.gpu_memory_utilization <= 1, "rollout.gpu_memory_utilization", r.gpu_memory_utilization, "in (0, 1]")
     _check(r.dtype in DTYPE_NAMES, "rollout.dtype", r.dtype, f"one of {DTYPE_NAMES}")
     _check(r.weight_sync in WEIGHT_SYNCS, "rollout.weight_sync", r.weight_sync, f"one of {WEIGHT_SYNCS}")
-    a = cfg.advantage
-    _check(a.type in ADVANTAGES, "advantage.type", a.type, f"one of {ADVANTAGES}")
-    _check(0.0 <= a.decay < 1.0, "advantage.decay", a.decay, "in [0, 1)")
+    try:
+        make_estimator(cfg.advantage)  # its type and bounds are the estimator's own
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     t = cfg.trainer
     _check(t.steps >= 1, "trainer.steps", t.steps, ">= 1")
     _check(t.lr > 0, "trainer.lr", t.lr, "> 0")
@@ -227,8 +247,9 @@ def validate(cfg: Config) -> None:
     _check(e.every >= 0, "eval.every", e.every, ">= 0")
     _check(e.games >= 1, "eval.games", e.games, ">= 1")
     for o in e.opponents:
-        _check(o in ("random", "strong"), "eval.opponents", o, "each one of random, strong")
+        _check(o in FIXED_OPPONENTS, "eval.opponents", o, f"each one of {FIXED_OPPONENTS}")
     _check(e.temperature >= 0, "eval.temperature", e.temperature, ">= 0")
+    _check(0 < e.top_p <= 1, "eval.top_p", e.top_p, "in (0, 1]")
     _check(e.log_episodes >= 0, "eval.log_episodes", e.log_episodes, ">= 0")
     c = cfg.checkpoint
     _check(c.every >= 0, "checkpoint.every", c.every, ">= 0")
@@ -237,7 +258,7 @@ def validate(cfg: Config) -> None:
     _check(p.snapshot_every >= 0, "pool.snapshot_every", p.snapshot_every, ">= 0")
     _check(p.max_snapshots >= 1, "pool.max_snapshots", p.max_snapshots, ">= 1")
     _check(p.eval_games >= 0, "pool.eval_games", p.eval_games, ">= 0")
-    _check("snapshot" not in r.opponents or p.snapshot_every > 0, "rollout.opponents", r.opponents,
+    _check(SNAPSHOT not in r.opponents or p.snapshot_every > 0, "rollout.opponents", r.opponents,
            "no 'snapshot' unless pool.snapshot_every > 0")
     cl = cfg.cluster
     _check(cl.num_cpus is None or cl.num_cpus >= 1, "cluster.num_cpus", cl.num_cpus, ">= 1 or null")

@@ -1,44 +1,50 @@
 """``selfplay eval``: play games against fixed opponents and print a table per game, opponent
-and seat. The evaluated player is a model (through a rollout worker, in this process) or a fixed
-opponent itself (``--player random``), which needs no model and shows what the rules imply."""
+and role. The evaluated player is a model (through a rollout worker, in this process) or a fixed
+opponent itself (``--player random``), which needs no model and shows what the rules imply.
+
+For Kuhn Poker a model is also evaluated exactly, with no sampling noise: at each of the 12
+information sets the model sees the real environment's prompt (through the same chat template as
+in rollouts); the probability of each legal action is the model's probability of answering
+``\\boxed{<action>}``, renormalised over the legal actions, and :mod:`envs.kuhn_eval` gives the
+exact value of that policy against the equilibrium and its exploitability.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import math
+from typing import Any
 
 import gymnasium as gym
-import numpy as np
 
 import envs
-from envs.opponents import make_opponent, opponent_names
-from selfplay.config import Config, ConfigError
-from selfplay.episode_metrics import eval_table, format_eval_table
-from selfplay.types import Episode
+from actors.episodes import EpisodeLimits, EpisodeSpec, FixedPlayer, play_episode
+from envs import kuhn_eval
+from envs.opponents import opponent_names
+from selfplay.config import Config, check_env_ids
+from selfplay.core import metric_names as names
+from selfplay.core.samples import Episode
+from selfplay.episode_stats import eval_table, format_eval_table
 
 KUHN = "selfplay/KuhnPoker-v0"
 
 
-def play_fixed(env_id: str, player: str, opponent: str, seat: int, games: int, seed: int = 0,
+def play_fixed(env_id: str, player: str, opponent: str, role: int, games: int, seed: int = 0,
                env_kwargs: dict | None = None) -> list[Episode]:
-    """``games`` games of fixed opponent ``player`` in ``seat`` against ``opponent``."""
-    episodes = []
+    """``games`` games of fixed opponent ``player`` in ``role`` against ``opponent``."""
     env = gym.make(env_id, **(env_kwargs or {})).unwrapped
-    me, them = make_opponent(env_id, player), make_opponent(env_id, opponent)
-    for g in range(games):
-        game_seed = seed * 100_003 + g
-        rng = np.random.default_rng(game_seed + 1)
-        _, info = env.reset(seed=game_seed)
-        turns = 0
-        while "rewards" not in info:
-            actor = me if info["player"] == seat else them
-            _, _, _, _, info = env.step(actor.act(env, rng))
-            turns += 1
-        episodes.append(Episode(env_id=env_id, episode_id=f"{player}-{g}", samples=[],
-                                rewards=dict(info["rewards"]), policy_roles=[seat], opponent=opponent,
-                                num_turns=turns, invalid_counts=list(info["invalid_counts"])))
-    return episodes
+    limits = EpisodeLimits(max_turns=10_000, max_prompt_tokens=10**9, timeout_s=10**9)
+
+    async def one(g: int) -> Episode:
+        spec = EpisodeSpec(env_id=env_id, seed=seed * 100_003 + g, episode_id=f"{player}-{g}",
+                           policy_roles=[role], opponent=opponent)
+        me, them = FixedPlayer(env_id, player, spec.seed + 1), FixedPlayer(env_id, opponent, spec.seed + 2)
+        players = {r: me if r == role else them for r in range(env.num_players)}
+        return await play_episode(env, players, limits, spec)
+
+    return [asyncio.run(one(g)) for g in range(games)]
 
 
 def run_eval_command(cfg: Config, args: argparse.Namespace) -> int:
@@ -49,9 +55,7 @@ def run_eval_command(cfg: Config, args: argparse.Namespace) -> int:
         env_ids = [e if "/" in e else f"selfplay/{e}" for e in args.envs.split(",")]
     else:
         env_ids = [e.id for e in cfg.envs]
-    for env_id in env_ids:
-        if env_id not in gym.registry:
-            raise ConfigError(f"--envs: {env_id!r} is not registered (known: {', '.join(envs.GAMES)})")
+    check_env_ids(env_ids, "--envs")
     games = args.games or cfg.eval.games
     if args.player == "model":
         episodes = asyncio.run(_eval_model(cfg, args.model or cfg.model, env_ids, games))
@@ -60,16 +64,15 @@ def run_eval_command(cfg: Config, args: argparse.Namespace) -> int:
         for env_id in env_ids:
             kwargs = next((e.kwargs for e in cfg.envs if e.id == env_id), {})
             for opponent in [o for o in cfg.eval.opponents if o in opponent_names(env_id)]:
-                for seat in range(envs.num_players(env_id)):
-                    episodes += play_fixed(env_id, args.player, opponent, seat, games, cfg.seed, kwargs)
+                for role in range(envs.num_players(env_id)):
+                    episodes += play_fixed(env_id, args.player, opponent, role, games, cfg.seed, kwargs)
     rows = eval_table(episodes)
     label = args.player if args.player != "model" else (args.model or cfg.model)
     exact = {}
     if args.player == "model" and KUHN in env_ids:
-        from selfplay.kuhn_scoring import score_model
-        from selfplay.models import resolve_model
+        from selfplay.core.models import resolve_model
 
-        exact = score_model(resolve_model(label))
+        exact = kuhn_exact(resolve_model(label))
     if args.json:
         print(json.dumps({"player": label, "results": rows, "kuhn_exact": exact}))
     else:
@@ -82,11 +85,55 @@ def run_eval_command(cfg: Config, args: argparse.Namespace) -> int:
 
 async def _eval_model(cfg: Config, model: str, env_ids: list[str], games: int) -> list[Episode]:
     from actors.rollout_worker import RolloutWorker
-    from selfplay.models import resolve_model
+    from selfplay.core.models import resolve_model
 
-    worker = RolloutWorker(cfg, resolve_model(model))
+    worker = RolloutWorker(resolve_model(model), cfg.rollout, cfg.envs, cfg.eval, cfg.seed)
     await worker.init()
     try:
         return await worker.evaluate(env_ids, cfg.eval.opponents, games, seed=cfg.seed)
     finally:
         worker.shutdown()
+
+
+# ----- Kuhn Poker, exactly ------------------------------------------------------------------------
+
+def answer_logprob(model: Any, prompt: list[int], answer: list[int]) -> float:
+    """log p(answer | prompt) under ``model`` (a causal LM), summed over the answer's tokens."""
+    import torch
+
+    with torch.no_grad():
+        ids = torch.tensor([prompt + answer], device=model.device)
+        logits = model(input_ids=ids).logits[0, len(prompt) - 1:-1].float()
+        return float(logits.log_softmax(-1).gather(1, ids[0, len(prompt):, None]).sum())
+
+
+def model_policy(model: Any, tokenizer: Any) -> dict[str, dict[str, float]]:
+    """The model's action probabilities at every information set (both roles)."""
+    from actors.prompting import prompt_ids
+
+    policy = {}
+    for key, (observation, legal) in kuhn_eval.infoset_prompts().items():
+        ids = prompt_ids(tokenizer, observation)
+        scores = [answer_logprob(model, ids, tokenizer.encode(f"\\boxed{{{a}}}", add_special_tokens=False))
+                  for a in legal]
+        top = max(scores)
+        weights = [math.exp(s - top) for s in scores]
+        policy[key] = {a: w / sum(weights) for a, w in zip(legal, weights)}
+    return policy
+
+
+def evaluate_policy(policy: kuhn_eval.Policy) -> dict[str, float]:
+    """Exact figures: value in each role against the equilibrium, and exploitability."""
+    eq = kuhn_eval.equilibrium_policy()
+    return {names.KUHN_VALUE_P0: kuhn_eval.expected_value(policy, eq),
+            names.KUHN_VALUE_P1: -kuhn_eval.expected_value(eq, policy),
+            names.KUHN_EXPLOITABILITY: kuhn_eval.exploitability(policy)}
+
+
+def kuhn_exact(model_path: str) -> dict[str, float]:
+    """Load a model folder with transformers (float32) and return its exact Kuhn Poker figures."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
+    return evaluate_policy(model_policy(model, AutoTokenizer.from_pretrained(model_path)))

@@ -9,7 +9,7 @@ Members are ``"policy"`` (the learning policy), the fixed opponents named at con
 snapshots ``"snapshot@<step>"`` (each holding a checkpoint folder given by the caller). Ratings are
 openskill's Plackett-Luce (mu, sigma); ``ordinal = mu - 3 sigma`` is a conservative skill estimate.
 A game's result for a player is the sign of its return (positive win, zero draw, negative loss),
-as in ``episode_metrics``. Metrics: ``pool/<member>/{mu,sigma,ordinal}`` and ``pool/size`` (the
+as in ``selfplay.episode_stats``. Metrics: ``pool/<member>/{mu,sigma,ordinal}`` and ``pool/size`` (the
 number of snapshots). Pure Python: no Ray, torch or I/O; the state is plain JSON.
 """
 
@@ -21,12 +21,13 @@ from typing import Any, Sequence
 import numpy as np
 from openskill.models import PlackettLuce
 
-from selfplay.types import Episode
+from selfplay.core import metric_names as names
+from selfplay.core.samples import SNAPSHOT, Episode
 
 __all__ = ["OpponentPool", "POLICY", "SNAPSHOT_PREFIX"]
 
 POLICY = "policy"
-SNAPSHOT_PREFIX = "snapshot@"
+SNAPSHOT_PREFIX = SNAPSHOT + "@"
 
 
 class OpponentPool:
@@ -98,6 +99,10 @@ class OpponentPool:
             raise ValueError(f"name: {name!r} is not a snapshot in the pool {self.snapshots}")
         return self._snapshots[name][1]
 
+    def snapshot_folders(self) -> dict[str, str]:
+        """``{name: folder}`` of every snapshot, oldest first: what the rollout workers host."""
+        return {name: path for name, (_, path) in self._snapshots.items()}
+
     def sample_snapshot(self, rng: np.random.Generator) -> str | None:
         """A snapshot drawn uniformly from the pool, or None when there is none."""
         names = self.snapshots
@@ -145,10 +150,10 @@ class OpponentPool:
         """``pool/<member>/{mu,sigma,ordinal}`` for every member and ``pool/size`` (snapshots)."""
         out: dict[str, float] = {}
         for name, r in self._ratings.items():
-            out[f"pool/{name}/mu"] = float(r.mu)
-            out[f"pool/{name}/sigma"] = float(r.sigma)
-            out[f"pool/{name}/ordinal"] = float(r.ordinal())
-        out["pool/size"] = float(len(self._snapshots))
+            out[names.pool_metric(name, "mu")] = float(r.mu)
+            out[names.pool_metric(name, "sigma")] = float(r.sigma)
+            out[names.pool_metric(name, "ordinal")] = float(r.ordinal())
+        out[names.POOL_SIZE] = float(len(self._snapshots))
         return out
 
     # -- checkpointing -----------------------------------------------------------------------

@@ -1,15 +1,27 @@
-"""``selfplay play <game>``: a person plays in the terminal against a fixed opponent or a model."""
+"""``selfplay play <game>``: a person plays in the terminal against a fixed opponent or a model.
+
+The same episode loop as training and evaluation (:func:`actors.episodes.play_episode`); the
+person is one more :class:`actors.episodes.Player`. Unlike a model, a person who mistypes a move
+is asked again (with the legal moves) instead of forfeiting.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+import random
+from typing import Any, Callable
 
 import gymnasium as gym
-import numpy as np
 
 import envs
-from envs.opponents import make_opponent
+from actors.episodes import EnginePlayer, EpisodeLimits, EpisodeSpec, FixedPlayer, Player, Turn, play_episode
+
+#: No turn, prompt or time limit binds a person's game.
+HUMAN_LIMITS = EpisodeLimits(max_turns=10_000, max_prompt_tokens=10**9, timeout_s=10**9)
+
+
+class Quit(Exception):
+    """The person typed quit."""
 
 
 def resolve_game(name: str) -> str:
@@ -22,50 +34,80 @@ def resolve_game(name: str) -> str:
                      + ", ".join(e.split("/")[-1].split("-v")[0] for e in envs.GAMES))
 
 
-def _model_player(model: str) -> Callable[[str], str]:
-    """A function from observation to the model's reply (greedy), using the built-in engine."""
-    from actors.engine import SamplingSettings
-    from actors.engines import make_engine
-    from actors.prompting import prompt_ids
-    from selfplay.models import resolve_model
+class HumanPlayer:
+    """Reads moves from a person; an illegal one is refused with the legal moves, and asked again."""
 
-    loop = asyncio.new_event_loop()
-    engine = loop.run_until_complete(make_engine("vllm", resolve_model(model), dtype="auto"))
-    sampling = SamplingSettings(max_new_tokens=96, temperature=0.0)
+    def __init__(self, read: Callable[[str], str], write: Callable[[str], None]) -> None:
+        self.read, self.write = read, write
 
-    def reply(obs: str) -> str:
-        gen = loop.run_until_complete(engine.generate(prompt_ids(engine.tokenizer, obs), sampling))
-        return gen.text
+    async def act(self, env: Any, observation: str, role: int) -> Turn:
+        self.write("\n" + observation)
+        while True:
+            text = self.read("your action> ")
+            if text.strip().lower() in ("quit", "exit"):
+                raise Quit
+            if env.parse_action(text) is not None:
+                return Turn(text)
+            legal = env.legal_actions()
+            self.write(f"{text.strip()!r} is not a legal move here; "
+                       + (f"legal: {', '.join(legal)}" if legal else "answer as the prompt asks"))
 
-    return reply
+
+class Announced:
+    """Another player whose moves are shown to the person."""
+
+    def __init__(self, player: Player, write: Callable[[str], None]) -> None:
+        self.player, self.write = player, write
+
+    async def act(self, env: Any, observation: str, role: int) -> Turn:
+        turn = await self.player.act(env, observation, role)
+        self.write(f"\nopponent plays: {turn.text.strip()}")
+        return turn
+
+
+async def _model_player(model: str) -> tuple[Player, Callable[[], None]]:
+    """The model (greedy, on vLLM) as a player, and how to stop its engine."""
+    from actors.engine import SamplingSettings, make_engine
+    from selfplay.core.models import resolve_model
+
+    engine = await make_engine("vllm", resolve_model(model))
+    return EnginePlayer(engine, engine.tokenizer, SamplingSettings(max_new_tokens=96, temperature=0.0),
+                        HUMAN_LIMITS.max_prompt_tokens), engine.shutdown
 
 
 def play_terminal(game: str, opponent: str = "strong", model: str = "smollm2-135m-instruct",
-                  seat: int = 0, seed: int | None = None,
-                  read: Callable[[str], str] = input, write: Callable[[str], None] = print) -> int:
-    """Play one game; the person types actions (bare, bracketed or boxed). Returns 0."""
+                  role: int = 0, seed: int | None = None,
+                  read: Callable[[str], str] = input, write: Callable[[str], None] = print) -> float | None:
+    """Play one game; the person types actions (bare, bracketed or boxed). Returns the person's
+    return, or None if they quit."""
     env_id = resolve_game(game)
-    env = gym.make(env_id).unwrapped
+    num = envs.num_players(env_id)
+    if not 0 <= role < num:
+        raise SystemExit(f"--role {role}: {env_id} has roles 0..{num - 1} (0 moves first)")
+    return asyncio.run(_play(env_id, opponent, model, role, seed, read, write))
+
+
+async def _play(env_id: str, opponent: str, model: str, role: int, seed: int | None,
+                read: Callable[[str], str], write: Callable[[str], None]) -> float | None:
+    stop: Callable[[], None] = lambda: None  # noqa: E731
     if opponent == "model":
-        model_reply = _model_player(model)
-        act = lambda: model_reply(env.observation(env.current_player()))  # noqa: E731
+        other, stop = await _model_player(model)
     else:
-        fixed, rng = make_opponent(env_id, opponent), np.random.default_rng(seed)
-        act = lambda: fixed.act(env, rng)  # noqa: E731
-    obs, info = env.reset(seed=seed)
-    write(f"{env_id}: you are player {seat}; your opponent is {opponent}. Type 'quit' to stop.")
-    while "rewards" not in info:
-        if info["player"] == seat:
-            write("\n" + obs)
-            text = read("your action> ")
-            if text.strip().lower() in ("quit", "exit"):
-                return 0
-        else:
-            text = act()
-            write(f"\nopponent plays: {text.strip()}")
-        obs, _, _, _, info = env.step(text)
-        if info["invalid"]:
-            write("(that action was invalid)")
-    mine = info["rewards"][seat]
-    write("\n" + obs + "\n" + ("You win!" if mine > 0 else "You lose." if mine < 0 else "Draw."))
-    return 0
+        other = FixedPlayer(env_id, opponent, (seed or 0) + 1)
+    env = gym.make(env_id).unwrapped
+    players: dict[int, Player] = {r: Announced(other, write) for r in range(env.num_players)}
+    players[role] = HumanPlayer(read, write)
+    write(f"{env_id}: you are player {role}; your opponent is {opponent}. Type 'quit' to stop.")
+    spec = EpisodeSpec(env_id=env_id, seed=seed if seed is not None else random.randrange(2**31),
+                       episode_id="play",
+                       policy_roles=[role], opponent=opponent)
+    try:
+        episode = await play_episode(env, players, HUMAN_LIMITS, spec)
+    except Quit:
+        return None
+    finally:
+        stop()
+    mine = episode.rewards[role]
+    write("\n" + env.final_observation() + "\n"
+          + ("You win!" if mine > 0 else "You lose." if mine < 0 else "Draw."))
+    return mine

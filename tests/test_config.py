@@ -49,11 +49,16 @@ def test_int_is_accepted_where_float_expected_but_not_the_reverse():
     ("rollout.max_turns=0", r"rollout.max_turns=0: expected >= 1"),
     ("rollout.backend=tgi", r"rollout.backend='tgi': expected one of \('vllm', 'transformers'\)"),
     ("advantage.decay=1.0", r"advantage.decay=1.0: expected in \[0, 1\)"),
-    ("envs.0.id=foo", r"envs\[0\].id='foo': expected a versioned Gymnasium id"),
+    ("envs.0.id=foo", r"envs\[0\].id='foo': not a registered environment \(known: selfplay/TicTacToe-v0"),
     ("rollout.weight_sync=nccl", r"rollout.weight_sync='nccl': expected cpu or auto when cluster.worker_gpus is 0"),
     ("trainer=3", r"trainer=3: expected a mapping for TrainerConfig"),
     ("nonsense", r"override 'nonsense': expected key=value"),
     ("rollout.temperature=true", r"rollout.temperature=True: expected float, got bool"),
+    ("envs.0.id=selfplay/Nope-v0", r"envs\[0\].id='selfplay/Nope-v0': not a registered environment"),
+    ("advantage.type=ppo", r"advantage.type='ppo': expected one of \['grpo', 'rae'\]"),
+    ("rollout.top_p=0.95", r"rollout.top_p=0.95: expected 1.0 for training .*eval.top_p"),
+    ("eval.top_p=0", r"eval.top_p=0.0: expected in \(0, 1\]"),
+    ("rollout.opponents=[ghost]", r"rollout.opponents='ghost': expected each one of \('random', 'strong', 'snapshot'\)"),
 ])
 def test_bad_values_fail_with_one_line_naming_the_key(override, message):
     with pytest.raises(ConfigError, match=message) as err:

@@ -17,7 +17,7 @@ def _eval(*args: str) -> dict:
 
 def test_random_never_beats_the_perfect_tictactoe_player_and_rarely_the_others():
     out = _eval("--player", "random", "--envs", "all", "--games", "200", "eval.opponents=[random,strong]")
-    rows = {(r["env"], r["opponent"], r["seat"]): r for r in out["results"]}
+    rows = {(r["env"], r["opponent"], r["role"]): r for r in out["results"]}
     assert len(rows) == 5 * 2 * 2  # every game, both opponents, both seats
     for seat in (0, 1):
         assert rows[("TicTacToe-v0", "strong", seat)]["win"] == 0.0
@@ -35,7 +35,7 @@ def test_unknown_env_is_a_one_line_error():
     proc = subprocess.run([sys.executable, "-m", "selfplay", "eval", "--player", "random",
                            "--envs", "Chess-v0"], capture_output=True, text=True)
     assert proc.returncode == 2
-    assert proc.stderr.startswith("config error: --envs: 'selfplay/Chess-v0' is not registered")
+    assert proc.stderr.startswith("config error: --envs='selfplay/Chess-v0': not a registered environment")
 
 
 @pytest.mark.slow
@@ -43,7 +43,7 @@ def test_eval_of_a_model_prints_every_game_opponent_and_seat_and_exact_kuhn_figu
     out = _eval("--model", "tiny", "--envs", "TicTacToe-v0,KuhnPoker-v0", "--games", "2",
                 "eval.opponents=[random,strong]", "rollout.kv_cache_gib=1", "rollout.max_new_tokens=8")
     assert out["player"] == "tiny"
-    assert sorted((r["env"], r["opponent"], r["seat"]) for r in out["results"]) == sorted(
+    assert sorted((r["env"], r["opponent"], r["role"]) for r in out["results"]) == sorted(
         (g, o, s) for g in ("TicTacToe-v0", "KuhnPoker-v0") for o in ("random", "strong") for s in (0, 1))
     assert all(r["games"] == 2 for r in out["results"])
     assert out["kuhn_exact"]["kuhn/exploitability"] > 0

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from selfplay.opponent_pool import OpponentPool
-from selfplay.types import Episode
+from selfplay.core.samples import Episode
 
 
 def episode(opponent: str, rewards: dict[int, float], roles: list[int]) -> Episode:

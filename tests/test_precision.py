@@ -66,14 +66,15 @@ def test_every_shipped_config_leaves_both_dtypes_to_auto(name):
 def test_learner_and_transformers_engine_compute_in_float32_on_an_avx2_cpu(cpu, tiny_model):
     import asyncio
 
+    from actors.engine import EngineSettings
     from actors.hf_engine import TransformersEngine
     from learners.learner import Learner
-    from selfplay.config_schema import TrainerConfig
+    from selfplay.core.config_schema import TrainerConfig
 
     cpu(AVX2_ONLY)
     learner = Learner(tiny_model, TrainerConfig(device="cpu"))
     assert learner.dtype == torch.float32 and not learner.flat.mixed
-    engine = asyncio.run(TransformersEngine(tiny_model, device="cpu").init())
+    engine = asyncio.run(TransformersEngine(tiny_model, EngineSettings(device="cpu")).init())
     try:
         assert engine.dtype == "float32" and next(engine.model.parameters()).dtype == torch.float32
     finally:

@@ -24,7 +24,7 @@ MEAN_TOL, MAX_TOL = 1e-3, 1e-2
 
 @pytest.fixture(scope="module")
 def engine(tiny_model):
-    from actors.engines import make_engine
+    from actors.engine import make_engine
 
     eng = asyncio.run(make_engine("vllm", tiny_model, dtype="float32", seed=0, max_model_len=512,
                                   kv_cache_gib=1, weight_sync="cpu"))

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def engine(tiny_model):
-    from actors.engines import make_engine
+    from actors.engine import make_engine
 
     loop = asyncio.new_event_loop()
     eng = loop.run_until_complete(make_engine("vllm", tiny_model, dtype="float32", seed=0,
@@ -96,7 +96,7 @@ def test_learner_log_probs_match_the_engine_behaviour_log_probs_at_the_sampling_
     # The PPO ratio is exp(learner - behaviour): both must describe the same tempered policy.
     from learners.learner import Learner
     from selfplay.config import TrainerConfig
-    from selfplay.types import Sample
+    from selfplay.core.samples import Sample
 
     prompt = list(range(100, 140))
     gen = asyncio.run(engine.generate(prompt, SamplingSettings(max_new_tokens=16, temperature=0.7)))

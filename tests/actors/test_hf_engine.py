@@ -8,14 +8,14 @@ import math
 import pytest
 import torch
 
-from actors.engine import SamplingSettings
+from actors.engine import EngineSettings, SamplingSettings
 from actors.hf_engine import TransformersEngine, top_p_filter
 from engine_helpers import PROMPTS, greedy_hf, load_hf, perturbed_state, recompute_logprobs, token_ids
 
 
 @pytest.fixture(scope="module")
 def engine(tiny_model):
-    eng = asyncio.run(TransformersEngine(tiny_model, dtype="float32", seed=0).init())
+    eng = asyncio.run(TransformersEngine(tiny_model, EngineSettings(dtype="float32", seed=0)).init())
     yield eng
     eng.shutdown()
 
@@ -95,7 +95,7 @@ def test_unknown_weight_names_are_refused(engine):
 
 def test_factory_builds_the_fallback_from_a_vllm_style_config(tiny_model):
     """The rollout worker passes the same settings whatever the backend; vLLM-only ones are dropped."""
-    from actors.engines import make_engine
+    from actors.engine import make_engine
 
     async def run():
         eng = await make_engine("transformers", tiny_model, dtype="float32", seed=0, max_model_len=16,
@@ -113,7 +113,7 @@ def test_factory_builds_the_fallback_from_a_vllm_style_config(tiny_model):
 
 
 def test_factory_refuses_unknown_backends_and_nccl_without_vllm(tiny_model):
-    from actors.engines import make_engine
+    from actors.engine import make_engine
 
     with pytest.raises(ValueError, match="unknown engine backend"):
         asyncio.run(make_engine("sglang", tiny_model))

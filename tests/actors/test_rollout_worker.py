@@ -27,15 +27,20 @@ def worker(ray_session, tiny_model):
     cfg = load_config("debug", [f"envs=[{env_list}]", "model=tiny", "rollout.max_new_tokens=8",
                                 "rollout.self_play_fraction=0.5", "rollout.opponents=[random, strong, snapshot]",
                                 "pool.snapshot_every=1", "rollout.kv_cache_gib=1", "rollout.max_turns=100"])
-    actor = ray_session.remote(RolloutWorker).options(num_cpus=1).remote(cfg, tiny_model, 0)
+    actor = ray_session.remote(RolloutWorker).options(num_cpus=1).remote(
+        tiny_model, cfg.rollout, cfg.envs, cfg.eval, cfg.seed, 0)
     ray_session.get(actor.init.remote())
     yield actor
     ray_session.get(actor.shutdown.remote())
 
 
 def test_worker_actor_plays_a_batch_of_every_game_to_the_end(ray_session, worker):
-    episodes, perf = ray_session.get(worker.collect.remote(20, 0))
-    assert len(episodes) == 20 and perf["perf/rollout_tokens"] > 0
+    episodes, summaries, perf = ray_session.get(worker.collect.remote(20, 0))
+    assert len(episodes) == 20 and perf["perf/rollout_tokens"] == sum(e.generated_tokens for e in episodes)
+    # The driver's copy: the same episodes without samples or transcripts.
+    assert [s.episode_id for s in summaries] == [e.episode_id for e in episodes]
+    assert all(not s.samples and not s.transcript for s in summaries)
+    assert [s.rewards for s in summaries] == [e.rewards for e in episodes]
     assert {e.env_id for e in episodes} == set(envs.GAMES)
     for e in episodes:
         assert e.outcome == "finished" and sum(e.rewards.values()) == pytest.approx(0.0)
@@ -53,10 +58,13 @@ def test_evaluation_plays_every_game_opponent_and_seat(ray_session, worker):
 
 
 def test_a_snapshot_of_the_policy_becomes_an_opponent(ray_session, worker, tiny_model):
-    ray_session.get(worker.load_snapshot.remote("snapshot@0", tiny_model))
-    episodes, _ = ray_session.get(worker.collect.remote(30, 1))
+    ray_session.get(worker.sync_snapshots.remote({"snapshot@0": tiny_model}))
+    episodes, _, _ = ray_session.get(worker.collect.remote(30, 1))
     against = [e for e in episodes if e.opponent == "snapshot@0"]
     assert against, "some episodes should face the snapshot"
     for e in against:  # the snapshot's turns produce no training samples
         assert len(e.policy_roles) == 1 and {s.role for s in e.samples} <= set(e.policy_roles)
-    ray_session.get(worker.drop_snapshot.remote("snapshot@0"))
+        assert all(s.opponent == "snapshot@0" for s in e.samples)  # RAE's key: a snapshot kind
+    ray_session.get(worker.sync_snapshots.remote({}))  # evicted: its engine goes
+    episodes, _, _ = ray_session.get(worker.collect.remote(10, 2))
+    assert not any(e.opponent.startswith("snapshot@") for e in episodes)

@@ -13,7 +13,7 @@ import sys
 import pytest
 import yaml
 
-from selfplay.metrics import read_scalars
+from selfplay.metrics_writer import read_scalars
 
 pytestmark = pytest.mark.slow
 
@@ -62,9 +62,11 @@ def test_tensorboard_has_the_documented_metric_hierarchy(run):
     scalars = read_scalars(run_dir)
     for tag in ("learner/loss/pg", "learner/grad_norm", "learner/clip_fraction", "learner/entropy",
                 "learner/lr", "perf/rollout_tokens_per_s", "perf/weight_sync_s", "learner/tokens_per_s",
-                "game/KuhnPoker-v0/baseline/p0", "pool/policy/mu", "pool/random/ordinal"):
+                "game/KuhnPoker-v0/self/p0/baseline", "pool/policy/mu", "pool/random/ordinal"):
         assert tag in scalars, (tag, sorted(scalars))
     assert any(t.startswith("game/KuhnPoker-v0/") and t.endswith("/invalid_rate") for t in scalars)
     assert any(t.startswith("eval/KuhnPoker-v0/random/") for t in scalars)
     assert any(t.startswith("pool/snapshot@") for t in scalars)
     assert [s for s, _ in scalars["learner/loss/pg"]] == [1, 2, 3]  # resumed at step 3, not 1
+    # The engines' own load time of each publish (it once read a key the engines never return).
+    assert scalars["sync/load_s"] and all(v > 0 for _, v in scalars["sync/load_s"])

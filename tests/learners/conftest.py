@@ -7,6 +7,6 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tiny_path() -> str:
-    from selfplay.models import prepare
+    from selfplay.core.models import prepare
 
     return str(prepare("tiny"))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from selfplay.config_schema import TrainerConfig
-from selfplay.types import Sample
+from selfplay.core.config_schema import TrainerConfig
+from selfplay.core.samples import Sample
 
 
 def fp32_trainer(**overrides) -> TrainerConfig:

@@ -6,10 +6,10 @@ import pytest
 import torch
 from learner_helpers import fp32_trainer, random_samples
 
-from learners.bench import bench_learner
+from selfplay.bench.learner import bench_learner
 from learners.learner import Learner, pack_micro_batches
-from selfplay.config_schema import TrainerConfig
-from selfplay.types import Sample
+from selfplay.core.config_schema import TrainerConfig
+from selfplay.core.samples import Sample
 
 
 def capture_grads(learner: Learner) -> list[list[torch.Tensor]]:

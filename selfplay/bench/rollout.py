@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Any
 
-from actors.engine import Engine, SamplingSettings
+from actors.engine import Engine, SamplingSettings, make_engine
 from actors.episodes import EpisodeLimits, EpisodeRunner, EpisodeSpec
 from actors.prompting import prompt_ids
 from selfplay.core.precision import cpu_capability
@@ -23,17 +23,19 @@ log = logging.getLogger(__name__)
 GAME = "selfplay/TicTacToe-v0"
 
 
-def _specs(n: int, sampling: SamplingSettings) -> list[EpisodeSpec]:
+def selfplay_specs(n: int, sampling: SamplingSettings) -> list[EpisodeSpec]:
+    """``n`` self-play TicTacToe games in which every turn is played, valid answer or not."""
     # invalid_action="random": an unanswered turn becomes a random legal move, so every game
     # runs its full multi-turn course whatever the model writes (that is the work to measure).
     return [EpisodeSpec(env_id=GAME, seed=k, episode_id=f"bench-{k}", policy_roles=[0, 1],
                         env_kwargs={"invalid_action": "random"}, sampling=sampling) for k in range(n)]
 
 
-async def _games(engine: Engine, n: int, sampling: SamplingSettings) -> dict[str, float]:
+async def play_games(engine: Engine, n: int, sampling: SamplingSettings) -> dict[str, float]:
+    """Play :func:`selfplay_specs` on ``engine``; returns tokens, seconds, tokens/s and turns."""
     runner = EpisodeRunner(engine, engine.tokenizer, EpisodeLimits(max_turns=9, max_prompt_tokens=4096))
     start = time.perf_counter()
-    episodes = await runner.run_many(_specs(n, sampling))
+    episodes = await runner.run_many(selfplay_specs(n, sampling))
     seconds = time.perf_counter() - start
     tokens = sum(e.generated_tokens for e in episodes)
     turns = sum(len(e.samples) for e in episodes)
@@ -55,14 +57,13 @@ async def _raw(engine: Engine, n: int, sampling: SamplingSettings) -> dict[str, 
 
 
 async def _bench(model_path: str, n: int, max_new_tokens: int, dtype: str, kv_cache_gib: float) -> dict[str, Any]:
-    from actors.engines import make_engine
-
     sampling = SamplingSettings(max_new_tokens=max_new_tokens, temperature=1.0)
-    vllm = await make_engine("vllm", model_path, dtype=dtype, max_model_len=4096, kv_cache_gib=kv_cache_gib)
+    vllm = await make_engine("vllm", model_path, dtype=dtype, max_model_len=4096 + max_new_tokens,
+                             kv_cache_gib=kv_cache_gib)
     try:
         await _raw(vllm, 4, sampling)  # warm-up: first requests pay one-off costs
         log.info("bench rollout: (a) %d concurrent self-play games on vLLM", n)
-        a = await _games(vllm, n, sampling)
+        a = await play_games(vllm, n, sampling)
         log.info("bench rollout: (b) one raw batch of %d sequences on vLLM", n)
         b = await _raw(vllm, n, sampling)
     finally:
@@ -72,7 +73,7 @@ async def _bench(model_path: str, n: int, max_new_tokens: int, dtype: str, kv_ca
     try:
         await _raw(hf, 4, sampling)
         log.info("bench rollout: (c) the same %d games on the transformers engine", n)
-        c = await _games(hf, n, sampling)
+        c = await play_games(hf, n, sampling)
     finally:
         hf.shutdown()
     return {"bench": "rollout", "n": n, "max_new_tokens": max_new_tokens, "dtype": vllm.dtype,

@@ -1,6 +1,6 @@
 """How long a weight update into a running vLLM engine takes, against the floor and the naive way.
 
-``python -m selfplay.bench_sync [model]`` starts one engine on the model (a built-in name or a
+``python -m selfplay.bench.sync [model]`` starts one engine on the model (a built-in name or a
 folder; default the built-in SmolLM2-135M), then times three ways to load its full state dict:
 
 * ``fast``: :meth:`actors.vllm_engine.VLLMEngine.update_weights`, the path training uses (tensors
@@ -21,13 +21,32 @@ from typing import Any
 
 import torch
 
+from actors.engine import EngineSettings
 from selfplay.core.precision import cpu_capability, torch_dtype
+from selfplay.core.weight_publishing import WeightSyncExtension, iter_safetensors
+
+
+class BenchSyncExtension(WeightSyncExtension):
+    """The worker extension plus what only this benchmark needs: the floor and the naive path."""
+
+    def selfplay_stash(self, path: str) -> int:
+        """Copy a file's tensors into this worker's memory (set-up of the floor)."""
+        self._selfplay_stash = [(n, t.clone()) for n, t in iter_safetensors(path)]
+        return len(self._selfplay_stash)
+
+    def selfplay_reload_stash(self) -> float:
+        """Reload from tensors already in this process: the floor of any transport."""
+        return self._selfplay_reload(iter(self._selfplay_stash))
+
+    def selfplay_reload_from_bytes(self, data: bytes) -> float:
+        """The naive path: a whole serialised state dict through the RPC."""
+        from safetensors.torch import load
+
+        return self._selfplay_reload(iter(load(data).items()))
 
 
 def _state_dict(model_path: str, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """The model's full state dict as a learner would hold it (fresh tensors, engine dtype)."""
-    from actors.weight_sync import iter_safetensors
-
     files = sorted(f for f in os.listdir(model_path) if f.endswith(".safetensors"))
     return {name: tensor.to(dtype).clone() for f in files
             for name, tensor in iter_safetensors(os.path.join(model_path, f))}
@@ -46,10 +65,11 @@ def bench_sync(model_path: str, repeats: int = 3, dtype: str = "auto", kv_cache_
     """Time weight updates of the model's own full state dict into a running engine; returns the
     medians in seconds and MB/s (keys ``bench/<way>_s``, ``bench/<way>_mb_per_s``, ``bench/mb``)."""
     from actors.vllm_engine import VLLMEngine
-    from actors.weight_sync import shm_path, write_safetensors
+    from selfplay.core.weight_publishing import shm_path, write_safetensors
 
-    engine = asyncio.run(VLLMEngine(model_path, dtype=dtype, kv_cache_gib=kv_cache_gib,
-                                    max_model_len=512, weight_sync="cpu").init())
+    settings = EngineSettings(dtype=dtype, kv_cache_gib=kv_cache_gib, max_model_len=512,
+                              weight_sync="cpu", worker_extension=f"{__name__}.BenchSyncExtension")
+    engine = asyncio.run(VLLMEngine(model_path, settings).init())
     try:
         state = _state_dict(model_path, torch_dtype(engine.dtype))
         fast = [engine.update_weights(state.items()) for _ in range(repeats)]
@@ -79,7 +99,7 @@ def bench_sync(model_path: str, repeats: int = 3, dtype: str = "auto", kv_cache_
 
 
 def main() -> None:
-    from selfplay.models import DEFAULT_MODEL, resolve_model
+    from selfplay.core.models import DEFAULT_MODEL, resolve_model
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model", nargs="?", default=DEFAULT_MODEL, help="built-in name or folder")

@@ -17,14 +17,14 @@ import pytest
 import torch
 
 from learners.learner import Learner
-from selfplay.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
-from selfplay.config_schema import TrainerConfig
-from selfplay.types import Sample
+from learners.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from selfplay.core.config_schema import TrainerConfig
+from selfplay.core.samples import Sample
 
 
 @pytest.fixture(scope="module")
 def tiny_path() -> str:
-    from selfplay.models import prepare
+    from selfplay.core.models import prepare
 
     return str(prepare("tiny"))
 
@@ -69,8 +69,8 @@ def test_latest_ignores_temporary_and_incomplete_folders(tiny_path, tmp_path):
 _KILLED_SAVER = """
 import sys, time
 from learners.learner import Learner
-from selfplay.checkpoint import save_checkpoint
-from selfplay.config_schema import TrainerConfig
+from learners.checkpoint import save_checkpoint
+from selfplay.core.config_schema import TrainerConfig
 run_dir, model = sys.argv[1], sys.argv[2]
 learner = Learner(model, TrainerConfig(dtype="float32", device="cpu"))
 save_checkpoint(run_dir, 1, learner, {"marker": 1})

@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from selfplay.config import Config
-from selfplay.models import resolve_model
+from selfplay.core.models import resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -18,12 +18,12 @@ def run(what: str, cfg: Config) -> dict[str, Any]:
     """Run benchmark ``what`` on the config's model and settings."""
     model = resolve_model(cfg.model)
     if what == "rollout":
-        from actors.bench_rollout import bench_rollout
+        from selfplay.bench.rollout import bench_rollout
 
         return bench_rollout(model, n=32, max_new_tokens=64, dtype=cfg.rollout.dtype,
                              kv_cache_gib=cfg.rollout.kv_cache_gib)
     if what == "learner":
-        from learners.bench import bench_learner
+        from selfplay.bench.learner import bench_learner
 
         figures = bench_learner(model, cfg.trainer)
         print(f"learner: {figures['learner_tokens_per_s']:.1f} tokens/s   bare torch loop: "
@@ -31,7 +31,7 @@ def run(what: str, cfg: Config) -> dict[str, Any]:
               f"   [{figures['device']}, {figures['dtype']}, CPU {figures['cpu_capability']}]")
         return {"bench": "learner", **figures}
     if what == "sync":
-        from selfplay.bench_sync import bench_sync, report
+        from selfplay.bench.sync import bench_sync, report
 
         figures = bench_sync(model, dtype=cfg.rollout.dtype)
         report(figures)

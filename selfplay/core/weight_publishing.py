@@ -1,25 +1,32 @@
-"""Moving new policy weights into running vLLM engines: the pieces shared by engine, learner and tests.
+"""Weight publishing: how a learner's new weights reach the running rollout engines, in one place.
 
-Two paths, both vLLM's own mechanisms:
+One interface, :class:`WeightPublisher`, whose ``publish()`` the learner's worker calls once per
+step, and three transports, all vLLM's own mechanisms on the receiving side:
 
-* **cpu** (any single node, the default): the learner's tensors are written once, raw, into a
-  safetensors file in ``/dev/shm`` (RAM); only the path crosses to vLLM's worker, through
-  ``collective_rpc``, and the worker extension below feeds ``reload_weights`` from a zero-copy
-  memory map of that file. Serialising the state dict through the RPC channel instead (the naive
-  way) costs ~10x more: it is nearly all byte shuffling between processes.
-* **nccl** (GPUs): vLLM 0.32's weight-transfer API. The learner holds vLLM's
-  ``NCCLTrainerWeightTransferEngine`` (built by ``WeightTransferTrainerFactory.trainer_init``
-  over a ``ModuleSource``) and calls ``send_weights()`` each round; that engine drives the
-  inference side through a ``VLLMWeightSyncClient``. :class:`EngineWeightSyncClient` is that client
-  for our engines (one call per engine, fanned out concurrently because NCCL calls are collective).
+* **RAM file** (engines on the learner's node, the default): the tensors are written once, raw,
+  into a safetensors file in ``/dev/shm``; only the path crosses to each engine, whose vLLM worker
+  feeds ``reload_weights`` from a zero-copy memory map of it (:class:`WeightSyncExtension`).
+  Serialising the state dict through vLLM's RPC channel instead costs ~10x more: it is nearly all
+  byte shuffling between processes. Files left by a killed run are swept at start-up
+  (:func:`sweep_stale_weight_files`), only those whose writing process is gone.
+* **object store** (engines on other nodes of a CPU cluster): one copy of the tensors is put into
+  Ray's object store and each engine loads it through the same RAM-file path on its own node.
+* **NCCL** (GPUs, ``rollout.weight_sync: nccl``): vLLM 0.32's weight-transfer API. The learner
+  holds vLLM's ``NCCLTrainerWeightTransferEngine`` (built by ``WeightTransferTrainerFactory
+  .trainer_init`` over a ``ModuleSource``) and calls ``send_weights()`` each round; that engine
+  drives the inference side through a ``VLLMWeightSyncClient``: :class:`EngineWeightSyncClient`
+  is that client for our engines (calls fanned out concurrently, since NCCL calls are collective).
 
-Nothing here imports vLLM at module import: the worker process imports this module by name.
+No Ray and no vLLM at import: the caller passes functions that reach the engines (Ray calls in
+a cluster, direct calls in one process), and vLLM's worker process imports this module by name.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import struct
 import tempfile
 import time
@@ -41,10 +48,18 @@ _ST_DTYPES = {code: dtype for dtype, code in _ST_CODES.items()}
 NCCL_ROUND = ("start_weight_update", "update_weights", "finish_weight_update")
 
 
-def shm_path(prefix: str = "selfplay-weights") -> str:
-    """A fresh file name in RAM (``/dev/shm`` where present, else the temp folder)."""
-    folder = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
-    return os.path.join(folder, f"{prefix}-{os.getpid()}-{uuid.uuid4().hex[:8]}.safetensors")
+_PREFIX = "selfplay-weights"
+_WEIGHT_FILE = re.compile(rf"^{_PREFIX}-(\d+)-[0-9a-f]+\.safetensors$")
+
+
+def _shm_folder() -> str:
+    return "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+
+
+def shm_path(prefix: str = _PREFIX) -> str:
+    """A fresh file name in RAM (``/dev/shm`` where present, else the temp folder), carrying the
+    writer's pid so that :func:`sweep_stale_weight_files` can tell orphans from live files."""
+    return os.path.join(_shm_folder(), f"{prefix}-{os.getpid()}-{uuid.uuid4().hex[:8]}.safetensors")
 
 
 @contextmanager
@@ -154,21 +169,6 @@ class WeightSyncExtension:
         """Reload all weights from a safetensors file on this node; returns seconds spent."""
         return self._selfplay_reload(iter_safetensors(path))
 
-    def selfplay_stash(self, path: str) -> int:
-        """Copy a file's tensors into this worker's memory (benchmark floor set-up)."""
-        self._selfplay_stash = [(n, t.clone()) for n, t in iter_safetensors(path)]
-        return len(self._selfplay_stash)
-
-    def selfplay_reload_stash(self) -> float:
-        """Reload from tensors already in this process: the floor of any transport."""
-        return self._selfplay_reload(iter(self._selfplay_stash))
-
-    def selfplay_reload_from_bytes(self, data: bytes) -> float:
-        """The naive path (benchmark only): a whole serialised state dict through the RPC."""
-        from safetensors.torch import load
-
-        return self._selfplay_reload(iter(load(data).items()))
-
 
 def nccl_update_info(named_tensors: Iterable[tuple[str, torch.Tensor]]) -> dict[str, list]:
     """The per-round metadata of an NCCL update, in send order: the fields of vLLM's
@@ -223,3 +223,129 @@ class EngineWeightSyncClient:
 
     def finish_weight_update(self, weight_version: str | None = None) -> None:
         self._all("finish_weight_update", lambda i: None)
+
+
+# ----- the publisher: one call per step ----------------------------------------------------------
+
+#: ``rollout.weight_sync`` values: ``auto`` is ``cpu`` (RAM file or object store by node).
+WEIGHT_SYNCS = ("auto", "cpu", "nccl")
+
+
+def resolve_weight_sync(weight_sync: str) -> str:
+    """``auto`` means ``cpu``: the file path works on every single node, GPU hosts included, while
+    NCCL needs the learner to hold vLLM's trainer engine, so it is chosen explicitly."""
+    if weight_sync not in WEIGHT_SYNCS:
+        raise ValueError(f"weight_sync={weight_sync!r}: expected one of {WEIGHT_SYNCS}")
+    return "cpu" if weight_sync == "auto" else weight_sync
+
+
+#: Calls one method on every engine at once and waits for all: ``[(method, args), ...]`` in engine
+#: order in, the results in the same order out.
+FanOut = Callable[[list[tuple[str, tuple]]], list[Any]]
+
+
+class WeightPublisher:
+    """Sends the learner's current weights to every rollout engine.
+
+    ``weights()`` yields ``(name, tensor)`` pairs of the policy; ``local[i]`` says whether engine
+    ``i`` shares the learner's node (RAM file) or not (object store, through ``put``, e.g.
+    ``ray.put``); ``nccl`` replaces both when given. Engines receive with their
+    ``update_weights_from_file(path)`` and ``update_weights(tensors)`` methods.
+    """
+
+    def __init__(self, weights: Callable[[], Iterable[tuple[str, torch.Tensor]]], dtype: torch.dtype,
+                 fan_out: FanOut, local: list[bool], put: Callable[[Any], Any] | None = None,
+                 nccl: "NCCLPublisher | None" = None) -> None:
+        if not all(local) and put is None and nccl is None:
+            raise ValueError("engines on other nodes need an object store (put) or NCCL")
+        self.weights, self.dtype, self.fan_out = weights, dtype, fan_out
+        self.local, self.put, self.nccl = local, put, nccl
+
+    def publish(self) -> dict[str, float]:
+        """Publish once; returns ``sync/*`` figures (seconds, MB) and ``perf/weight_sync_s``."""
+        start = time.perf_counter()
+        if self.nccl is not None:
+            self.nccl.publish()
+            return {"sync/nccl_s": time.perf_counter() - start,
+                    "perf/weight_sync_s": time.perf_counter() - start}
+        stats: dict[str, float] = {}
+        path, remote = None, None
+        try:
+            if any(self.local):
+                path = shm_path()
+                stats["sync/mb"] = write_safetensors(path, self.weights(), dtype=self.dtype) / 1e6
+                stats["sync/write_s"] = time.perf_counter() - start
+            if not all(self.local):
+                # Copies: a view of the learner's flat buffer would pickle the whole buffer.
+                remote = self.put([(n, t.to(self.dtype if t.is_floating_point() else t.dtype, copy=True))
+                                   for n, t in self.weights()])
+            loads = self.fan_out([("update_weights_from_file", (path,)) if local
+                                  else ("update_weights", (remote,)) for local in self.local])
+        finally:
+            if path is not None and os.path.exists(path):
+                os.unlink(path)
+        total = time.perf_counter() - start
+        stats.update({"perf/weight_sync_s": total,
+                      "sync/load_s": max(x["sync/load_s"] for x in loads)})
+        if "sync/mb" in stats:
+            stats["sync/mb_per_s"] = stats["sync/mb"] / max(total, 1e-9)
+        return stats
+
+
+def sweep_stale_weight_files(folder: str | None = None) -> list[str]:
+    """Delete weight files in ``folder`` (``/dev/shm``) whose writing process has gone (a killed
+    run leaves a model-sized file in RAM). Files of live processes, whoever they belong to, stay,
+    so two runs on one node never delete each other's files. Returns the removed paths."""
+    folder = folder or _shm_folder()
+    removed = []
+    for name in os.listdir(folder):
+        m = _WEIGHT_FILE.match(name)
+        if m and not _alive(int(m.group(1))):
+            path = os.path.join(folder, name)
+            try:
+                os.unlink(path)
+                removed.append(path)
+            except FileNotFoundError:
+                pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def free_port() -> int:
+    """A TCP port free on this host now, for the NCCL rendezvous store."""
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return int(s.getsockname()[1])
+
+
+class NCCLPublisher:
+    """The learner's side of vLLM's NCCL weight transfer (GPU clusters): vLLM's documented RL
+    pattern unchanged. The trainer builds vLLM's own trainer engine with
+    ``WeightTransferTrainerFactory.trainer_init(NCCLTrainerInitInfo(...), client=..., source=
+    ModuleSource(model))`` (which rendezvouses with every engine's workers over NCCL) and calls
+    ``send_weights()`` after each update. It needs CUDA on both sides; what can be checked without
+    GPUs (the metadata sent, the order of calls, the ranks) is tested on the client."""
+
+    def __init__(self, model: torch.nn.Module, call: Callable[[int, str, dict | None], Any],
+                 num_engines: int, master_address: str, master_port: int) -> None:
+        from vllm.distributed.weight_transfer import ModuleSource, WeightTransferTrainerFactory
+        from vllm.distributed.weight_transfer.nccl_engine import NCCLTrainerInitInfo
+
+        client = EngineWeightSyncClient(call, num_engines)
+        info = NCCLTrainerInitInfo(master_address=master_address, master_port=master_port,
+                                   world_size=1 + num_engines, rank=0)
+        self.engine = WeightTransferTrainerFactory.trainer_init(info, client=client,
+                                                                source=ModuleSource(model))
+
+    def publish(self) -> None:
+        """Broadcast the model's current weights to every engine (blocks until they have them)."""
+        self.engine.send_weights()

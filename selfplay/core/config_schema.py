@@ -37,15 +37,16 @@ class RolloutConfig:
     episodes_per_step: int = 16
     """Finished episodes collected per training step, over all workers (>= 1)."""
     self_play_fraction: float = 1.0
-    """Share of episodes where the policy plays every seat; the rest face an opponent (0..1)."""
+    """Share of episodes where the policy plays every role; the rest face an opponent (0..1)."""
     opponents: list[str] = field(default_factory=lambda: ["random"])
     """Opponents for non-self-play episodes: random, strong, or snapshot (a frozen past policy
     from the pool; self-play until the first snapshot exists)."""
     temperature: float = 1.0
     """Sampling temperature (> 0)."""
     top_p: float = 1.0
-    """Nucleus sampling mass (0 < top_p <= 1). Keep 1 for training: the learner recomputes the
-    tempered policy without a nucleus cut, so top_p < 1 makes the PPO ratio off-policy."""
+    """Nucleus sampling mass of training rollouts: must be 1. With top_p < 1 vLLM's log-probs are
+    renormalised over the nucleus while the learner scores the whole tempered distribution, so the
+    PPO ratio would be biased; evaluation has its own ``eval.top_p``."""
     max_new_tokens: int = 64
     """Maximum response tokens per turn (>= 1)."""
     max_turns: int = 32
@@ -55,7 +56,7 @@ class RolloutConfig:
     episode_timeout_s: float = 600.0
     """Wall-clock limit of one episode (> 0)."""
     truncated_return: float = 0.0
-    """Return given to every seat of a truncated or timed-out episode (zero keeps it zero-sum)."""
+    """Return given to every role of a truncated or timed-out episode (zero keeps it zero-sum)."""
     kv_cache_gib: float = 2.0
     """vLLM CPU KV-cache size (VLLM_CPU_KVCACHE_SPACE); ignored on GPU."""
     gpu_memory_utilization: float = 0.5
@@ -121,11 +122,13 @@ class EvalConfig:
     every: int = 0
     """Evaluate every N steps; 0 disables periodic evaluation (>= 0)."""
     games: int = 8
-    """Games per (environment, opponent, seat) (>= 1)."""
+    """Games per (environment, opponent, role) (>= 1)."""
     opponents: list[str] = field(default_factory=lambda: ["random"])
     """Fixed opponents to evaluate against."""
     temperature: float = 0.0
     """Evaluation sampling temperature (0 = greedy)."""
+    top_p: float = 1.0
+    """Evaluation nucleus sampling mass (0 < top_p <= 1; ignored when greedy)."""
     log_episodes: int = 2
     """Full episodes written to TensorBoard as text per evaluation."""
 
@@ -163,7 +166,7 @@ class PoolConfig:
     max_snapshots: int = 3
     """Snapshots kept (the oldest is dropped) (>= 1)."""
     eval_games: int = 2
-    """Evaluation games against each snapshot per seat, for the ratings (>= 0)."""
+    """Evaluation games against each snapshot per role, for the ratings (>= 0)."""
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Weight-sync pieces that need no engine: the RAM-file format and the NCCL round's metadata."""
+"""Weight publishing without an engine: the RAM-file format, the publisher's transports, the sweep
+of orphaned files, and the NCCL round's metadata."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import sys
 import pytest
 import torch
 
-from actors.weight_sync import (NCCL_ROUND, EngineWeightSyncClient, engine_init_info,
-                                iter_safetensors, nccl_update_info, shm_path, write_safetensors)
+from selfplay.core.weight_publishing import (NCCL_ROUND, EngineWeightSyncClient, WeightPublisher,
+                                            engine_init_info, sweep_stale_weight_files,
+                                            iter_safetensors, nccl_update_info, shm_path,
+                                            write_safetensors)
 
 
 def _tensors() -> list[tuple[str, torch.Tensor]]:
@@ -105,7 +108,7 @@ def test_client_surfaces_an_engine_failure():
 
 
 def test_importing_actors_and_the_factory_loads_neither_torch_nor_vllm():
-    code = ("import sys, actors, actors.engines; "
+    code = ("import sys, actors, actors.engine; "
             "print(any(m in sys.modules for m in ('torch', 'vllm')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -119,3 +122,71 @@ def test_reader_accepts_unaligned_files_from_other_writers(tmp_path):
     save_file(tensors, path)
     back = dict(iter_safetensors(path))
     assert all(torch.equal(back[k], v) for k, v in tensors.items())
+
+
+class _Engine:
+    """Records what reaches it, as a rollout worker's engine would load it."""
+
+    def __init__(self) -> None:
+        self.received: dict[str, torch.Tensor] = {}
+        self.paths: list[str] = []
+
+    def update_weights_from_file(self, path: str) -> dict[str, float]:
+        self.paths.append(path)
+        self.received = {n: t.clone() for n, t in iter_safetensors(path)}
+        return {"sync/load_s": 0.25}
+
+    def update_weights(self, named_tensors) -> dict[str, float]:
+        self.received = dict(named_tensors)
+        return {"sync/load_s": 0.5}
+
+
+def test_publisher_reaches_local_engines_by_file_and_remote_ones_through_the_store():
+    local, remote = _Engine(), _Engine()
+    engines = [local, remote]
+    put_calls = []
+
+    def fan_out(calls):
+        return [getattr(engine, method)(*args) for engine, (method, args) in zip(engines, calls)]
+
+    def put(value):
+        put_calls.append(value)
+        return value  # in one process the "object store" is the value itself
+
+    publisher = WeightPublisher(lambda: iter(_tensors()), torch.bfloat16, fan_out, [True, False], put=put)
+    stats = publisher.publish()
+    for engine in engines:  # the same weights, in the engines' dtype, the tied one once on file
+        assert engine.received["model.embed_tokens.weight"].dtype == torch.bfloat16
+        assert torch.equal(engine.received["model.embed_tokens.weight"].float(),
+                           torch.arange(12, dtype=torch.float32).reshape(4, 3))
+        assert engine.received["steps"].dtype == torch.int64
+    assert len(put_calls) == 1 and not os.path.exists(local.paths[0])  # the RAM file is gone
+    assert stats["sync/load_s"] == 0.5  # the slowest engine's own figure
+    assert stats["sync/mb"] > 0 and stats["perf/weight_sync_s"] > 0
+
+
+def test_publisher_removes_the_file_when_an_engine_fails():
+    class Failing(_Engine):
+        def update_weights_from_file(self, path):
+            self.paths.append(path)
+            raise RuntimeError("engine died")
+
+    engine = Failing()
+    publisher = WeightPublisher(lambda: iter(_tensors()), torch.float32,
+                                lambda calls: [engine.update_weights_from_file(*calls[0][1])], [True])
+    with pytest.raises(RuntimeError, match="engine died"):
+        publisher.publish()
+    assert not os.path.exists(engine.paths[0])
+
+
+def test_sweep_removes_only_files_whose_writer_is_gone(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead_pid = int(dead.stdout)  # that process has exited
+    orphan = tmp_path / f"selfplay-weights-{dead_pid}-0123abcd.safetensors"
+    mine = tmp_path / f"selfplay-weights-{os.getpid()}-0123abcd.safetensors"
+    other = tmp_path / "someone-else.safetensors"
+    for path in (orphan, mine, other):
+        path.write_bytes(b"x")
+    assert sweep_stale_weight_files(str(tmp_path)) == [str(orphan)]
+    assert not orphan.exists() and mine.exists() and other.exists()

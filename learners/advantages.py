@@ -15,10 +15,13 @@ from abc import ABC, abstractmethod
 from collections import defaultdict
 from typing import Any, Iterable
 
-from selfplay.config_schema import AdvantageConfig
-from selfplay.types import Sample
+from selfplay.core.config_schema import AdvantageConfig
+from selfplay.core.samples import Sample, opponent_kind
 
 __all__ = ["AdvantageEstimator", "RAE", "GroupNorm", "ESTIMATORS", "make_estimator"]
+
+#: RAE's EMA decay lies in [DECAY_MIN, DECAY_MAX).
+DECAY_MIN, DECAY_MAX = 0, 1
 
 
 def _units(samples: Iterable[Sample], key) -> dict[Any, list[Sample]]:
@@ -43,66 +46,72 @@ class AdvantageEstimator(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
 
-    def baselines(self) -> dict[tuple[str, int], float]:
-        """Current baselines keyed by (env_id, role), for logging; empty if there are none."""
+    def baselines(self) -> dict[tuple[str, str, int], float]:
+        """Current baselines keyed by (env_id, opponent, role), for logging; empty if none."""
         return {}
 
 
 class RAE(AdvantageEstimator):
     """Role-conditioned advantage estimation (SPIRAL, arXiv 2506.24119, Sec. 3.3).
 
-    For every (env_id, role) an exponential moving average ``b`` of that role's returns, starting
-    at 0. For each (episode, role) in a batch, in order of first appearance::
+    For every (env_id, opponent, role) an exponential moving average ``b`` of that role's returns,
+    starting at 0. For each (episode, role) in a batch, in order of first appearance::
 
-        b[env, role] <- decay * b[env, role] + (1 - decay) * R      # update first ...
-        A = R - b[env, role]                                        # ... then subtract
+        A = R - b[key]                                   # the baseline before this return ...
+        b[key] <- decay * b[key] + (1 - decay) * R       # ... then the update
 
-    and every sample of that (episode, role) gets ``A`` (its own ``ret`` minus the baseline).
-    The baseline is updated once per (episode, role), not once per turn, so a long game does not
-    pull it further than a short one.
+    and every sample of that (episode, role) gets ``A``. Subtracting the baseline *before* it
+    sees ``R`` keeps the advantage unbiased (``b`` does not depend on ``R``); SPIRAL's code does the
+    same ("get the baseline before updating to be unbiased"). The baseline is updated once per
+    (episode, role), not once per turn, so a long game does not pull it further than a short one.
 
-    Which baseline is subtracted: the *updated* one, as SPIRAL's reference implementation does.
-    It costs nothing in bias direction: ``R - (decay*b + (1-decay)*R) = decay * (R - b_old)``,
-    i.e. exactly the pre-update (unbiased, since ``b_old`` does not depend on ``R``) advantage
-    scaled by ``decay``; keeping SPIRAL's order keeps our numbers comparable to theirs.
+    Why the opponent is part of the key: returns against ``random`` are systematically higher than
+    in self-play, so one shared baseline would give every game against random a positive advantage
+    and every self-play game a negative one: variance, not signal. ``opponent`` is ``self``, a
+    fixed opponent's name, or ``snapshot`` for any frozen snapshot (one kind, as snapshots come
+    and go).
 
-    Why not a group-mean baseline: in zero-sum self-play both seats of an episode are played by
+    Why not a group-mean baseline: in zero-sum self-play both roles of an episode are played by
     the same policy and their returns cancel (``R_0 = -R_1``), so the mean over an episode's
-    samples is 0 and "normalising" does nothing; worse, the seats differ systematically
-    (first-mover advantage, the dealer in poker), and a shared baseline credits a seat's
-    structural edge to the policy's actions. A separate baseline per (environment, role) removes
-    each seat's expected return and leaves only how much better than usual this play was.
+    samples is 0 and "normalising" does nothing; worse, the roles differ systematically
+    (first-mover advantage, the dealer in poker), and a shared baseline credits a role's
+    structural edge to the policy's actions. A separate baseline per role removes each role's
+    expected return and leaves only how much better than usual this play was.
     """
 
     def __init__(self, decay: float = 0.95) -> None:
-        if not 0.0 <= decay < 1.0:
-            raise ValueError(f"RAE decay {decay} must be in [0, 1)")
+        if not DECAY_MIN <= decay < DECAY_MAX:
+            raise ValueError(f"advantage.decay={decay!r}: expected in [{DECAY_MIN}, {DECAY_MAX})")
         self.decay = decay
-        self._b: dict[tuple[str, int], float] = {}
+        self._b: dict[tuple[str, str, int], float] = {}
+
+    @staticmethod
+    def key(sample: Sample) -> tuple[str, str, int]:
+        """The baseline a sample is credited against: (env_id, opponent kind, role)."""
+        return sample.env_id, opponent_kind(sample.opponent), sample.role
 
     def compute(self, samples: list[Sample]) -> None:
-        units = _units(samples, lambda s: (s.env_id, s.episode_id, s.role))
-        for (env_id, _, role), group in units.items():
+        units = _units(samples, lambda s: (self.key(s), s.episode_id))
+        for (key, _), group in units.items():
             ret = group[0].ret  # all turns of one role in one episode share its return
-            key = (env_id, role)
-            b = self.decay * self._b.get(key, 0.0) + (1.0 - self.decay) * ret
-            self._b[key] = b
+            b = self._b.get(key, 0.0)
+            self._b[key] = self.decay * b + (1.0 - self.decay) * ret
             for s in group:
                 s.advantage = s.ret - b
 
     def state_dict(self) -> dict[str, Any]:
-        # JSON keys must be strings: "env_id|role"; env ids contain "/" but never "|".
+        # JSON keys must be strings: "env_id|opponent|role"; ids and names never contain "|".
         return {"decay": self.decay,
-                "baselines": {f"{env}|{role}": b for (env, role), b in sorted(self._b.items())}}
+                "baselines": {"|".join(map(str, key)): b for key, b in sorted(self._b.items())}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.decay = float(state.get("decay", self.decay))
         self._b = {}
         for key, b in state.get("baselines", {}).items():
-            env, role = key.rsplit("|", 1)
-            self._b[(env, int(role))] = float(b)
+            env, opponent, role = key.split("|")
+            self._b[(env, opponent, int(role))] = float(b)
 
-    def baselines(self) -> dict[tuple[str, int], float]:
+    def baselines(self) -> dict[tuple[str, str, int], float]:
         return dict(self._b)
 
 
@@ -149,5 +158,5 @@ def make_estimator(cfg: AdvantageConfig) -> AdvantageEstimator:
     try:
         build = ESTIMATORS[cfg.type]
     except KeyError:
-        raise ValueError(f"advantage.type {cfg.type!r}: known types are {sorted(ESTIMATORS)}") from None
+        raise ValueError(f"advantage.type={cfg.type!r}: expected one of {sorted(ESTIMATORS)}") from None
     return build(cfg)

@@ -8,7 +8,7 @@ weights. What the learner adds (packing, masks, the PPO-clip loss and its statis
 clipping, the float32 master weights in bf16) is the overhead measured (both use fused AdamW); the target ratio is
 >= 0.9.
 
-``python -m learners.bench [model] [num_samples] [seq_len]`` prints the figures as JSON.
+``python -m selfplay.bench.learner [model] [num_samples] [seq_len]`` prints the figures as JSON.
 """
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ import torch
 
 from learners.learner import Learner, resolve_device_dtype
 from learners.loss import token_logprobs
-from selfplay.config_schema import TrainerConfig
+from selfplay.core.config_schema import TrainerConfig
 from selfplay.core.precision import cpu_capability
-from selfplay.types import Sample
+from selfplay.core.samples import Sample
 
 __all__ = ["bench_learner"]
 
 
 def _synthetic_samples(vocab: int, num_samples: int, seq_len: int, seed: int) -> list[Sample]:
-    """Half prompt, half response; advantages alternate in sign like two seats of a game."""
+    """Half prompt, half response; advantages alternate in sign like two roles of a game."""
     g = torch.Generator().manual_seed(seed)
     prompt, resp = seq_len // 2, seq_len - seq_len // 2
     out = []
@@ -101,7 +101,7 @@ def bench_learner(model_path: str, trainer_cfg: TrainerConfig, num_samples: int 
 
 
 if __name__ == "__main__":
-    from selfplay.models import resolve_model
+    from selfplay.core.models import resolve_model
 
     args = sys.argv[1:]
     model = resolve_model(args[0] if args else "smollm2-135m-instruct")

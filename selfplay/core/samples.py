@@ -1,12 +1,25 @@
 """The data that crosses processes: one sample type from rollout to learner, and episodes.
 
 Only these dataclasses travel between actors (Ray pickles them); keep them plain.
+
+A *role* is a player's position in a game: 0 moves first. It is the index the environments call
+``info["player"]`` (the Gymnasium contract), and the ``p<role>`` of metric names.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+#: ``opponent`` of a self-play episode (the policy plays every role).
+SELF = "self"
+#: ``opponent`` kind of every frozen snapshot of the policy; a snapshot's name is ``snapshot@<step>``.
+SNAPSHOT = "snapshot"
+
+
+def opponent_kind(opponent: str) -> str:
+    """``snapshot@12`` -> ``snapshot``; any other opponent name is its own kind."""
+    return SNAPSHOT if opponent.startswith(SNAPSHOT + "@") else opponent
 
 
 @dataclass
@@ -32,6 +45,8 @@ class Sample:
     advantage: float = 0.0
     #: Samples sharing a group (same SAT instance, same LeaP problem) for group baselines.
     group_id: str | None = None
+    #: Who played the other roles: ``self``, a fixed opponent's name or ``snapshot@<step>``.
+    opponent: str = "self"
 
     def __post_init__(self) -> None:
         n = len(self.response_ids)
@@ -50,8 +65,8 @@ class Sample:
 class Episode:
     """A finished episode: its policy samples and what happened, for metrics and logs.
 
-    ``rewards`` maps each player (seat) to its return. ``policy_roles`` are the seats played by the
-    policy being trained (both in self-play, one against a fixed opponent or a snapshot).
+    ``rewards`` maps each role to its return. ``policy_roles`` are the roles played by the policy
+    being trained (every role in self-play, one against a fixed opponent or a snapshot).
     ``outcome`` is ``"finished"``, ``"invalid"`` (ended by an invalid action), ``"truncated"``
     (turn or prompt-length limit) or ``"timeout"``.
     """
@@ -68,3 +83,7 @@ class Episode:
     transcript: str = ""
     generated_tokens: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> "Episode":
+        """This episode without its samples and transcript: what metrics need, a few hundred bytes."""
+        return replace(self, samples=[], transcript="")

@@ -1,0 +1,107 @@
+"""The learner's worker: turns finished episodes into an update, and owns what the update needs.
+
+It holds the policy (:class:`learners.learner.Learner`), the advantage estimator and the weight
+publisher together, so credit assignment happens in one process (SPIRAL split it between actors
+and learner) and the driver makes one call per step for each of update, publish and checkpoint.
+A plain class; the driver wraps it with ``ray.remote`` and passes the rollout workers' episode
+lists to :meth:`update` as object references, so episodes travel from the workers to here
+without passing through the driver.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from learners.advantages import make_estimator
+from learners.checkpoint import load_checkpoint, save_checkpoint
+from learners.learner import Learner
+from selfplay.core import metric_names as names
+from selfplay.core.config_schema import AdvantageConfig, TrainerConfig
+from selfplay.core.precision import resolve_dtype, torch_dtype
+from selfplay.core.samples import Episode
+from selfplay.core.weight_publishing import NCCLPublisher, WeightPublisher, free_port
+
+
+class LearnerWorker:
+    """Advantages, gradient steps, weight publishing and checkpoints."""
+
+    def __init__(self, model_path: str, trainer: TrainerConfig, advantage: AdvantageConfig, *,
+                 engine_dtype: str, engine_device: str, temperature: float, seed: int = 0,
+                 num_threads: int | None = None) -> None:
+        if num_threads:  # Ray caps actors at their CPU share; the loop is synchronous, so use all
+            torch.set_num_threads(num_threads)
+        self.learner = Learner(model_path, trainer, seed=seed, temperature=temperature)
+        self.estimator = make_estimator(advantage)
+        # The engines' dtype, resolved as the engines resolve it, so weight files need no cast there.
+        self.engine_dtype = torch_dtype(resolve_dtype(engine_dtype, engine_device)[0])
+        self.publisher: WeightPublisher | None = None
+
+    def update(self, *episode_lists: list[Episode]) -> dict[str, float]:
+        """Compute advantages for the episodes' samples and take one training step."""
+        samples = [s for episodes in episode_lists for e in episodes for s in e.samples]
+        if not samples:
+            return {names.SAMPLES: 0.0}
+        self.estimator.compute(samples)
+        stats = self.learner.train_step(samples)
+        stats[names.SAMPLES] = float(len(samples))
+        stats[names.ADVANTAGE_MEAN] = sum(s.advantage for s in samples) / len(samples)
+        for (env_id, opponent, role), value in self.estimator.baselines().items():
+            stats[names.baseline(env_id, opponent, role)] = value
+        return stats
+
+    # -- weight publishing -------------------------------------------------------------------------
+
+    def connect(self, workers: list[Any], local: list[bool], nccl: bool = False) -> None:
+        """Reach the rollout workers (Ray actor handles) for publishing: ``local[i]`` says whether
+        worker ``i`` shares this node (RAM file) or not (object store); ``nccl`` joins vLLM's NCCL
+        weight-transfer group with them instead (GPUs)."""
+        import ray
+
+        def fan_out(calls: list[tuple[str, tuple]]) -> list[Any]:
+            return ray.get([getattr(w, method).remote(*args) for w, (method, args) in zip(workers, calls)])
+
+        publisher_nccl = None
+        if nccl:
+            def call(i: int, method: str, payload: dict | None) -> Any:
+                return ray.get(workers[i].weight_transfer.remote(method, payload))
+
+            publisher_nccl = NCCLPublisher(self.learner.model, call, len(workers),
+                                           ray.util.get_node_ip_address(), free_port())
+        self.publisher = WeightPublisher(lambda: self.learner.named_weights(copy=False),
+                                         self.engine_dtype, fan_out, local, put=ray.put,
+                                         nccl=publisher_nccl)
+
+    def publish(self) -> dict[str, float]:
+        """Send the current weights to every rollout engine; returns ``sync/*`` figures."""
+        if self.publisher is None:
+            raise RuntimeError("LearnerWorker.connect() must be called before publish()")
+        return self.publisher.publish()
+
+    # -- snapshots and checkpoints ---------------------------------------------------------------
+
+    def save_snapshot(self, path: str) -> str:
+        """Freeze the current policy as a Hugging Face folder (an opponent for the pool)."""
+        tmp = Path(f"{path}.tmp")
+        self.learner.save_model(tmp)
+        os.replace(tmp, path)  # a snapshot folder is complete or absent
+        return path
+
+    def save(self, run_dir: str, step: int, extra: dict[str, Any], keep_last: int) -> str:
+        """Write a checkpoint atomically; returns its folder."""
+        state = dict(extra, advantage=self.estimator.state_dict())
+        return str(save_checkpoint(Path(run_dir), step, self.learner, state, keep_last=keep_last))
+
+    def restore(self, path: str) -> dict[str, Any]:
+        """Load a checkpoint into the policy, optimizer and estimator; returns its state."""
+        state = load_checkpoint(Path(path), self.learner)
+        self.estimator.load_state_dict(state.get("advantage", {}))
+        return state
+
+    def node_id(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()

@@ -1,0 +1,93 @@
+"""Every metric name the project logs, defined once. TensorBoard shows them as a hierarchy:
+
+* ``game/<env>/<opponent>/p<role>/<stat>``: training episodes, per environment, opponent (``self``
+  for self-play, ``random``, ``strong`` or a snapshot) and the policy's role; ``<stat>`` is one of
+  :data:`ROLE_STATS` or ``baseline`` (the RAE baseline of that key);
+* ``game/<env>/{length,invalid_share,truncated_share,timeout_share}``: per environment;
+* ``eval/...``: the same for evaluation games against fixed opponents and snapshots;
+* ``learner/...``: the optimisation step; ``perf/...``: throughput and timings;
+  ``sync/...``: weight publishing; ``pool/<member>/{mu,sigma,ordinal}``: opponent ratings;
+  ``kuhn/...``: exact Kuhn Poker figures; ``episodes/<env>`` (text): a few whole episodes.
+"""
+
+from __future__ import annotations
+
+# learner/
+LOSS_PG = "learner/loss/pg"
+LOSS_TOTAL = "learner/loss/total"
+KL = "learner/kl"
+CLIP_FRACTION = "learner/clip_fraction"
+APPROX_KL = "learner/approx_kl"
+ENTROPY = "learner/entropy"
+GRAD_NORM = "learner/grad_norm"
+LR = "learner/lr"
+LEARNER_TOKENS = "learner/tokens"
+RESPONSE_TOKENS = "learner/response_tokens"
+MICRO_BATCHES = "learner/micro_batches"
+LEARNER_STEP_S = "learner/step_s"
+LEARNER_TOKENS_PER_S = "learner/tokens_per_s"
+SAMPLES = "learner/samples"
+ADVANTAGE_MEAN = "learner/advantage_mean"
+#: Loss statistics the policy loss reports per micro-batch, by their key there.
+LOSS_STATS = {"pg_loss": LOSS_PG, "kl": KL, "clip_fraction": CLIP_FRACTION,
+              "approx_kl": APPROX_KL, "entropy": ENTROPY}
+
+# perf/
+ENGINE_START_S = "perf/engine_start_s"
+ROLLOUT_S = "perf/rollout_s"
+ROLLOUT_TOKENS = "perf/rollout_tokens"
+ROLLOUT_TOKENS_PER_S = "perf/rollout_tokens_per_s"
+STEP_S = "perf/step_s"
+WEIGHT_SYNC_S = "perf/weight_sync_s"
+
+# sync/ (weight publishing)
+SYNC_MB = "sync/mb"
+SYNC_MB_PER_S = "sync/mb_per_s"
+SYNC_WRITE_S = "sync/write_s"
+SYNC_LOAD_S = "sync/load_s"
+SYNC_TOTAL_S = "sync/total_s"
+SYNC_SERIALIZE_S = "sync/serialize_s"
+SYNC_WORKER_RELOAD_S = "sync/worker_reload_s"
+SYNC_NCCL_S = "sync/nccl_s"
+
+PROGRESS_EPISODES = "progress/episodes"
+POOL_SIZE = "pool/size"
+
+KUHN_VALUE_P0 = "kuhn/value_p0_vs_equilibrium"
+KUHN_VALUE_P1 = "kuhn/value_p1_vs_equilibrium"
+KUHN_EXPLOITABILITY = "kuhn/exploitability"
+
+#: Per (environment, opponent, role) statistics of episodes.
+ROLE_STATS = ("return", "win_rate", "draw_rate", "loss_rate", "invalid_rate", "episodes")
+#: Episode outcomes counted as shares per environment (besides ``finished``).
+OUTCOME_SHARES = ("invalid", "truncated", "timeout")
+
+
+def short_env(env_id: str) -> str:
+    """``selfplay/KuhnPoker-v0`` -> ``KuhnPoker-v0``."""
+    return env_id.split("/")[-1]
+
+
+def role_metric(env_id: str, opponent: str, role: int, stat: str, prefix: str = "game") -> str:
+    """``game/KuhnPoker-v0/random/p1/win_rate``."""
+    return f"{prefix}/{short_env(env_id)}/{opponent}/p{role}/{stat}"
+
+
+def baseline(env_id: str, opponent: str, role: int) -> str:
+    """The RAE baseline of (environment, opponent, role), beside that key's other statistics."""
+    return role_metric(env_id, opponent, role, "baseline")
+
+
+def env_metric(env_id: str, stat: str, prefix: str = "game") -> str:
+    """``game/KuhnPoker-v0/length``."""
+    return f"{prefix}/{short_env(env_id)}/{stat}"
+
+
+def pool_metric(member: str, stat: str) -> str:
+    """``pool/snapshot@4/ordinal``."""
+    return f"pool/{member}/{stat}"
+
+
+def episode_text(env_id: str) -> str:
+    """Tag of the whole episodes logged as text."""
+    return f"episodes/{env_id}"
