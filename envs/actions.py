@@ -3,7 +3,9 @@
 Every game shares it. The rule: take the *last* ``\\boxed{...}`` in the text; failing that, the
 last ``[...]``; failing that, the whole text when it is short (a bare answer such as ``"4"``).
 The candidate is normalised (case, spacing, surrounding punctuation) and handed to the game,
-which maps it to a legal action or rejects it. Nothing here raises on any input string.
+which maps it to a legal action or rejects it. With ``lenient``, a text that commits to nothing
+that way is read as the one legal action it names anywhere, if it names exactly one. Nothing here
+raises on any input string.
 """
 
 from __future__ import annotations
@@ -50,20 +52,22 @@ def match_legal(cand: str | None, legal: Sequence[str]) -> str | None:
 
 
 def lenient_match(text: str, legal: Sequence[str]) -> str | None:
-    """Fallback for an untrained model: the legal action named last anywhere in the text.
+    """Fallback for an untrained model: the one legal action the text names anywhere, as a whole
+    word; None if it names none or more than one.
 
-    Only used when the strict rule finds nothing and the environment enables it; it keeps the
-    reward signal from being all-invalid at the start of training (FACTS.md).
+    Only used when the strict rule finds nothing and the environment enables it. It keeps the
+    reward signal from being all-invalid at the start of training: an untrained 135M instruct
+    model, asked for ``\\boxed{ACTION}`` on a Kuhn Poker turn, gave a boxed legal action in 1 of
+    64 samples (temperature 1.0) but named one somewhere in 17. A reply naming *several* legal
+    actions commits to none: reading it as the last one named was a hackable reward (a policy
+    trained on it learned babble such as "a bet after a called bet ...").
     """
     if not isinstance(text, str):
         return None
     low = text.lower()
-    best, best_pos = None, -1
-    for action in legal:
-        for m in re.finditer(r"(?<![\w])" + re.escape(normalise(action)) + r"(?![\w])", low):
-            if m.start() > best_pos:
-                best, best_pos = action, m.start()
-    return best
+    named = {action for action in legal
+             if re.search(r"(?<![\w])" + re.escape(normalise(action)) + r"(?![\w])", low)}
+    return named.pop() if len(named) == 1 else None
 
 
 def extract_action(text: str, legal: Sequence[str], lenient: bool = False) -> str | None:

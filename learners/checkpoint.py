@@ -29,7 +29,8 @@ import torch
 
 log = logging.getLogger(__name__)
 
-__all__ = ["save_checkpoint", "latest_checkpoint", "load_checkpoint", "list_checkpoints"]
+__all__ = ["save_checkpoint", "latest_checkpoint", "load_checkpoint", "list_checkpoints",
+           "checkpoint_format", "FORMAT_VERSION"]
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
@@ -37,6 +38,17 @@ TMP_PREFIX = ".tmp-"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 # Files a folder must hold to count as a checkpoint (state.json and rng are written last).
 _REQUIRED = ("config.json", "optimizer.pt", "state.json", "rng_torch.pt")
+#: The format of ``state.json`` this code writes and reads. 1 (no ``format_version`` key): RAE
+#: baselines keyed by (env, role), ``max_prompt_tokens`` meaning prompt plus answer. 2: RAE
+#: baselines keyed by (env, opponent kind, role) and subtracted before their update; counters
+#: under ``counters``.
+FORMAT_VERSION = 2
+
+
+def checkpoint_format(path: str | Path) -> int:
+    """The format version a checkpoint folder was written in (1 for those before versions)."""
+    state = json.loads((Path(path) / "state.json").read_text())
+    return int(state.get("format_version", 1))
 
 
 class _Saveable(Protocol):
@@ -109,7 +121,7 @@ def save_checkpoint(run_dir: str | Path, step: int, learner: _Saveable, state: d
         learner.save(tmp)
         cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
         torch.save({"cpu": torch.get_rng_state(), "cuda": cuda}, tmp / "rng_torch.pt")
-        payload = {**state, "step": step, "rng": _rng_state()}
+        payload = {**state, "step": step, "format_version": FORMAT_VERSION, "rng": _rng_state()}
         (tmp / "state.json").write_text(json.dumps(payload, indent=1))
         _fsync_tree(tmp)
         if final.exists():  # the same step saved again (after a resume): swap it out
@@ -158,6 +170,9 @@ def load_checkpoint(path: str | Path, learner: _Saveable, restore_rng: bool = Tr
     the saved state (the caller's keys plus ``step``). Call it after building everything that
     seeds RNGs (``Learner.__init__`` does), so the restored states are the ones left standing."""
     path = Path(path)
+    if checkpoint_format(path) != FORMAT_VERSION:
+        raise ValueError(f"{path}: checkpoint format {checkpoint_format(path)}, this code reads "
+                         f"format {FORMAT_VERSION}")
     learner.load(path)
     state = json.loads((path / "state.json").read_text())
     rng = state.pop("rng")

@@ -14,16 +14,42 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from learners.advantages import make_estimator
+from learners.advantages import AdvantageEstimator, make_estimator
 from learners.checkpoint import load_checkpoint, save_checkpoint
 from learners.learner import Learner
 from selfplay.core import metric_names as names
 from selfplay.core.config_schema import AdvantageConfig, TrainerConfig
 from selfplay.core.precision import resolve_dtype, torch_dtype
-from selfplay.core.samples import Episode
+from selfplay.core.samples import Episode, Sample
 from selfplay.core.weight_publishing import NCCLPublisher, WeightPublisher, free_port
+
+
+def select_samples(episodes: list[Episode], estimator: AdvantageEstimator, trainer: TrainerConfig,
+                   rng: np.random.Generator) -> tuple[list[Sample], dict[str, float]]:
+    """The samples a step trains on, with their advantages, and how many each rule dropped.
+
+    1. Episodes cut by the wall-clock limit are left out entirely (not trained on, not in the
+       baselines): which episodes time out depends on machine load and reply length, not on the
+       policy. Truncation at ``max_turns`` is a rule of the game and stays (a draw, as in SPIRAL).
+    2. Advantages are computed on the rest (every episode updates the RAE baselines).
+    3. With ``filter_zero_advantage``, samples whose advantage is exactly 0 are dropped.
+    4. With ``samples_per_step``, that many are drawn uniformly without replacement.
+    """
+    kept = [s for e in episodes if e.outcome != "timeout" for s in e.samples]
+    stats = {names.SAMPLES_COLLECTED: float(sum(len(e.samples) for e in episodes)),
+             names.DROPPED_TIMEOUT: float(sum(len(e.samples) for e in episodes if e.outcome == "timeout"))}
+    estimator.compute(kept)
+    if trainer.filter_zero_advantage:
+        nonzero = [s for s in kept if s.advantage != 0.0]
+        stats[names.DROPPED_ZERO_ADVANTAGE] = float(len(kept) - len(nonzero))
+        kept = nonzero
+    if 0 < trainer.samples_per_step < len(kept):
+        kept = [kept[i] for i in sorted(rng.choice(len(kept), trainer.samples_per_step, replace=False))]
+    stats[names.SAMPLES] = float(len(kept))
+    return kept, stats
 
 
 class LearnerWorker:
@@ -35,6 +61,7 @@ class LearnerWorker:
         if num_threads:  # Ray caps actors at their CPU share; the loop is synchronous, so use all
             torch.set_num_threads(num_threads)
         self.learner = Learner(model_path, trainer, seed=seed, temperature=temperature)
+        self.trainer, self.seed = trainer, seed
         self.estimator = make_estimator(advantage)
         # The engines' dtype, resolved as the engines resolve it, so weight files need no cast there.
         self.engine_dtype = torch_dtype(resolve_dtype(engine_dtype, engine_device)[0])
@@ -42,13 +69,12 @@ class LearnerWorker:
 
     def update(self, *episode_lists: list[Episode]) -> dict[str, float]:
         """Compute advantages for the episodes' samples and take one training step."""
-        samples = [s for episodes in episode_lists for e in episodes for s in e.samples]
-        if not samples:
-            return {names.SAMPLES: 0.0}
-        self.estimator.compute(samples)
-        stats = self.learner.train_step(samples)
-        stats[names.SAMPLES] = float(len(samples))
-        stats[names.ADVANTAGE_MEAN] = sum(s.advantage for s in samples) / len(samples)
+        episodes = [e for episodes in episode_lists for e in episodes]
+        samples, stats = select_samples(episodes, self.estimator, self.trainer,
+                                        np.random.default_rng([self.seed, self.learner.step]))
+        if samples:
+            stats.update(self.learner.train_step(samples))
+            stats[names.ADVANTAGE_MEAN] = sum(s.advantage for s in samples) / len(samples)
         for (env_id, opponent, role), value in self.estimator.baselines().items():
             stats[names.baseline(env_id, opponent, role)] = value
         return stats

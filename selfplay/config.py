@@ -17,8 +17,8 @@ from typing import Any
 import yaml
 
 from selfplay.core.config_schema import (
-    AdvantageConfig, CheckpointConfig, ClusterConfig, Config, ConfigError, EnvConfig, EvalConfig,
-    PoolConfig, RolloutConfig, TrainerConfig,
+    CONFIG_FORMAT, AdvantageConfig, CheckpointConfig, ClusterConfig, Config, ConfigError, EnvConfig,
+    EvalConfig, PoolConfig, RolloutConfig, TrainerConfig,
 )
 from selfplay.core.precision import DTYPE_NAMES
 
@@ -198,6 +198,10 @@ def validate(cfg: Config) -> None:
     from selfplay.core.samples import SNAPSHOT
     from selfplay.core.weight_publishing import WEIGHT_SYNCS
 
+    _check(cfg.format_version == CONFIG_FORMAT, "format_version", cfg.format_version,
+           f"{CONFIG_FORMAT}, the format this selfplay reads (in format 1 rollout.max_prompt_tokens "
+           f"counted the answer too: subtract rollout.max_new_tokens, then set format_version: "
+           f"{CONFIG_FORMAT})")
     _check(bool(cfg.name) and "/" not in cfg.name, "name", cfg.name, "a non-empty name without '/'")
     _check(bool(cfg.model), "model", cfg.model, "a model name, folder or hub id")
     _check(len(cfg.envs) >= 1, "envs", cfg.envs, "at least one environment")
@@ -241,6 +245,7 @@ def validate(cfg: Config) -> None:
     _check(t.grad_clip > 0, "trainer.grad_clip", t.grad_clip, "> 0")
     _check(t.micro_batch_tokens >= 64, "trainer.micro_batch_tokens", t.micro_batch_tokens, ">= 64")
     _check(t.epochs >= 1, "trainer.epochs", t.epochs, ">= 1")
+    _check(t.samples_per_step >= 0, "trainer.samples_per_step", t.samples_per_step, ">= 0")
     _check(t.dtype in DTYPE_NAMES, "trainer.dtype", t.dtype, f"one of {DTYPE_NAMES}")
     _check(t.device in ("auto", "cpu", "cuda"), "trainer.device", t.device, "one of auto, cpu, cuda")
     e = cfg.eval

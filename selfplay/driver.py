@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from selfplay.config import Config, to_dict
+from selfplay.config import Config, ConfigError, to_dict
 from selfplay.core import metric_names as names
 from selfplay.core.samples import Episode
 from selfplay.episode_stats import episode_metrics, eval_table, format_eval_table, role_stats
@@ -178,17 +178,25 @@ class Driver:
 
 def train(cfg: Config, resume: bool = False, verbose: bool = False) -> None:
     """Run (or resume) a training run described by ``cfg``."""
-    from learners.checkpoint import latest_checkpoint
+    from learners.checkpoint import FORMAT_VERSION, checkpoint_format, latest_checkpoint
     from selfplay.core.models import resolve_model
     from selfplay.core.weight_publishing import sweep_stale_weight_files
+    from selfplay.preflight import check_before_start
 
+    model_path = resolve_model(cfg.model)  # before anything is written or started: bad input
+    check_before_start(cfg, model_path)    # fails here in seconds, with one line
+    ckpt = latest_checkpoint(cfg.run_dir) if resume else None
+    if ckpt is not None and checkpoint_format(ckpt) != FORMAT_VERSION:
+        raise ConfigError(f"--resume: {ckpt} was written in checkpoint format {checkpoint_format(ckpt)}, "
+                          f"this selfplay reads format {FORMAT_VERSION} (RAE baselines are now kept "
+                          f"per opponent kind and max_prompt_tokens is the prompt's own budget): "
+                          f"start a new run, or resume it with the selfplay that wrote it")
     run_dir = prepare_run_dir(cfg, resume=resume)
     setup_logging(run_dir, logging.DEBUG if verbose else logging.INFO)
     resolved = yaml.safe_dump(to_dict(cfg), sort_keys=False)
     log.info("run directory %s; resolved config:\n%s", run_dir, resolved)
     for path in sweep_stale_weight_files():
         log.info("removed a weights file left by a run that is gone: %s", path)
-    model_path = resolve_model(cfg.model)
     started_ray = start_ray(cfg)
     metrics = MetricsWriter(run_dir)
     driver = None
@@ -196,7 +204,6 @@ def train(cfg: Config, resume: bool = False, verbose: bool = False) -> None:
         metrics.text("config", resolved, 0)
         driver = Driver(cfg, model_path, metrics)
         step, counters = 0, {"episodes": 0, "rollout_tokens": 0}
-        ckpt = latest_checkpoint(run_dir) if resume else None
         if ckpt is not None:
             step, saved = driver.restore(ckpt)
             counters.update({k: saved.get(k, 0) for k in counters})

@@ -89,3 +89,26 @@ def test_cli_prints_the_resolved_config_with_overrides():
     proc = subprocess.run([sys.executable, "-m", "selfplay", "config", "--config", "debug", "seed=7"],
                           capture_output=True, text=True, check=True)
     assert "seed: 7" in proc.stdout and "name: debug" in proc.stdout
+
+
+@pytest.mark.parametrize("name", ["spiral_kuhn_qwen3_4b", "spiral_mix_qwen3_4b"])
+def test_spiral_recipes_follow_spirals_run_sh(name):
+    # Values from SPIRAL's run.sh and train_spiral.py defaults.
+    cfg = load_config(name)
+    t, r, e = cfg.trainer, cfg.rollout, cfg.eval
+    assert (t.lr, t.kl_coef, t.warmup_steps, t.epochs) == (1e-6, 0.0, 0, 2)
+    assert (t.samples_per_step, t.filter_zero_advantage, t.steps) == (128, True, 400)
+    assert (r.temperature, r.top_p, r.max_new_tokens, r.max_turns) == (1.0, 1.0, 4096, 50)
+    assert (e.every, e.games, e.temperature, e.top_p) == (16, 16, 0.6, 0.95)
+    assert (cfg.advantage.type, cfg.advantage.decay) == ("rae", 0.95)
+
+
+def test_configs_record_their_format_and_another_format_is_refused(tmp_path):
+    from selfplay.config import to_dict
+
+    cfg = load_config("debug")
+    assert to_dict(cfg)["format_version"] == 2  # written into every run's config.yaml
+    old = tmp_path / "old.yaml"
+    old.write_text("format_version: 1\nrollout: {max_prompt_tokens: 1088}\n")
+    with pytest.raises(ConfigError, match=r"format_version=1: expected 2, .*subtract rollout.max_new_tokens"):
+        load_config(str(old))

@@ -52,7 +52,9 @@ class RolloutConfig:
     max_turns: int = 32
     """Maximum policy turns per episode; beyond it the episode ends as truncated (>= 1)."""
     max_prompt_tokens: int = 1536
-    """A turn whose prompt would be longer ends the episode as truncated (>= 16)."""
+    """The prompt's own token budget: a turn whose prompt is longer ends the episode as truncated
+    (>= 16). The engine's context is this plus ``max_new_tokens``. Checked at start-up against
+    every environment's opening prompt."""
     episode_timeout_s: float = 600.0
     """Wall-clock limit of one episode (> 0)."""
     truncated_return: float = 0.0
@@ -105,7 +107,13 @@ class TrainerConfig:
     micro_batch_tokens: int = 4096
     """Tokens per forward/backward micro-batch; gradients accumulate over a step (>= 64)."""
     epochs: int = 1
-    """Passes over each step's samples (>= 1)."""
+    """Passes over each step's samples, one optimiser step each (>= 1; SPIRAL: 2)."""
+    samples_per_step: int = 0
+    """Turn samples trained on per step, drawn uniformly without replacement from those collected
+    (after the filters), as SPIRAL subsamples to 128; 0 trains on all (>= 0)."""
+    filter_zero_advantage: bool = False
+    """Drop samples whose advantage is exactly 0 before training: they carry no gradient but
+    dilute the token-level mean (SPIRAL does this)."""
     dtype: str = "auto"
     """Learner dtype: auto (bfloat16 on a GPU or a CPU with native bf16, else float32), bfloat16,
     float16 or float32."""
@@ -169,9 +177,19 @@ class PoolConfig:
     """Evaluation games against each snapshot per role, for the ratings (>= 0)."""
 
 
+#: The meaning of config fields this code implements. 1 (configs without ``format_version``
+#: written by earlier versions are read as the current one): ``rollout.max_prompt_tokens`` was the
+#: prompt plus the answer budget. 2: it is the prompt's own budget.
+CONFIG_FORMAT = 2
+
+
 @dataclass
 class Config:
     """The root of a run's configuration."""
+
+    format_version: int = CONFIG_FORMAT
+    """The config format this file was written for; another version is refused at load, so a
+    field never silently changes meaning. Resolved configs (run directories) record it."""
 
     name: str = "run"
     """Run name; files go under <run_root>/<name>/."""

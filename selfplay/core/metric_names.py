@@ -27,6 +27,12 @@ MICRO_BATCHES = "learner/micro_batches"
 LEARNER_STEP_S = "learner/step_s"
 LEARNER_TOKENS_PER_S = "learner/tokens_per_s"
 SAMPLES = "learner/samples"
+"""Samples trained on this step (after the timeout and zero-advantage filters and subsampling)."""
+SAMPLES_COLLECTED = "learner/samples_collected"
+DROPPED_TIMEOUT = "learner/dropped/timeout"
+"""Samples of episodes cut by the wall-clock limit: never trained on (which episodes time out
+depends on machine load, not on the policy)."""
+DROPPED_ZERO_ADVANTAGE = "learner/dropped/zero_advantage"
 ADVANTAGE_MEAN = "learner/advantage_mean"
 #: Loss statistics the policy loss reports per micro-batch, by their key there.
 LOSS_STATS = {"pg_loss": LOSS_PG, "kl": KL, "clip_fraction": CLIP_FRACTION,

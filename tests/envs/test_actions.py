@@ -29,11 +29,23 @@ def test_box_wins_over_brackets_even_if_brackets_come_later():
     assert candidate("\\boxed{check} [bet]") == "check"
 
 
-def test_lenient_fallback_takes_the_legal_action_named_last():
-    text = "I could check, but I would rather bet with a king."
+def test_lenient_fallback_takes_the_one_legal_action_named():
+    text = "With a king I would rather bet. Bet!"
     assert extract_action(text, LEGAL) is None
-    assert extract_action(text, LEGAL, lenient=True) == "bet"
+    assert extract_action(text, LEGAL, lenient=True) == "bet"  # named twice, but only bet
     assert lenient_match("betting everything", LEGAL) is None  # whole words only
+
+
+@pytest.mark.parametrize("text", [
+    "I could check, but I would rather bet with a king.",  # two actions: commits to neither
+    "a bet after a called bet after a check",               # babble naming both
+])
+def test_lenient_fallback_refuses_a_reply_naming_several_legal_actions(text):
+    assert extract_action(text, LEGAL, lenient=True) is None
+
+
+def test_a_box_still_decides_when_the_reply_names_several_actions():
+    assert extract_action("check or bet? \\boxed{bet}", LEGAL, lenient=True) == "bet"
 
 
 @given(st.text())

@@ -102,7 +102,7 @@ def test_kill_during_save_leaves_previous_checkpoint_loadable(tiny_path, tmp_pat
     latest = latest_checkpoint(tmp_path)
     assert latest == tmp_path / "checkpoints" / "step-1"
     learner = Learner(tiny_path, trainer())
-    assert load_checkpoint(latest, learner, restore_rng=False) == {"marker": 1, "step": 1}
+    assert load_checkpoint(latest, learner, restore_rng=False) == {"marker": 1, "step": 1, "format_version": 2}
     save_checkpoint(tmp_path, 2, learner, {})  # the next save clears the half-written folder
     assert not list((tmp_path / "checkpoints").glob(".tmp-*"))
     assert latest_checkpoint(tmp_path).name == "step-2"
@@ -136,3 +136,32 @@ def test_resume_reproduces_uninterrupted_run(tiny_path, tmp_path, dtype):
     for (name, a), (_, b) in zip(straight.named_weights(), resumed.named_weights(), strict=True):
         assert torch.equal(a, b), name
     assert torch.equal(straight.flat.master, resumed.flat.master)
+
+
+def test_a_checkpoint_records_its_format_and_another_format_is_refused(tiny_path, tmp_path):
+    from learners.checkpoint import FORMAT_VERSION, checkpoint_format
+
+    learner = Learner(tiny_path, trainer())
+    path = save_checkpoint(tmp_path, 1, learner, {})
+    assert checkpoint_format(path) == FORMAT_VERSION == 2
+    state = json.loads((path / "state.json").read_text())
+    del state["format_version"]  # as the format before versions wrote it
+    (path / "state.json").write_text(json.dumps(state))
+    assert checkpoint_format(path) == 1
+    with pytest.raises(ValueError, match=r"checkpoint format 1, this code reads format 2"):
+        load_checkpoint(path, learner)
+
+
+def test_resuming_a_checkpoint_of_another_format_is_one_line_before_anything_starts(tiny_path, tmp_path):
+    path = save_checkpoint(tmp_path / "old", 1, Learner(tiny_path, trainer()), {})
+    state = json.loads((path / "state.json").read_text())
+    state["format_version"] = 1
+    (path / "state.json").write_text(json.dumps(state))
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "selfplay", "train", "--config", "debug", "model=tiny",
+                           f"run_root={tmp_path}", "name=old", "--resume"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("config error: --resume: ") and "checkpoint format 1" in line, line
+    assert time.perf_counter() - start < 60

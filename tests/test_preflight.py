@@ -1,0 +1,43 @@
+"""Start-up checks that need the environments and the tokenizer: one line, before Ray starts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from selfplay.config import load_config
+from selfplay.core.config_schema import ConfigError
+from selfplay.preflight import check_before_start, opening_prompt_tokens
+
+
+def test_a_prompt_budget_below_the_opening_prompt_names_the_field_and_the_need(tiny_model):
+    from transformers import AutoTokenizer
+
+    needed = opening_prompt_tokens("selfplay/KuhnPoker-v0", {}, AutoTokenizer.from_pretrained(tiny_model), 0)
+    assert 150 < needed < 400  # the rules, the card, the legal actions, the chat template
+    cfg = load_config("debug", ["rollout.max_prompt_tokens=64"])
+    with pytest.raises(ConfigError, match=rf"rollout.max_prompt_tokens=64: the opening prompt of "
+                                          rf"selfplay/KuhnPoker-v0 alone takes {needed} tokens"):
+        check_before_start(cfg, tiny_model)
+    check_before_start(load_config("debug", [f"rollout.max_prompt_tokens={needed}"]), tiny_model)
+
+
+def test_environment_kwargs_it_rejects_are_one_line(tiny_model):
+    cfg = load_config("debug", ["envs.0.kwargs={colour: blue}"])
+    with pytest.raises(ConfigError, match=r"envs\[0\].kwargs=\{'colour': 'blue'\}: selfplay/KuhnPoker-v0 rejects them"):
+        check_before_start(cfg, tiny_model)
+
+
+def test_train_with_a_too_small_prompt_budget_fails_in_seconds_and_writes_nothing(tmp_path, tiny_model):
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "selfplay", "train", "--config", "debug", "model=tiny",
+                           f"run_root={tmp_path}", "rollout.max_prompt_tokens=16"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "config error: rollout.max_prompt_tokens=16: the opening prompt of selfplay/KuhnPoker-v0")
+    assert not (tmp_path / "debug").exists()  # no run directory, no Ray, no engine
+    print(f"failed after {time.perf_counter() - start:.1f} s")
