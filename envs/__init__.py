@@ -16,7 +16,13 @@ GAMES = {
     "selfplay/SimpleNegotiation-v0": "envs.negotiation:SimpleNegotiationEnv",
 }
 
-for _env_id, _entry in GAMES.items():
+# Single-agent tasks (one player, no opponent): not GAMES, which `selfplay play`, evaluation
+# against fixed opponents and the two-player tests iterate. ``num_players`` reads 1 for them.
+TASKS = {
+    "selfplay/SAT-v0": "envs.sat_env:SatEnv",
+}
+
+for _env_id, _entry in {**GAMES, **TASKS}.items():
     if _env_id not in registry:
         register(id=_env_id, entry_point=_entry)
 
@@ -36,4 +42,4 @@ def num_players(env_id: str) -> int:
     return n
 
 
-__all__ = ["GAMES", "num_players"]
+__all__ = ["GAMES", "TASKS", "num_players"]
