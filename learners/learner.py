@@ -7,7 +7,9 @@ token-level PPO-clip gradients so the step equals one big batch, clips and appli
 Precision: with ``dtype`` bfloat16 the model computes in bf16 (2.5x faster than fp32 for a training
 step of the 135M model on a CPU with native bf16; ``auto`` picks float32 on CPUs without it) but the optimiser updates a float32 *master* copy of the weights, copied back into the
 model after each step. Pure bf16 AdamW would silently lose the update: at lr 1e-6 a step changes
-a weight by about 1e-6 relative, far below bf16's resolution (2^-8).
+a weight by about 1e-6 relative, far below bf16's resolution (2^-8). The step's gradient is
+likewise summed over micro-batches in float32, and the temperature divides float32 logits, as the
+engines do.
 
 Memory layout: all parameters are views of one flat buffer and their gradients views of another
 (as Megatron and DeepSpeed do), so the optimiser-side work (casting gradients, zeroing, the norm,
@@ -66,6 +68,11 @@ class FlatParams:
     ``master`` is the float32 tensor the optimiser steps: the flat buffer itself in float32, a
     copy of it otherwise. Autograd accumulates into the existing ``.grad`` views in place, so
     after ``backward`` the flat ``grad`` holds every gradient. Tied weights are one parameter.
+
+    In mixed precision the step's gradient is summed in float32, as Megatron and DeepSpeed do:
+    after each micro-batch's backward :meth:`accumulate_grads` moves the bf16 gradient into
+    ``master.grad``. Letting autograd sum micro-batches in the bf16 buffer would round the running
+    sum to 8 bits after every micro-batch, an error that grows with their number.
     """
 
     def __init__(self, model: torch.nn.Module) -> None:
@@ -84,17 +91,30 @@ class FlatParams:
         self.mixed = first.dtype != torch.float32
         self.master = self.flat.float() if self.mixed else self.flat
         self.master.grad = torch.zeros_like(self.master) if self.mixed else self.grad
+        # True while master.grad holds nothing of the current step (it is stale, not zeroed).
+        self._master_grad_empty = True
 
-    def gather_grads(self) -> None:
-        """Make ``master.grad`` this step's gradient and zero the model's for the next step."""
-        if self.mixed:
+    def accumulate_grads(self) -> None:
+        """After each micro-batch's backward: add the model's (bf16) gradient into the float32
+        ``master.grad`` and zero the model's for the next micro-batch. A no-op in float32, where
+        ``master.grad`` is the model's gradient buffer and autograd already sums in float32."""
+        if not self.mixed:
+            return
+        if self._master_grad_empty:
+            # The step's first micro-batch: a plain cast-copy; the mixed-dtype add is several
+            # times slower on CPU (not vectorised), and most steps have one micro-batch.
             self.master.grad.copy_(self.grad)
-            self.grad.zero_()
+            self._master_grad_empty = False
+        else:
+            self.master.grad.add_(self.grad)
+        self.grad.zero_()
 
     def after_step(self) -> None:
         """Publish the stepped master weights to the model; clear the gradient."""
         if self.mixed:
             self.flat.copy_(self.master)
+            # Cleared by a flag, not a kernel: the next step's first micro-batch overwrites it.
+            self._master_grad_empty = True
         else:
             self.grad.zero_()
 
@@ -179,6 +199,7 @@ class Learner:
         for _ in range(self.cfg.epochs):
             for idx in batches:
                 loss, stats = self._micro_step([samples[i] for i in idx], max(n_loss, 1))
+                self.flat.accumulate_grads()
                 total += loss
                 for k in sums:  # stats are means over the micro-batch's tokens: re-weight
                     sums[k] += stats.get(k, 0.0) * stats["tokens"]
@@ -253,19 +274,24 @@ class Learner:
                            old, adv.float())
 
     def _logits(self, model: torch.nn.Module, mb: _MicroBatch) -> Tensor:
-        """Logits at the gathered positions only, divided by the sampling temperature: ``[N, V]``.
-        The output head runs on those positions alone, skipping the prompt (the head is ~20% of
-        a 135M model's FLOPs)."""
+        """Float32 logits at the gathered positions only, divided by the sampling temperature:
+        ``[N, V]``. The output head runs on those positions alone, skipping the prompt (the head
+        is ~20% of a 135M model's FLOPs)."""
         if self._head_only:
             hidden = model.base_model(input_ids=mb.ids, attention_mask=mb.attention, use_cache=False)
             logits = model.get_output_embeddings()(hidden.last_hidden_state[mb.rows, mb.cols])
         else:
             logits = model(input_ids=mb.ids, attention_mask=mb.attention, use_cache=False).logits[mb.rows, mb.cols]
-        return logits if self.temperature == 1.0 else logits / self.temperature
+        # Upcast first, then divide, as vLLM's sampler and our transformers engine do: dividing
+        # bf16 logits rounds the tempered logits to bf16 a second time, an error of up to 2^-9
+        # of each logit that the behaviour log-probs do not have.
+        logits = logits.float()
+        # In place: the upcast is a fresh tensor (in float32 the head's output, which its backward
+        # does not keep), so no second [N, V] float32 tensor is made.
+        return logits if self.temperature == 1.0 else logits.div_(self.temperature)
 
     def _optimizer_step(self) -> float:
         """Clip, step AdamW on the master weights, copy them back; returns the grad norm."""
-        self.flat.gather_grads()
         norm = torch.nn.utils.clip_grad_norm_([self.flat.master], self.cfg.grad_clip)
         self.optimizer.step()
         self.flat.after_step()

@@ -129,3 +129,46 @@ def test_bench_reports_both_loops_on_the_same_work(tiny_path):
     assert out["tokens_per_step"] == 4 * 32
     assert out["learner_tokens_per_s"] > 0 and out["bare_tokens_per_s"] > 0
     assert out["ratio"] == pytest.approx(out["learner_tokens_per_s"] / out["bare_tokens_per_s"])
+
+def test_bf16_gradients_accumulate_in_float32_across_micro_batches(tiny_path):
+    # Several micro-batches a step. Each one's backward yields a bf16 gradient; what AdamW sees
+    # must be their exact float32 sum, not a running sum rounded to bf16 after every micro-batch.
+    samples = random_samples(8, seed=2)
+    cfg = TrainerConfig(dtype="bfloat16", device="cpu", lr=0.0, grad_clip=1e9,
+                        micro_batch_tokens=64)
+    learner, alone = Learner(tiny_path, cfg), Learner(tiny_path, cfg)  # same seed: same weights
+    for s, own in zip(samples, alone.logprobs(samples)):
+        s.logprobs = own  # on-policy: no token is clipped, every micro-batch has a gradient
+    seen = capture_grads(learner)
+    stats = learner.train_step(samples)
+    batches = pack_micro_batches([s.num_tokens for s in samples], cfg.micro_batch_tokens)
+    assert stats["learner/micro_batches"] == len(batches) > 2
+    n_loss = sum(sum(s.loss_mask) for s in samples)
+    expected = torch.zeros_like(alone.flat.master)
+    for idx in batches:  # each micro-batch alone, from a zero bf16 gradient, in the step's order
+        alone.flat.grad.zero_()
+        alone._micro_step([samples[i] for i in idx], n_loss)
+        assert alone.flat.grad.dtype == torch.bfloat16 and alone.flat.grad.abs().sum() > 0
+        expected += alone.flat.grad.float()
+    assert torch.equal(seen[0][0], expected)
+    # The next step starts afresh: lr 0 leaves the weights as they were, so the same samples
+    # must give the very same gradient, with nothing of the last step left in either buffer.
+    learner.train_step(samples)
+    assert torch.equal(seen[1][0], seen[0][0])
+
+
+@pytest.mark.parametrize("temperature", [0.7, 0.3])
+def test_tempered_logprobs_are_float32_logits_divided(tiny_path, temperature):
+    # What vLLM's sampler and the transformers engine report: the bf16 model's logits upcast to
+    # float32, then divided. Dividing the bf16 logits first rounds them to bf16 again (here
+    # ~4e-4 nats a token on the tiny model's small logits, ~0.05 on SmolLM2's).
+    learner = Learner(tiny_path, TrainerConfig(dtype="bfloat16", device="cpu"),
+                      temperature=temperature)
+    samples = random_samples(3, seed=4)
+    for s, got in zip(samples, learner.logprobs(samples)):
+        ids = torch.tensor([s.prompt_ids + s.response_ids])
+        with torch.no_grad():
+            logits = learner.model(ids).logits[0, len(s.prompt_ids) - 1:-1].float()
+        expected = torch.log_softmax(logits / temperature, dim=-1)[
+            torch.arange(len(s.response_ids)), torch.tensor(s.response_ids)]
+        torch.testing.assert_close(torch.tensor(got), expected, rtol=0, atol=1e-5)
