@@ -86,6 +86,11 @@ class TextArenaEnv(gym.Env):
     player gets ``error_allowance`` (default 1) retries, then loses. ``info["invalid"]`` and
     ``info["invalid_counts"]`` are read from TextArena's state (its ``error_count`` and
     ``game_info[player]["invalid_move"]``); for games whose state keeps neither they stay False/0.
+    An action on which the game's own code raises (TextArena's TicTacToe calls ``int()`` on any
+    digits in brackets, and Python refuses to convert more than 4,300 of them) is an invalid move
+    under the same rule, never an exception out of ``step``: it goes through the state's
+    ``set_invalid_move``, and where even that fails, its author loses the game (-1; the others
+    share +1, so the game stays zero-sum).
 
     ## Starting State
     TextArena's, seeded from ``np_random`` (so ``reset(seed=s)`` is deterministic). TextArena
@@ -149,11 +154,15 @@ class TextArenaEnv(gym.Env):
         text = "" if action is None else str(action)
         player = self._player
         errors_before = self._error_count()
-        done, ta_info = self._ta_env.step(text)
+        try:
+            done, ta_info = self._ta_env.step(text)
+        except Exception as err:  # any failure of the game's code on this text is its author's
+            done, ta_info = self._reject(player, err)
         done = bool(done)
         self._turn += 1
         if done:
-            self._finish()
+            if not self._done:  # (a forfeit in _reject has finished the episode already)
+                self._finish()
             invalid = bool(self._game_info.get(player, {}).get("invalid_move", False))
         else:
             # A retry after an invalid move raises error_count; a valid move clears it.
@@ -194,6 +203,30 @@ class TextArenaEnv(gym.Env):
             obs = "\n".join(str(m[1]) if isinstance(m, tuple) else str(m) for m in obs)
         self._player = int(player)
         self._obs = fit_text(obs)
+
+    def _reject(self, player: int, err: Exception) -> tuple[bool, dict[str, Any]]:
+        """Treat the action the game raised ``err`` on as an invalid move; returns what the
+        game's ``step`` would have: (done, info).
+
+        TextArena's own rule first (its state's ``set_invalid_move``, then ``step``, as its games
+        do for a move they reject). The game stopped part-way through its ``step``, so that may
+        fail as well; then the author forfeits: the episode ends here with -1 for ``player``.
+        """
+        reason = fit_text(f"the game could not process this move ({type(err).__name__}: {err})", 400)
+        try:
+            state = self._ta_env.state
+            state.set_invalid_move(reason=reason)
+            return state.step()
+        except Exception:
+            others = [p for p in range(self.num_players) if p != player]
+            self._rewards = {player: -1.0, **{p: 1.0 / len(others) for p in others}}
+            self._game_info = {p: {"reason": f"Invalid move by player {player}: {reason}",
+                                   "invalid_move": p == player} for p in range(self.num_players)}
+            self._done, self._player = True, -1
+            scores = ", ".join(f"player {p}: {r:+g}" for p, r in sorted(self._rewards.items()))
+            self._obs = fit_text(f"The TextArena {self.game} game is over. Returns: {scores}. "
+                                 f"Reason: player {player} forfeits: {reason}")
+            return True, {}
 
     def _error_count(self) -> int:
         return int(getattr(getattr(self._ta_env, "state", None), "error_count", 0) or 0)

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import signal
 import sys
-from typing import Sequence
+import threading
+from typing import Iterator, Sequence
 
 from selfplay.config import ConfigError, load_config, shipped_configs, to_dict
 
 log = logging.getLogger("selfplay")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread. A KeyboardInterrupt, so that it unwinds exactly what
+    Ctrl-C unwinds (the driver's ``finally``: workers, their engines, a local Ray)."""
 
 
 def _add_config_args(p: argparse.ArgumentParser, default: str | None = "debug") -> None:
@@ -77,8 +85,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _raise_terminated(signum: int, frame: object) -> None:
+    # Only the first SIGTERM unwinds; a second one while the first is still shutting things down
+    # ends the process at once, as SIGTERM does by default (the sender insists).
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """For the duration of a command, make SIGTERM (what schedulers, ``timeout`` and container
+    runtimes send) raise :class:`Terminated` in the main thread, as Ctrl-C raises
+    KeyboardInterrupt: its default action would end the process with nothing shut down."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live there
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with _sigterm_unwinds():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from selfplay.run_dir import setup_logging
 
     try:
@@ -112,9 +147,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGINT
     return 1
 
 

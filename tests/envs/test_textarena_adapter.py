@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import envs  # noqa: F401  (registers selfplay/TextArena-v0)
+from env_contract import assert_text_action_is_safe
 from envs.textarena_adapter import INSTALL_HINT, TextArenaEnv, fit_text
 
 ENV_ID = "selfplay/TextArena-v0"
@@ -81,13 +82,64 @@ def test_same_seed_same_observations() -> None:
     assert a.step("[4]")[0] == b.step("[4]")[0]
 
 
+#: Long runs of digits where TextArena looks for a number: its TicTacToe calls int() on the digits
+#: in "[...]", and Python refuses to convert more than 4,300 of them.
+digit_runs = st.builds(lambda digit, n, template: template.format(digit * n),
+                       st.sampled_from("0123456789"), st.integers(4_000, 100_000),
+                       st.sampled_from(["{}", "[{}]", "[ {} ]", "\\boxed{{{}}}", "I pick [{}].", "[-{}]",
+                                        "[4] [{}]"]))
+#: Long text: arbitrary, and arbitrary pieces repeated to tens of thousands of characters.
+long_text = st.one_of(st.text(max_size=5_000),
+                      st.builds(lambda piece, n: piece * n, st.text(min_size=1, max_size=12),
+                                st.integers(100, 10_000)))
+any_action = st.one_of(st.text(max_size=200), st.none(), digit_runs, long_text)
+
+
 @settings(max_examples=60, deadline=None)
-@given(actions=st.lists(st.one_of(st.text(max_size=200), st.none()), min_size=1, max_size=12))
+@given(actions=st.lists(any_action, min_size=1, max_size=12))
 def test_arbitrary_strings_never_raise(actions: list[str | None]) -> None:
     env = make()
     env.reset(seed=0)
     for action in actions:
-        obs, _, terminated, _, _ = env.step(action)
+        obs, _, terminated, _, info = env.step(action)
         assert env.observation_space.contains(obs)
         if terminated:
+            assert sum(info["rewards"].values()) == 0
             break
+
+
+@settings(max_examples=40, deadline=None)
+@given(text=st.one_of(digit_runs, long_text))
+def test_long_and_numeric_text_is_safe(text: str) -> None:
+    env = make()
+    env.reset(seed=0)
+    env.step("[4]")
+    assert_text_action_is_safe(env, text)
+
+
+@pytest.mark.parametrize("digits", [5_000, 100_000])
+def test_a_number_python_cannot_convert_is_an_invalid_move_not_a_crash(digits: int) -> None:
+    env = make()
+    env.reset(seed=0)
+    obs, reward, done, _, info = env.step("[" + "7" * digits + "]")
+    # TextArena's rule for an invalid move: one retry, with the reason shown ...
+    assert not done and reward == 0.0 and info["invalid"] and info["invalid_counts"] == [1, 0]
+    assert info["player"] == 0 and "could not process this move (ValueError" in obs
+    _, reward, done, _, info = env.step("1" * digits)  # ... and the second one loses
+    assert done and reward == -1.0 and info["rewards"] == {0: -1.0, 1: 1.0}
+    assert info["invalid"] and info["invalid_counts"] == [2, 0] and info["player"] == -1
+
+
+def test_a_game_that_cannot_even_reject_the_move_is_forfeited_by_its_author() -> None:
+    class Broken:  # raises on every move, and has no state to record an invalid move in
+        def step(self, action: str):
+            raise RuntimeError("boom")
+
+    env = make()
+    env.reset(seed=0)
+    env.step("[4]")  # player 1 moves next
+    env._ta_env = Broken()
+    obs, reward, done, _, info = env.step("[0]")
+    assert done and reward == -1.0 and info["rewards"] == {0: 1.0, 1: -1.0}
+    assert info["invalid"] and info["invalid_counts"] == [0, 1] and info["player"] == -1
+    assert env.observation_space.contains(obs) and "player 1 forfeits" in obs and "RuntimeError: boom" in obs
