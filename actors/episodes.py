@@ -60,6 +60,8 @@ class EpisodeSpec:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] | None = None
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
+    #: Episodes on the same problem share it; their samples form one advantage group.
+    group_id: str | None = None
 
 
 class PromptTooLong(Exception):
@@ -113,7 +115,7 @@ class EnginePlayer:
         sample = Sample(prompt_ids=ids, response_ids=list(gen.token_ids), logprobs=list(gen.logprobs),
                         loss_mask=[1] * len(gen.token_ids), env_id=self.spec.env_id, role=role,
                         ret=0.0, episode_id=self.spec.episode_id, turn=self.turn - 1,
-                        opponent=self.spec.opponent)
+                        opponent=self.spec.opponent, group_id=self.spec.group_id)
         return Turn(gen.text, sample, len(gen.token_ids))
 
 

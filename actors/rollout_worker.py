@@ -81,12 +81,14 @@ class RolloutWorker:
             raise RuntimeError("RolloutWorker.init() must be awaited before playing episodes")
         return self.runner
 
-    async def collect(self, count: int, step: int) -> tuple[list[Episode], list[Episode], dict[str, float]]:
-        """Play ``count`` training episodes concurrently. Returns them, their summaries (no
-        samples or transcripts) and throughput figures; the driver asks for three return values,
-        so the full episodes stay in the object store on their way to the learner."""
+    async def collect(self, count: int, step: int, level_options: dict[str, dict[str, Any]] | None = None
+                      ) -> tuple[list[Episode], list[Episode], dict[str, float]]:
+        """Play ``count`` training episodes concurrently (environments with a curriculum at the
+        level ``level_options`` names). Returns them, their summaries (no samples or transcripts)
+        and throughput figures; the driver asks for three return values, so the full episodes
+        stay in the object store on their way to the learner."""
         start = time.perf_counter()
-        specs = plan_training(self.envs, self.rollout, self.seed, count, step, self.index)
+        specs = plan_training(self.envs, self.rollout, self.seed, count, step, self.index, level_options)
         rng = np.random.default_rng([self.seed, step, self.index, 1])
         for spec in specs:  # "snapshot" means any frozen snapshot; self-play until one exists
             if spec.opponent == SNAPSHOT:
@@ -101,11 +103,12 @@ class RolloutWorker:
             names.ROLLOUT_S: seconds, names.ROLLOUT_TOKENS: float(tokens),
             names.ROLLOUT_TOKENS_PER_S: tokens / max(seconds, 1e-9)}
 
-    async def evaluate(self, env_ids: list[str], opponents: list[str], games: int,
-                       seed: int = 0) -> list[Episode]:
-        """Play ``games`` evaluation games per (environment, opponent, role)."""
+    async def evaluate(self, env_ids: list[str], opponents: list[str], games: int, seed: int = 0,
+                       options: dict[str, Any] | None = None, repeats: int = 1) -> list[Episode]:
+        """Play ``games`` evaluation problems per (environment, opponent, role), each ``repeats``
+        times, reset with ``options`` (a level) if given."""
         specs = plan_evaluation(self.envs, env_ids, opponents, games, seed,
-                                eval_sampling(self.rollout, self.evaluation))
+                                eval_sampling(self.rollout, self.evaluation), options, repeats)
         return await self._runner().run_many(specs)
 
     async def sync_snapshots(self, wanted: dict[str, str]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from actors.engine import SamplingSettings
@@ -25,35 +27,52 @@ def eval_sampling(rollout: RolloutConfig, evaluation: EvalConfig) -> SamplingSet
 
 
 def plan_training(envs: list[EnvConfig], rollout: RolloutConfig, seed: int, count: int, step: int,
-                  worker: int) -> list[EpisodeSpec]:
-    """``count`` training episodes for ``worker`` at ``step``: environments drawn by weight,
-    self-play with probability ``self_play_fraction``, otherwise the policy takes a random role
-    against an opponent drawn from ``rollout.opponents``. Same inputs, same plan."""
+                  worker: int, level_options: dict[str, dict[str, Any]] | None = None) -> list[EpisodeSpec]:
+    """``count`` training episodes for ``worker`` at ``step``: environments drawn by weight;
+    self-play with probability ``self_play_fraction`` (always, for one-player environments),
+    otherwise the policy takes a random role against an opponent drawn from
+    ``rollout.opponents``. An environment with ``group_size`` G is played G times on each problem
+    (same seed, same level: one advantage group). ``level_options`` gives the curriculum's reset
+    options per environment id. Same inputs, same plan."""
     rng = np.random.default_rng([seed, step, worker])
     weights = np.array([e.weight for e in envs], dtype=float)
-    specs = []
-    for k in range(count):
+    level_options = level_options or {}
+    specs: list[EpisodeSpec] = []
+    while len(specs) < count:
         env_cfg = envs[int(rng.choice(len(envs), p=weights / weights.sum()))]
+        problem_seed, problem = int(rng.integers(2**31)), len(specs)
         roles = list(range(num_players(env_cfg.id)))
-        if rng.random() < rollout.self_play_fraction:
-            opponent = SELF
-        else:
+        opponent = SELF
+        if len(roles) > 1 and rng.random() >= rollout.self_play_fraction:
             roles = [int(rng.choice(roles))]
             opponent = str(rng.choice(rollout.opponents))
-        specs.append(EpisodeSpec(
-            env_id=env_cfg.id, seed=int(rng.integers(2**31)), episode_id=f"s{step}-w{worker}-e{k}",
-            policy_roles=roles, opponent=opponent, env_kwargs=dict(env_cfg.kwargs),
-            sampling=train_sampling(rollout)))
+        group = f"s{step}-w{worker}-p{problem}" if env_cfg.group_size > 1 else None
+        for _ in range(min(env_cfg.group_size, count - len(specs))):
+            specs.append(EpisodeSpec(
+                env_id=env_cfg.id, seed=problem_seed, episode_id=f"s{step}-w{worker}-e{len(specs)}",
+                policy_roles=list(roles), opponent=opponent, env_kwargs=dict(env_cfg.kwargs),
+                options=level_options.get(env_cfg.id), sampling=train_sampling(rollout), group_id=group))
     return specs
 
 
 def plan_evaluation(envs: list[EnvConfig], env_ids: list[str], opponents: list[str], games: int,
-                    seed: int, sampling: SamplingSettings) -> list[EpisodeSpec]:
-    """``games`` episodes per (environment, opponent, policy role); environments configured in
-    ``envs`` keep their keyword arguments."""
+                    seed: int, sampling: SamplingSettings, options: dict[str, Any] | None = None,
+                    repeats: int = 1) -> list[EpisodeSpec]:
+    """``games`` problems per (environment, opponent, policy role), each played ``repeats`` times
+    (samples for pass@k); environments configured in ``envs`` keep their keyword arguments. A
+    one-player environment has no opponent: it is played once per problem whatever ``opponents``
+    lists. ``options`` are reset options for every episode (a curriculum level)."""
     kwargs = {e.id: dict(e.kwargs) for e in envs}
-    return [EpisodeSpec(env_id=env_id, seed=seed * 100_003 + g,
-                        episode_id=f"eval-{env_id}-{opponent}-p{role}-g{g}", policy_roles=[role],
-                        opponent=opponent, env_kwargs=kwargs.get(env_id, {}), sampling=sampling)
-            for env_id in env_ids for opponent in opponents
-            for role in range(num_players(env_id)) for g in range(games)]
+    specs = []
+    for env_id in env_ids:
+        solo = num_players(env_id) == 1
+        for opponent in [SELF] if solo else opponents:
+            for role in range(num_players(env_id)):
+                for g in range(games):
+                    for r in range(repeats):
+                        specs.append(EpisodeSpec(
+                            env_id=env_id, seed=seed * 100_003 + g,
+                            episode_id=f"eval-{env_id}-{opponent}-p{role}-g{g}-r{r}",
+                            policy_roles=[role], opponent=opponent, env_kwargs=kwargs.get(env_id, {}),
+                            options=options, sampling=sampling, group_id=f"eval-{env_id}-g{g}"))
+    return specs

@@ -29,9 +29,9 @@ def plot(run_dir: Path, out: Path) -> None:
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
-    for tag in sorted(t for t in scalars if "/baseline/" in t):
+    for tag in sorted(t for t in scalars if t.startswith("game/") and t.endswith("/baseline")):
         steps, values = zip(*scalars[tag])
-        axes[-1].plot(steps, values, marker=".", label=tag.split("/", 1)[1])
+        axes[-1].plot(steps, values, marker=".", label=tag.split("/", 2)[2].rsplit("/", 1)[0])
     axes[-1].set_title("RAE baselines")
     axes[-1].set_xlabel("step")
     axes[-1].legend(fontsize=7)

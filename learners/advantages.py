@@ -132,15 +132,21 @@ class GroupNorm(AdvantageEstimator):
     def __init__(self, normalize_std: bool = True, eps: float = 1e-6) -> None:
         self.normalize_std = normalize_std
         self.eps = eps
+        #: Groups in the last ``compute`` and how many had one return only (advantage 0 for all:
+        #: ``trainer.filter_zero_advantage`` drops them).
+        self.last_groups = self.last_uniform_groups = 0
 
     def compute(self, samples: list[Sample]) -> None:
         groups = _units(samples, lambda s: (s.env_id, s.group_id if s.group_id is not None
                                             else f"episode:{s.episode_id}"))
+        self.last_groups, self.last_uniform_groups = len(groups), 0
         for group in groups.values():
             units = _units(group, lambda s: (s.episode_id, s.role))
             rets = [unit[0].ret for unit in units.values()]
             mean = sum(rets) / len(rets)
             std = math.sqrt(sum((r - mean) ** 2 for r in rets) / len(rets))
+            # All returns equal (every sample of a SAT problem solved, or none): no signal.
+            self.last_uniform_groups += std == 0.0
             for s in group:
                 a = 0.0 if len(rets) == 1 else s.ret - mean
                 s.advantage = a / (std + self.eps) if self.normalize_std else a

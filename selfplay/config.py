@@ -17,13 +17,13 @@ from typing import Any
 import yaml
 
 from selfplay.core.config_schema import (
-    CONFIG_FORMAT, AdvantageConfig, CheckpointConfig, ClusterConfig, Config, ConfigError, EnvConfig,
-    EvalConfig, PoolConfig, RolloutConfig, TrainerConfig,
+    CONFIG_FORMAT, AdvantageConfig, CheckpointConfig, ClusterConfig, Config, ConfigError,
+    CurriculumConfig, EnvConfig, EvalConfig, PoolConfig, RolloutConfig, TrainerConfig,
 )
 from selfplay.core.precision import DTYPE_NAMES
 
 __all__ = [
-    "AdvantageConfig", "CheckpointConfig", "ClusterConfig", "Config", "ConfigError", "EnvConfig",
+    "AdvantageConfig", "CheckpointConfig", "ClusterConfig", "Config", "ConfigError", "CurriculumConfig", "EnvConfig",
     "EvalConfig", "PoolConfig", "RolloutConfig", "TrainerConfig", "load_config", "to_dict", "shipped_configs",
 ]
 
@@ -207,6 +207,7 @@ def validate(cfg: Config) -> None:
     _check(len(cfg.envs) >= 1, "envs", cfg.envs, "at least one environment")
     for i, env in enumerate(cfg.envs):
         _check(env.weight > 0, f"envs[{i}].weight", env.weight, "> 0")
+        _check(env.group_size >= 1, f"envs[{i}].group_size", env.group_size, ">= 1")
     check_env_ids([env.id for env in cfg.envs], "envs[{i}].id")
     r = cfg.rollout
     _check(r.backend in BACKENDS, "rollout.backend", r.backend, f"one of {BACKENDS}")
@@ -265,6 +266,16 @@ def validate(cfg: Config) -> None:
     _check(p.eval_games >= 0, "pool.eval_games", p.eval_games, ">= 0")
     _check(SNAPSHOT not in r.opponents or p.snapshot_every > 0, "rollout.opponents", r.opponents,
            "no 'snapshot' unless pool.snapshot_every > 0")
+    cu = cfg.curriculum
+    if cu.env:
+        _check(cu.env in [e.id for e in cfg.envs], "curriculum.env", cu.env, "one of the envs' ids")
+        _check(len(cu.levels) >= 1, "curriculum.levels", cu.levels, "at least one level")
+        _check(0 <= cu.start < max(len(cu.levels), 1), "curriculum.start", cu.start,
+               f"an index of the {len(cu.levels)} levels")
+        _check(cu.every >= 1, "curriculum.every", cu.every, ">= 1")
+        _check(0 < cu.gate <= 1, "curriculum.gate", cu.gate, "in (0, 1]")
+        _check(cu.instances >= 1, "curriculum.instances", cu.instances, ">= 1")
+        _check(cu.samples >= 1, "curriculum.samples", cu.samples, ">= 1")
     cl = cfg.cluster
     _check(cl.num_cpus is None or cl.num_cpus >= 1, "cluster.num_cpus", cl.num_cpus, ">= 1 or null")
     _check(cl.learner_gpus >= 0, "cluster.learner_gpus", cl.learner_gpus, ">= 0")

@@ -15,6 +15,8 @@ import json
 import logging
 import os
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from typing import Any
 import yaml
 
 from selfplay.config import Config, ConfigError, to_dict
+from selfplay.curriculum import LevelCurriculum
 from selfplay.core import metric_names as names
 from selfplay.core.samples import Episode
 from selfplay.episode_stats import episode_metrics, eval_table, format_eval_table, role_stats
@@ -40,12 +43,20 @@ def start_ray(cfg: Config) -> bool:
     address = cfg.cluster.address or os.environ.get("RAY_ADDRESS")
     if ray.is_initialized():
         return False
-    if address:
-        ray.init(address=address)
-        log.info("joined Ray cluster at %s", address)
-    else:
-        ray.init(num_cpus=cfg.cluster.num_cpus, include_dashboard=False, log_to_driver=True)
-        log.info("started a local Ray (debug mode) with %s CPUs", ray.cluster_resources().get("CPU"))
+    # ray.init replaces the SIGTERM handler twice (its own sys.exit, then its core worker's
+    # failure handler, which aborts the process 3 s later with workers, engines and Ray's agents
+    # still running); keep the CLI's, which unwinds like Ctrl-C and shuts everything down.
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        if address:
+            ray.init(address=address)
+            log.info("joined Ray cluster at %s", address)
+        else:
+            ray.init(num_cpus=cfg.cluster.num_cpus, include_dashboard=False, log_to_driver=True)
+            log.info("started a local Ray (debug mode) with %s CPUs", ray.cluster_resources().get("CPU"))
+    finally:
+        if handler is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, handler)
     return True
 
 
@@ -60,6 +71,8 @@ class Driver:
 
         self.cfg, self.metrics = cfg, metrics
         self.pool = OpponentPool(cfg.pool.max_snapshots, fixed=tuple(cfg.eval.opponents))
+        cu = cfg.curriculum
+        self.curriculum = LevelCurriculum(cu.env, cu.levels, cu.gate, cu.start) if cu.env else None
         cl, r = cfg.cluster, cfg.rollout
         self.learner = ray.remote(LearnerWorker).options(num_cpus=1, num_gpus=cl.learner_gpus).remote(
             model_path, cfg.trainer, cfg.advantage, engine_dtype=r.dtype,
@@ -83,7 +96,8 @@ class Driver:
 
         n, k = self.cfg.rollout.episodes_per_step, len(self.workers)
         counts = [n // k + (i < n % k) for i in range(k)]
-        calls = [w.collect.options(num_returns=3).remote(c, step)
+        levels = {self.curriculum.env_id: self.curriculum.options} if self.curriculum else {}
+        calls = [w.collect.options(num_returns=3).remote(c, step, levels)
                  for w, c in zip(self.workers, counts) if c]
         # The full episodes stay in the object store; the learner reads them from there.
         stats = self.learner.update.remote(*[episodes for episodes, _, _ in calls])
@@ -117,6 +131,30 @@ class Driver:
         self.pool.record_episodes(episodes)
         return {**episode_metrics(episodes, prefix="eval"), **self.pool.metrics()}
 
+    def validate(self, step: int) -> dict[str, float]:
+        """The curriculum's validation: fresh problems at the current level; moves up once their
+        pass@1 (share of episodes with a positive return) reaches the gate."""
+        import ray
+
+        cu, curriculum = self.cfg.curriculum, self.curriculum
+        assert curriculum is not None
+        # Seeds apart from evaluation's (cfg.seed + step) and training's: fresh problems.
+        episodes = ray.get(self.workers[0].evaluate.remote(
+            [cu.env], [], cu.instances, self.cfg.seed + 1_000_003 + step, curriculum.options, cu.samples))
+        passed = sum(e.rewards.get(0, 0.0) > 0 for e in episodes) / max(len(episodes), 1)
+        level = curriculum.index
+        moved = curriculum.record(step, passed)
+        log.info("curriculum %s: pass@1 %.2f at level %d %s (gate %.2f)%s", cu.env, passed, level,
+                 cu.levels[level], cu.gate,
+                 f"; moving up to level {curriculum.index} {curriculum.options}" if moved else "")
+        return {names.curriculum_metric(cu.env, "pass_at_1"): passed}
+
+    def curriculum_metrics(self) -> dict[str, float]:
+        """The current level (its index), logged every step so the curve shows each move."""
+        if self.curriculum is None:
+            return {}
+        return {names.curriculum_metric(self.curriculum.env_id, "level"): float(self.curriculum.index)}
+
     def snapshot(self, step: int) -> None:
         """Freeze the policy into the pool; the workers host the pool's snapshots as opponents."""
         import ray
@@ -145,12 +183,15 @@ class Driver:
         if state.get("pool"):
             self.pool.load_state_dict(state["pool"])
             self.sync_snapshots()
+        if self.curriculum is not None and state.get("curriculum"):
+            self.curriculum.load_state_dict(state["curriculum"])
         return state["step"], state.get("counters", {})
 
     def checkpoint(self, step: int, counters: dict[str, Any]) -> None:
         import ray
 
-        extra = {"counters": counters, "pool": self.pool.state_dict()}
+        extra = {"counters": counters, "pool": self.pool.state_dict(),
+                 "curriculum": self.curriculum.state_dict() if self.curriculum else None}
         path = ray.get(self.learner.save.remote(str(self.cfg.run_dir), step, extra,
                                                 self.cfg.checkpoint.keep_last))
         log.info("checkpoint written: %s", path)
@@ -238,6 +279,9 @@ def _loop(cfg: Config, driver: Driver, metrics: MetricsWriter, step: int, counte
         values[names.PROGRESS_EPISODES] = counters["episodes"]
         if cfg.eval.every and (step % cfg.eval.every == 0 or step == cfg.trainer.steps):
             values.update(driver.evaluate(step))
+        if driver.curriculum is not None and step % cfg.curriculum.every == 0:
+            values.update(driver.validate(step))
+        values.update(driver.curriculum_metrics())
         metrics.scalars(values, step)
         metrics.flush()
         eta = (time.perf_counter() - t0) / (step - first) * (cfg.trainer.steps - step)

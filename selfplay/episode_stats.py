@@ -77,3 +77,16 @@ def format_eval_table(rows: list[dict[str, object]]) -> str:
         lines.append(f"{r['env']:<22}{r['opponent']:<10}{r['role']:>5}{r['games']:>7}{r['win']:>7.2f}"
                      f"{r['draw']:>7.2f}{r['loss']:>7.2f}{r['invalid']:>9.2f}{r['return']:>+9.3f}")
     return "\n".join(lines)
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from ``n`` samples of which ``c`` passed (Chen et al. 2021, as SATURN
+    reports it): ``1 - C(n - c, k) / C(n, k)``; 1 when fewer than ``k`` samples failed."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass_at_k: need 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    prob_all_fail = 1.0
+    for i in range(n - c + 1, n + 1):  # C(n-c, k) / C(n, k) as a stable product
+        prob_all_fail *= 1.0 - k / i
+    return 1.0 - prob_all_fail

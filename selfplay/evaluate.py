@@ -95,6 +95,59 @@ async def _eval_model(cfg: Config, model: str, env_ids: list[str], games: int) -
         worker.shutdown()
 
 
+# ----- pass@k per level (SAT) --------------------------------------------------------------------
+
+#: SATURN's 10 evaluation levels (n, k, l); it samples 12 answers per problem, 100 problems each.
+SATURN_EVAL_LEVELS = ((3, 5, 20), (3, 5, 25), (3, 6, 20), (3, 7, 20), (3, 7, 40), (4, 7, 20),
+                      (4, 7, 40), (4, 8, 40), (5, 8, 40), (6, 7, 40))
+PASS_KS = (1, 3, 5, 7, 10)
+
+
+def level_rows(episodes: list[Episode], level: tuple[int, int, int], instances: int,
+               samples: int) -> dict[str, Any]:
+    """One table row: unbiased pass@k over ``instances`` problems of ``samples`` answers each
+    (episodes in problem order, as :func:`actors.schedule.plan_evaluation` plans them)."""
+    from envs.sat import difficulty
+    from selfplay.episode_stats import pass_at_k
+
+    passed = [sum(e.rewards.get(0, 0.0) > 0 for e in episodes[i * samples:(i + 1) * samples])
+              for i in range(instances)]
+    row: dict[str, Any] = {"level": ",".join(map(str, level)), "D": round(difficulty(*level), 2),
+                           "instances": instances, "samples": samples}
+    for k in (k for k in PASS_KS if k <= samples):
+        row[f"pass@{k}"] = sum(pass_at_k(samples, c, k) for c in passed) / instances
+    return row
+
+
+async def eval_levels(cfg: Config, model_path: str, env_id: str, levels: list[tuple[int, int, int]],
+                      instances: int, samples: int) -> list[dict[str, Any]]:
+    """pass@k of a model per level of a levelled environment (SAT), on fresh problems."""
+    from actors.rollout_worker import RolloutWorker
+
+    worker = RolloutWorker(model_path, cfg.rollout, cfg.envs, cfg.eval, cfg.seed)
+    await worker.init()
+    try:
+        rows = []
+        for level in levels:
+            options = dict(zip("nkl", level))
+            episodes = await worker.evaluate([env_id], [], instances, cfg.seed, options, samples)
+            rows.append(level_rows(episodes, level, instances, samples))
+        return rows
+    finally:
+        worker.shutdown()
+
+
+def format_level_table(rows: list[dict[str, Any]]) -> str:
+    """A fixed-width table of pass@k per level."""
+    ks = [key for key in rows[0] if key.startswith("pass@")] if rows else []
+    head = f"{'level':<10}{'D':>7}{'problems':>10}{'samples':>9}" + "".join(f"{k:>9}" for k in ks)
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['level']:<10}{r['D']:>7.2f}{r['instances']:>10}{r['samples']:>9}"
+                     + "".join(f"{r[k]:>9.3f}" for k in ks))
+    return "\n".join(lines)
+
+
 # ----- Kuhn Poker, exactly ------------------------------------------------------------------------
 
 def answer_logprob(model: Any, prompt: list[int], answer: list[int]) -> float:

@@ -9,16 +9,19 @@ from typing import Any
 from selfplay.core.config_schema import Config, ConfigError
 
 
-def opening_prompt_tokens(env_id: str, kwargs: dict[str, Any], tokenizer: Any, seed: int) -> int:
-    """Tokens of an environment's first prompt (through the rollout chat template). Where the
-    environment has levels it is reset at its largest configured one (``largest_level_options``)."""
+def opening_prompt_tokens(env_id: str, kwargs: dict[str, Any], tokenizer: Any, seed: int,
+                          options: dict[str, Any] | None = None) -> int:
+    """Tokens of an environment's first prompt (through the rollout chat template), reset with
+    ``options``; without, where the environment has levels, at its largest configured one
+    (``largest_level_options``)."""
     import gymnasium as gym
 
     import envs  # noqa: F401  (registers the ids)
     from actors.prompting import prompt_ids
 
     env = gym.make(env_id, **kwargs).unwrapped
-    options = env.largest_level_options() if hasattr(env, "largest_level_options") else None
+    if options is None and hasattr(env, "largest_level_options"):
+        options = env.largest_level_options()
     obs, _ = env.reset(seed=seed, options=options)
     return len(prompt_ids(tokenizer, obs))
 
@@ -35,6 +38,13 @@ def check_before_start(cfg: Config, model_path: str) -> None:
             needed = opening_prompt_tokens(env.id, env.kwargs, tokenizer, cfg.seed)
         except (TypeError, ValueError) as err:
             raise ConfigError(f"envs[{i}].kwargs={env.kwargs!r}: {env.id} rejects them ({err})") from None
+        if env.id == cfg.curriculum.env:  # every level the curriculum may reach
+            for j, level in enumerate(cfg.curriculum.levels):
+                try:
+                    tokens = opening_prompt_tokens(env.id, env.kwargs, tokenizer, cfg.seed, level)
+                except (TypeError, ValueError) as err:
+                    raise ConfigError(f"curriculum.levels[{j}]={level!r}: {env.id} rejects it ({err})") from None
+                needed = max(needed, tokens)
         if needed > budget:
             raise ConfigError(
                 f"rollout.max_prompt_tokens={budget}: the opening prompt of {env.id} alone takes "

@@ -24,6 +24,9 @@ class EnvConfig:
     """Relative share of the episodes drawn from this environment (> 0)."""
     kwargs: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments passed to gymnasium.make (e.g. invalid_action, lenient)."""
+    group_size: int = 1
+    """Episodes played on each problem (same seed and level); their samples form one advantage
+    group for ``advantage.type: grpo`` (SATURN: 8) (>= 1)."""
 
 
 @dataclass
@@ -152,6 +155,28 @@ class CheckpointConfig:
 
 
 @dataclass
+class CurriculumConfig:
+    """A level curriculum for one environment with levels (SAT): train at the current level,
+    validate every ``every`` steps on fresh problems, move up once pass@1 reaches ``gate``."""
+
+    env: str = ""
+    """The environment id it drives, e.g. selfplay/SAT-v0; empty disables the curriculum."""
+    levels: list[dict[str, Any]] = field(default_factory=list)
+    """Ordered levels, each the environment's reset options (SAT: {n: 3, k: 5, l: 5})."""
+    start: int = 0
+    """Index of the first level (>= 0)."""
+    every: int = 5
+    """Validate every N training steps (>= 1)."""
+    gate: float = 0.5
+    """pass@1 on the validation problems that moves the curriculum up (0 < gate <= 1; SATURN:
+    0.5 for 1.5B, 0.75 for 7B)."""
+    instances: int = 8
+    """Fresh problems per validation (>= 1)."""
+    samples: int = 1
+    """Samples per validation problem; pass@1 is their mean (>= 1)."""
+
+
+@dataclass
 class ClusterConfig:
     """Where Ray runs."""
 
@@ -207,6 +232,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     @property

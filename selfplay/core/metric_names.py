@@ -33,6 +33,14 @@ DROPPED_TIMEOUT = "learner/dropped/timeout"
 """Samples of episodes cut by the wall-clock limit: never trained on (which episodes time out
 depends on machine load, not on the policy)."""
 DROPPED_ZERO_ADVANTAGE = "learner/dropped/zero_advantage"
+GROUPS = "learner/groups"
+UNIFORM_GROUPS = "learner/uniform_groups"
+"""Advantage groups whose samples all had the same return: they carry no signal."""
+
+# curriculum/
+def curriculum_metric(env_id: str, stat: str) -> str:
+    """``curriculum/SAT-v0/level`` (index of the current level) and ``.../pass_at_1``."""
+    return f"curriculum/{short_env(env_id)}/{stat}"
 ADVANTAGE_MEAN = "learner/advantage_mean"
 #: Loss statistics the policy loss reports per micro-batch, by their key there.
 LOSS_STATS = {"pg_loss": LOSS_PG, "kl": KL, "clip_fraction": CLIP_FRACTION,

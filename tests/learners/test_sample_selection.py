@@ -57,3 +57,20 @@ def test_samples_per_step_draws_that_many_distinct_samples_reproducibly():
     assert [(s.episode_id, s.turn, s.role) for s in first] == [(s.episode_id, s.turn, s.role) for s in again]
     few, _ = select_samples(episodes[:2], RAE(), cfg, np.random.default_rng(7))
     assert len(few) == 8  # fewer than asked: all of them
+
+
+def test_grpo_groups_with_one_return_carry_no_signal_and_are_counted():
+    from learners.advantages import GroupNorm
+
+    def solo(name: str, group: str, ret: float) -> Episode:
+        s = Sample(prompt_ids=[1], response_ids=[2], logprobs=[0.0], loss_mask=[1], env_id="sat",
+                   role=0, ret=ret, episode_id=name, group_id=group)
+        return Episode(env_id="sat", episode_id=name, samples=[s], rewards={0: ret}, policy_roles=[0])
+
+    # Problem a: every sample solved it; problem b: one of two did.
+    episodes = [solo("a1", "a", 1.0), solo("a2", "a", 1.0), solo("b1", "b", 1.0), solo("b2", "b", 0.0)]
+    cfg = TrainerConfig(filter_zero_advantage=True)
+    samples, stats = select_samples(episodes, GroupNorm(), cfg, np.random.default_rng(0))
+    assert {s.episode_id for s in samples} == {"b1", "b2"}
+    assert stats["learner/groups"] == 2 and stats["learner/uniform_groups"] == 1
+    assert stats["learner/dropped/zero_advantage"] == 2
