@@ -52,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--games", type=int, help="games per (game, opponent, role)")
     p.add_argument("--envs", help="comma-separated env ids (default: the config's envs)")
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    p.add_argument("--levels", help="SAT: levels as n,k,l separated by spaces (default: SATURN's 10 "
+                                    "evaluation levels, (3,5,20) to (6,7,40))")
+    p.add_argument("--instances", type=int, default=4,
+                   help="SAT: fresh problems per level (default 4; SATURN: 100)")
+    p.add_argument("--samples", type=int, default=4,
+                   help="SAT: answers sampled per problem, for unbiased pass@k (default 4; SATURN: 12)")
 
     p = sub.add_parser("play", help="play a game in the terminal against a fixed opponent or a model")
     p.add_argument("game", help="env id or short name, e.g. TicTacToe or selfplay/KuhnPoker-v0")

@@ -187,7 +187,7 @@ def check_env_ids(env_ids: list[str], key: str) -> None:
     for i, env_id in enumerate(env_ids):
         if env_id not in gym.registry:
             raise ConfigError(f"{key.format(i=i)}={env_id!r}: not a registered environment (known: "
-                              f"{', '.join(envs.GAMES)}, and selfplay/TextArena-v0)")
+                              f"{', '.join([*envs.GAMES, *envs.TASKS])}, and selfplay/TextArena-v0)")
 
 
 def validate(cfg: Config) -> None:

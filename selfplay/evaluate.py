@@ -23,7 +23,7 @@ import envs
 from actors.episodes import EpisodeLimits, EpisodeSpec, FixedPlayer, play_episode
 from envs import kuhn_eval
 from envs.opponents import opponent_names
-from selfplay.config import Config, check_env_ids
+from selfplay.config import Config, ConfigError, check_env_ids
 from selfplay.core import metric_names as names
 from selfplay.core.samples import Episode
 from selfplay.episode_stats import eval_table, format_eval_table
@@ -56,6 +56,9 @@ def run_eval_command(cfg: Config, args: argparse.Namespace) -> int:
     else:
         env_ids = [e.id for e in cfg.envs]
     check_env_ids(env_ids, "--envs")
+    levelled = [e for e in env_ids if e in envs.TASKS]
+    if levelled:
+        return _eval_levels_command(cfg, args, levelled)
     games = args.games or cfg.eval.games
     if args.player == "model":
         episodes = asyncio.run(_eval_model(cfg, args.model or cfg.model, env_ids, games))
@@ -80,6 +83,52 @@ def run_eval_command(cfg: Config, args: argparse.Namespace) -> int:
         if exact:
             print("Kuhn Poker, exact (the model's action probabilities at all 12 information sets): "
                   + ", ".join(f"{k.split('/')[1]} {v:+.4f}" for k, v in exact.items()))
+    return 0
+
+
+def parse_levels(text: str | None) -> list[tuple[int, int, int]]:
+    """``"3,5,20 3,7,40"`` -> [(3, 5, 20), (3, 7, 40)]; None -> SATURN's evaluation levels."""
+    if not text:
+        return list(SATURN_EVAL_LEVELS)
+    levels = []
+    for part in text.split():
+        try:
+            n, k, l = (int(x) for x in part.split(","))
+        except ValueError:
+            raise ConfigError(f"--levels: {part!r} is not n,k,l (e.g. 3,5,20)") from None
+        levels.append((n, k, l))
+    return levels
+
+
+def _eval_levels_command(cfg: Config, args: argparse.Namespace, env_ids: list[str]) -> int:
+    """``selfplay eval --envs SAT-v0``: pass@k per level, SATURN's table (reduced by default)."""
+    from envs.sat import check_level
+    from selfplay.core.models import resolve_model
+
+    if args.player != "model":
+        raise ConfigError(f"--player {args.player}: {', '.join(env_ids)} has no fixed players; evaluate a model")
+    if args.instances < 1 or args.samples < 1:
+        raise ConfigError(f"--instances {args.instances} --samples {args.samples}: expected >= 1 each")
+    levels = parse_levels(args.levels)
+    for level in levels:
+        try:
+            check_level(*level)
+        except ValueError as err:
+            raise ConfigError(f"--levels: {err}") from None
+    label = args.model or cfg.model
+    path = resolve_model(label)
+    results = {env_id: asyncio.run(eval_levels(cfg, path, env_id, levels, args.instances, args.samples))
+               for env_id in env_ids}
+    if args.json:
+        print(json.dumps({"player": label, "levels": results}))
+        return 0
+    print(f"player: {label}")
+    for env_id, rows in results.items():
+        print(f"{env_id}: pass@k over {args.instances} problems x {args.samples} samples per level "
+              f"(SATURN's table: 100 x 12, GPU work; these defaults are a reduced table for a CPU)")
+        print(format_level_table(rows))
+        mean = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0] if k.startswith("pass@")}
+        print("mean over levels: " + ", ".join(f"{k} {v:.3f}" for k, v in mean.items()))
     return 0
 
 

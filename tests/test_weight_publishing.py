@@ -162,7 +162,12 @@ def test_publisher_reaches_local_engines_by_file_and_remote_ones_through_the_sto
         assert engine.received["steps"].dtype == torch.int64
     assert len(put_calls) == 1 and not os.path.exists(local.paths[0])  # the RAM file is gone
     assert stats["sync/load_s"] == 0.5  # the slowest engine's own figure
-    assert stats["sync/mb"] > 0 and stats["perf/weight_sync_s"] > 0
+    # The RAM file's payload: bf16 embedding (tied head once) + bf16 norm + one int64, in MB.
+    assert stats["sync/mb"] == (12 * 2 + 3 * 2 + 8) / 1e6
+    # The file is written first, then loaded: the whole publish takes at least the writing, and
+    # the rate is the file's megabytes over the whole publish.
+    assert 0 < stats["sync/write_s"] <= stats["perf/weight_sync_s"]
+    assert stats["sync/mb_per_s"] == pytest.approx(stats["sync/mb"] / stats["perf/weight_sync_s"])
 
 
 def test_publisher_removes_the_file_when_an_engine_fails():

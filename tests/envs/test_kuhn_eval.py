@@ -131,12 +131,12 @@ def test_the_evaluator_agrees_with_the_environment_on_pure_policies():
     {"J:": {"check": 1.5, "bet": -0.5}},   # negative probability
 ])
 def test_malformed_policies_are_rejected(bad):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"policy\['J:'\] = .*: need probabilities over"):
         expected_value(uniform_policy() | bad, uniform_policy())
 
 
 def test_a_policy_missing_information_sets_is_rejected():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="policy has no entry for information set"):
         expected_value({"Q:": {"check": 1.0}}, uniform_policy())
 
 

@@ -121,9 +121,13 @@ def test_the_prompt_shows_only_the_players_own_card():
     assert set(obs_a) <= set(string.printable)
 
 
-@pytest.mark.parametrize("cards", [["K", "K"], ["A", "J"], [["K", "J"], ["Q", "J"]]])
-def test_bad_fixed_cards_are_rejected(cards):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("cards, message", [
+    (["K", "K"], r"cards \('K', 'K'\): need two different cards"),
+    (["A", "J"], r"cards \('A', 'J'\): need two different cards"),
+    ([["K", "J"], ["Q", "J"]], r"2 deals given for 1 hand\(s\)"),  # one hand by default
+])
+def test_bad_fixed_cards_are_rejected(cards, message):
+    with pytest.raises(ValueError, match=message):
         KuhnPokerEnv().reset(options={"cards": cards})
 
 

@@ -157,13 +157,15 @@ def test_final_observation_reveals_the_dice() -> None:
 @pytest.mark.parametrize("dice", [[[1, 2, 3, 4, 5]], [[1, 2, 3, 4, 5], [1, 2, 3, 4]],
                                   [[1, 2, 3, 4, 5], [1, 2, 3, 4, 7]], "12345"])
 def test_bad_fixed_dice_are_rejected(dice) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"options\['dice'\]=.*expected 2 lists of 5 faces in 1\.\.6"):
         LiarsDiceEnv().reset(seed=0, options={"dice": dice})
 
 
-@pytest.mark.parametrize("kwargs", [{"dice_per_player": 0}, {"faces": 1}, {"faces": 10}])
-def test_bad_sizes_are_rejected(kwargs) -> None:
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("kwargs, message", [({"dice_per_player": 0}, "dice_per_player=0: expected at least 1"),
+                                             ({"faces": 1}, "faces=1: expected 2 to 9"),
+                                             ({"faces": 10}, "faces=10: expected 2 to 9")])
+def test_bad_sizes_are_rejected(kwargs, message) -> None:
+    with pytest.raises(ValueError, match=message):
         LiarsDiceEnv(**kwargs)
 
 

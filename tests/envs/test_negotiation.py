@@ -137,7 +137,7 @@ def test_accept_needs_both_players_to_still_own_the_goods():
     assert game.can_accept()
     game.inventories[1][3] = 2  # the asked sheep are gone
     assert not game.can_accept()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="'accept' is not legal now"):
         game.play("accept")
 
 

@@ -106,7 +106,7 @@ def test_dead_agent_must_step_with_none() -> None:
     env = to_aec("selfplay/TicTacToe-v0")
     env.reset()
     env.step("junk")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="when an agent is dead, the only valid action is None"):
         env.step("4")
 
 
@@ -149,5 +149,5 @@ def test_to_aec_takes_a_built_env_or_an_id_with_kwargs() -> None:
     from_id = to_aec("selfplay/TicTacToe-v0", render_mode="ansi")
     assert from_id.metadata["name"] == "selfplay/TicTacToe-v0"
     assert to_aec("selfplay/TicTacToe-v0").env.invalid_action == "lose"
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"kwargs \['invalid_action'\] apply only when building from an id"):
         to_aec(TicTacToeEnv(), invalid_action="random")

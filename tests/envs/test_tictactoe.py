@@ -144,7 +144,7 @@ def test_board_rejects_moves_after_a_win() -> None:
     for cell in (0, 3, 1, 4, 2):
         board.play(cell)
     assert board.winner() == 0 and board.legal_moves() == []
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="illegal TicTacToe move 5"):
         board.play(5)
 
 

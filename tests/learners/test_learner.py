@@ -80,8 +80,9 @@ def test_stats_have_hierarchical_names_and_warmup_raises_lr(tiny_path):
                 "learner/tokens", "learner/tokens_per_s", "learner/step_s"}
     assert expected <= set(first)
     assert first["learner/lr"] == pytest.approx(0.5e-3) and second["learner/lr"] == pytest.approx(1e-3)
-    # Tokens: every prompt+response token, once per epoch.
+    # Tokens: every prompt+response token, once per epoch; the rate is those tokens over the step.
     assert first["learner/tokens"] == 2 * sum(s.num_tokens for s in samples)
+    assert first["learner/tokens_per_s"] == pytest.approx(first["learner/tokens"] / first["learner/step_s"])
     # The reference is the initial policy: KL starts at 0 (first epoch) and grows after updates.
     assert 0.0 < first["learner/kl"] < second["learner/kl"]
 
@@ -119,7 +120,10 @@ def test_save_writes_a_loadable_hf_folder_and_named_weights_match(tiny_path, tmp
 
 def test_bench_reports_both_loops_and_their_ratio(tiny_path):
     out = bench_learner(tiny_path, TrainerConfig(device="cpu"), num_samples=2, seq_len=32, steps=1)
-    assert out["learner_tokens_per_s"] > 0 and out["bare_tokens_per_s"] > 0
+    assert out["tokens_per_step"] == 2 * 32
+    # Each rate is the step's tokens over that loop's own mean step time.
+    assert out["learner_tokens_per_s"] == pytest.approx(out["tokens_per_step"] / out["learner_step_s"])
+    assert out["bare_tokens_per_s"] == pytest.approx(out["tokens_per_step"] / out["bare_step_s"])
     assert out["ratio"] == pytest.approx(out["learner_tokens_per_s"] / out["bare_tokens_per_s"])
 
 
@@ -127,7 +131,8 @@ def test_bench_reports_both_loops_on_the_same_work(tiny_path):
     # A benchmark prints figures; here only that it measures both loops on equal work.
     out = bench_learner(tiny_path, TrainerConfig(device="cpu", dtype="float32"), num_samples=4, seq_len=32, steps=1)
     assert out["tokens_per_step"] == 4 * 32
-    assert out["learner_tokens_per_s"] > 0 and out["bare_tokens_per_s"] > 0
+    assert out["learner_tokens_per_s"] == pytest.approx(out["tokens_per_step"] / out["learner_step_s"])
+    assert out["bare_tokens_per_s"] == pytest.approx(out["tokens_per_step"] / out["bare_step_s"])
     assert out["ratio"] == pytest.approx(out["learner_tokens_per_s"] / out["bare_tokens_per_s"])
 
 def test_bf16_gradients_accumulate_in_float32_across_micro_batches(tiny_path):
