@@ -80,8 +80,10 @@ class SatEnv(TurnBasedTextEnv):
     ``level`` (default (3, 5, 5)) or ``levels`` (a list of levels), or ``dataset`` (a JSONL file
     in the project's or SATURN's format, see :mod:`envs.sat_data`; rows detected one by one);
     ``satisfied_reward``, ``unsatisfied_reward``, ``malformed_reward``; ``lenient`` (with no
-    box, read the one distinct ``k``-digit 0/1 word of the reply, if exactly one);
-    ``render_mode`` (None or "ansi"); ``invalid_action`` accepts only "lose" (there is no random
+    box, read the one distinct ``k``-digit 0/1 word of the reply, if exactly one); ``example``
+    (add one line showing the answer's shape, ``\\boxed{1010...}``, the same for every formula of
+    ``k`` variables: a small model copies the shape, which gives its answers a reward to learn
+    from; SATURN's prompt has none); ``render_mode`` (None or "ansi"); ``invalid_action`` accepts only "lose" (there is no random
     legal answer to play instead). :meth:`largest_level_options` gives the reset options of the
     configured instance with the longest prompt.
 
@@ -106,12 +108,14 @@ class SatEnv(TurnBasedTextEnv):
     def __init__(self, level: Sequence[int] | None = None, levels: Sequence[Sequence[int]] | None = None,
                  dataset: str | os.PathLike | None = None, satisfied_reward: float = 1.0,
                  unsatisfied_reward: float = 0.0, malformed_reward: float = -1.0,
-                 invalid_action: str = "lose", lenient: bool = False, render_mode: str | None = None) -> None:
+                 invalid_action: str = "lose", lenient: bool = False, example: bool = False,
+                 render_mode: str | None = None) -> None:
         if invalid_action != "lose":
             raise ValueError(f"invalid_action={invalid_action!r}: SAT-v0 accepts only 'lose' (a malformed "
                              "answer ends the episode with malformed_reward; there is no random answer "
                              "to play)")
         super().__init__(invalid_action=invalid_action, lenient=lenient, render_mode=render_mode)
+        self.example = bool(example)
         self.rewards = {"satisfied": float(satisfied_reward), "unsatisfied": float(unsatisfied_reward),
                         "malformed": float(malformed_reward)}
         for outcome, value in self.rewards.items():
@@ -228,7 +232,7 @@ class SatEnv(TurnBasedTextEnv):
         return {0: self.rewards["malformed"]}
 
     def observation(self, player: int) -> str:
-        return _prompt(self.instance)
+        return _prompt(self.instance, self.example)
 
     def final_observation(self) -> str:
         k = self.instance.num_vars
@@ -260,9 +264,12 @@ def _names(k: int) -> str:
     return f"x1, x2, ..., x{k}"
 
 
-def _prompt(inst: SatInstance) -> str:
+def _prompt(inst: SatInstance, example: bool = False) -> str:
     k = inst.num_vars
     first, second, third = (variable_name(i, k) for i in (1, 2, 3))
+    # An answer of the right shape, the same for every instance of k variables (so it says
+    # nothing about this formula): a small model copies the shape, not a solution.
+    shape = [f"For example, \\boxed{{{('10' * k)[:k]}}} sets {first} true and {second} false."] if example else []
     return "\n".join([
         f"Find a satisfying assignment for this Boolean formula over the {k} variables {_names(k)}:",
         format_formula(inst.clauses, k),
@@ -272,11 +279,12 @@ def _prompt(inst: SatInstance) -> str:
         "Any satisfying assignment is accepted.",
         f"Give your final answer as \\boxed{{BITS}}, where BITS is exactly {k} digits, each 0 or 1 "
         f"(1 = true), for {_names(k)} in that order.",
+        *shape,
     ])
 
 
 def _prompt_chars_bound(n: int, k: int, l: int) -> int:
     """An upper bound on the prompt's length at a level: every literal negated, longest names."""
     one = SatInstance(k, ((1,),))
-    fixed = len(_prompt(one)) - len(format_formula(one.clauses, k))
+    fixed = len(_prompt(one, example=True)) - len(format_formula(one.clauses, k))
     return fixed + l * n * (1 + len(variable_name(k, k))) + 3 * (l - 1)

@@ -68,5 +68,44 @@ def test_tensorboard_has_the_documented_metric_hierarchy(run):
     assert any(t.startswith("eval/KuhnPoker-v0/random/") for t in scalars)
     assert any(t.startswith("pool/snapshot@") for t in scalars)
     assert [s for s, _ in scalars["learner/loss/pg"]] == [1, 2, 3]  # resumed at step 3, not 1
-    # The engines' own load time of each publish (it once read a key the engines never return).
-    assert scalars["sync/load_s"] and all(v > 0 for _, v in scalars["sync/load_s"])
+    # The engines' own load time of each publish (it once read a key the engines never return):
+    # logged at every publish, and a part of that publish's whole time, not more.
+    loads, totals = scalars["sync/load_s"], scalars["perf/weight_sync_s"]
+    assert [s for s, _ in loads] == [s for s, _ in totals] and {s for s, _ in loads} == {1, 2, 3}
+    assert all(0 < load <= total for (_, load), (_, total) in zip(loads, totals))
+
+
+def test_weight_sync_and_learner_figures_add_up(run):
+    """Each publish (after every step, and once more on resuming) writes the policy's weights, in
+    the engines' dtype, to a RAM file the engines then load: its size is the checkpoint's weights
+    at that dtype, writing and loading are disjoint parts of the publish, and each rate is its
+    amount over its own time (event files hold float32: hence the tolerances)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from selfplay.core.precision import resolve_dtype, torch_dtype
+
+    run_dir, _, _ = run
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    device = "cuda" if config["cluster"]["worker_gpus"] > 0 else "cpu"
+    dtype = torch_dtype(resolve_dtype(config["rollout"]["dtype"], device)[0])
+    weights = load_file(run_dir / "checkpoints" / "step-3" / "model.safetensors")
+    nbytes = sum(t.numel() * (t.new_empty(0, dtype=dtype) if t.is_floating_point() else t).element_size()
+                 for t in weights.values())
+    scalars = read_scalars(run_dir)
+
+    def series(*tags):
+        steps = [s for s, _ in scalars[tags[0]]]
+        assert all([s for s, _ in scalars[t]] == steps for t in tags), tags  # one row per call
+        return zip(*[[v for _, v in scalars[t]] for t in tags])
+
+    sync = list(series("sync/mb", "sync/write_s", "sync/load_s", "sync/mb_per_s", "perf/weight_sync_s"))
+    assert len(sync) >= 3
+    for mb, write_s, load_s, mb_per_s, total_s in sync:
+        assert mb == pytest.approx(nbytes / 1e6, rel=1e-6)
+        assert 0 < write_s and 0 < load_s and write_s + load_s <= total_s
+        assert mb_per_s == pytest.approx(mb / total_s, rel=1e-5)
+    learner = list(series("learner/tokens", "learner/step_s", "learner/tokens_per_s"))
+    assert len(learner) == 3
+    for tokens, step_s, tokens_per_s in learner:
+        assert tokens_per_s == pytest.approx(tokens / step_s, rel=1e-5)

@@ -306,3 +306,14 @@ def test_non_string_actions_are_malformed():
         env = SatEnv()
         env.reset(seed=0)
         assert assert_terminal(env.step(action)) == "malformed"
+
+
+def test_the_format_example_is_shown_only_when_asked_and_says_nothing_about_the_formula():
+    plain = gym.make("selfplay/SAT-v0").unwrapped
+    shown = gym.make("selfplay/SAT-v0", example=True).unwrapped
+    prompts = []
+    for seed in range(5):
+        assert "For example" not in plain.reset(seed=seed, options={"n": 3, "k": 5, "l": 5})[0]
+        prompts.append(shown.reset(seed=seed, options={"n": 3, "k": 5, "l": 5})[0])
+    examples = {p.splitlines()[-1] for p in prompts}
+    assert examples == {"For example, \\boxed{10101} sets A true and B false."}  # one for all formulas
