@@ -1,5 +1,6 @@
-"""Draw a run's training curves (invalid-action rate, win rate and return against the random
-opponent, RAE baselines) from its TensorBoard files into a PNG.
+"""Draw a run's training curves (invalid-action rate, win rate and return per opponent and role,
+RAE baselines, and the curriculum's level and pass@1 where there is one) from its TensorBoard
+files into a PNG.
 
     python docs/plot_run.py runs/<name> docs/<name>.png
 """
@@ -21,7 +22,8 @@ PANELS = (("invalid_rate", "invalid-action rate"), ("win_rate", "win rate"), ("r
 
 def plot(run_dir: Path, out: Path) -> None:
     scalars = read_scalars(run_dir)
-    fig, axes = plt.subplots(1, len(PANELS) + 1, figsize=(16, 3.6))
+    curriculum = sorted(t for t in scalars if t.startswith("curriculum/"))
+    fig, axes = plt.subplots(1, len(PANELS) + 1 + bool(curriculum), figsize=(16 + 4 * bool(curriculum), 3.6))
     for ax, (stat, title) in zip(axes, PANELS):
         for tag in sorted(t for t in scalars if t.startswith("game/") and t.endswith("/" + stat)):
             steps, values = zip(*scalars[tag])
@@ -31,10 +33,19 @@ def plot(run_dir: Path, out: Path) -> None:
         ax.legend(fontsize=7)
     for tag in sorted(t for t in scalars if t.startswith("game/") and t.endswith("/baseline")):
         steps, values = zip(*scalars[tag])
-        axes[-1].plot(steps, values, marker=".", label=tag.split("/", 2)[2].rsplit("/", 1)[0])
-    axes[-1].set_title("RAE baselines")
-    axes[-1].set_xlabel("step")
-    axes[-1].legend(fontsize=7)
+        axes[len(PANELS)].plot(steps, values, marker=".", label=tag.split("/", 2)[2].rsplit("/", 1)[0])
+    baselines = axes[len(PANELS)]
+    baselines.set_title("RAE baselines")
+    baselines.set_xlabel("step")
+    if baselines.lines:
+        baselines.legend(fontsize=7)
+    for tag in curriculum:  # the level (index) and the validations' pass@1
+        steps, values = zip(*scalars[tag])
+        axes[-1].plot(steps, values, marker="o", label=tag.split("/", 1)[1])
+    if curriculum:
+        axes[-1].set_title("curriculum")
+        axes[-1].set_xlabel("step")
+        axes[-1].legend(fontsize=7)
     fig.suptitle(f"{run_dir.name}: training episodes per step")
     fig.tight_layout()
     fig.savefig(out, dpi=90)
