@@ -162,11 +162,15 @@ def test_formula_notation_round_trips(level):
     assert parse_formula(format_formula(inst.clauses, inst.num_vars), inst.num_vars) == inst.clauses
 
 
-@pytest.mark.parametrize("text, k", [("", 5), ("A & ", 5), ("AB | C", 5), ("a!B", 5), ("!!A", 5),
-                                     ("ABF", 5), ("x0", 30), ("A B", 5), ("x1!x2", 5), ("A!B", 30),
-                                     ("x1x31", 30)])
-def test_bad_formulas_are_rejected(text, k):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("text, k, match", [
+    ("", 5, "expected clauses such as"), ("A & ", 5, "expected literals such as"),
+    ("AB | C", 5, "expected literals such as"), ("a!B", 5, "expected literals such as"),
+    ("!!A", 5, "expected literals such as"), ("ABF", 5, "variable F is beyond k=5"),
+    ("x0", 30, "expected literals such as"), ("A B", 5, "expected literals such as"),
+    ("x1!x2", 5, "variables are named A..Z"), ("A!B", 30, "variables are named x1..xk"),
+    ("x1x31", 30, "variable x31 is beyond k=30")])
+def test_bad_formulas_are_rejected(text, k, match):
+    with pytest.raises(ValueError, match=match):
         parse_formula(text, k)
 
 
