@@ -83,7 +83,8 @@ class SatEnv(TurnBasedTextEnv):
     box, read the one distinct ``k``-digit 0/1 word of the reply, if exactly one); ``example``
     (add one line showing the answer's shape, ``\\boxed{1010...}``, the same for every formula of
     ``k`` variables: a small model copies the shape, which gives its answers a reward to learn
-    from; SATURN's prompt has none); ``render_mode`` (None or "ansi"); ``invalid_action`` accepts only "lose" (there is no random
+    from; SATURN's own prompt shows one worked example, a 4-variable formula
+    with its answer ``\\boxed{1101}``); ``render_mode`` (None or "ansi"); ``invalid_action`` accepts only "lose" (there is no random
     legal answer to play instead). :meth:`largest_level_options` gives the reset options of the
     configured instance with the longest prompt.
 

@@ -255,3 +255,17 @@ def test_a_bad_line_is_named_by_file_and_number(tmp_path):
         read_jsonl(path)
     with pytest.raises(ValueError, match="fmt='dimacs'"):
         dumps(loads(SATURN_ROWS[0]), "dimacs")
+
+
+def test_rows_of_saturns_published_files_read_verify_and_round_trip_byte_for_byte():
+    # Three rows copied verbatim from SATURN's released data (data/test/n6_k7_length40_sample100
+    # and data/train/Train_prompt_3_5_5_270/train.jsonl), with their "prompt" field.
+    from pathlib import Path
+
+    from envs.sat_data import dumps, read_jsonl
+
+    path = Path(__file__).parent / "data" / "saturn_published_rows.jsonl"
+    rows = read_jsonl(path)
+    assert [r.level for r in rows] == [(6, 7, 40), (6, 7, 40), (3, 5, 5)]
+    assert all(satisfies(r.clauses, r.solution) for r in rows)
+    assert [dumps(r, "saturn") for r in rows] == path.read_text().splitlines()
