@@ -43,7 +43,10 @@ class HumanPlayer:
     async def act(self, env: Any, observation: str, role: int) -> Turn:
         self.write("\n" + observation)
         while True:
-            text = self.read("your action> ")
+            try:
+                text = self.read("your action> ")
+            except EOFError:  # input closed (Ctrl-D, or nothing piped in): leave like "quit"
+                raise Quit from None
             if text.strip().lower() in ("quit", "exit"):
                 raise Quit
             if env.parse_action(text) is not None:

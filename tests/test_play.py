@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from selfplay.play import play_terminal, resolve_game
@@ -53,3 +56,13 @@ def test_quit_stops_the_game_and_returns_no_result():
 def test_a_role_the_game_does_not_have_is_refused_before_play():
     with pytest.raises(SystemExit, match=r"--role 5: selfplay/TicTacToe-v0 has roles 0..1"):
         play_terminal("TicTacToe", role=5, read=lambda prompt: "quit", write=lambda s: None)
+
+
+def test_closed_input_ends_the_game_like_quit():
+    def closed(prompt):
+        raise EOFError
+
+    assert play_terminal("TicTacToe", role=0, seed=0, read=closed, write=lambda s: None) is None
+    proc = subprocess.run([sys.executable, "-m", "selfplay", "play", "TicTacToe"],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr
