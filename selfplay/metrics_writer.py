@@ -1,7 +1,7 @@
-"""Metrics: a thin wrapper over TensorBoard's SummaryWriter with hierarchical names.
+"""Writing metrics: a thin wrapper over TensorBoard's SummaryWriter, and reading them back.
 
-Names form a hierarchy: ``game/<env>/<role>/return``, ``learner/loss/pg``,
-``perf/rollout_tokens_per_s``. Everything logged also lands in ``latest`` for the terminal.
+The names (``game/<env>/<opponent>/p<role>/return``, ``learner/loss/pg``, ...) are defined in
+:mod:`selfplay.core.metric_names`. Everything logged also lands in ``latest`` for the terminal.
 """
 
 from __future__ import annotations
