@@ -19,6 +19,8 @@ from typing import Any, Sequence, Union
 
 import numpy as np
 
+from envs.rows import as_int
+
 OPS = ("+", "-", "*")
 _PREC = {"+": 1, "-": 1, "*": 2}
 _APPLY = {"+": operator.add, "-": operator.sub, "*": operator.mul}
@@ -62,18 +64,9 @@ class ArithmeticProblem:
     level: int | None = None
 
 
-def _int(value: Any, name: str) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"{name}={value!r}: expected an integer")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name}={value!r}: expected an integer") from None
-
-
 def check_params(operands: Any, digits: Any, ops: Sequence[str]) -> tuple[int, int, tuple[str, ...]]:
     """Validate generation parameters; ValueError names the parameter and its bounds."""
-    operands, digits = _int(operands, "operands"), _int(digits, "digits")
+    operands, digits = as_int(operands, "operands"), as_int(digits, "digits")
     if not 2 <= operands <= MAX_OPERANDS:
         raise ValueError(f"operands={operands}: expected 2 .. {MAX_OPERANDS} "
                          "(a problem needs at least one operation)")
@@ -162,7 +155,7 @@ def generate(level: int, rng: np.random.Generator | int | None = None) -> Arithm
 
 def make_dataset(levels: Sequence[int], per_level: int, seed: int = 0) -> list[ArithmeticProblem]:
     """``per_level`` problems for each level, in order, from one generator seeded by ``seed``."""
-    per_level = _int(per_level, "per_level")
+    per_level = as_int(per_level, "per_level")
     if per_level < 0:
         raise ValueError(f"per_level={per_level}: expected an integer >= 0")
     for level in levels:

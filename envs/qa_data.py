@@ -27,6 +27,8 @@ from typing import Any, Iterable
 from math_verify import parse, verify
 from math_verify.errors import TimeoutException
 
+from envs import rows
+
 #: Only the tail of a model's text is read: the final answer is at the end, and math-verify's
 #: extraction slows down on huge inputs (350,000 characters of "\\boxed{" took 2.6 s).
 MAX_TEXT_CHARS = 32_768
@@ -79,25 +81,12 @@ def loads(line: str) -> QAItem:
 
 def read_jsonl(path: str | os.PathLike) -> list[QAItem]:
     """Every row of a JSONL file (blank lines skipped); ValueError names the file and line."""
-    items = []
-    # Bytes, decoded per line, so that bad UTF-8 is reported with its line too.
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
-                if line.strip():
-                    items.append(loads(line))
-            except ValueError as err:  # UnicodeDecodeError is a ValueError
-                raise ValueError(f"{os.fspath(path)}, line {number}: {err}") from None
-    return items
+    return rows.read_jsonl(path, loads)
 
 
 def write_jsonl(path: str | os.PathLike, items: Iterable[QAItem]) -> int:
     """Write one row per item; returns the number of rows written."""
-    lines = [json.dumps(item_to_row(item), ensure_ascii=False) for item in items]
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(line + "\n" for line in lines)
-    return len(lines)
+    return rows.write_lines(path, (json.dumps(item_to_row(item), ensure_ascii=False) for item in items))
 
 
 # ----- answers -----------------------------------------------------------------------------------

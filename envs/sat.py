@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import itertools
 import math
-import operator
 import re
 import string
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+
+from envs.rows import as_int
 
 Clause = tuple[int, ...]
 LETTERS = string.ascii_uppercase
@@ -36,15 +37,6 @@ _BITS = re.compile(r"[01]+")
 _BARE_BITS = re.compile(r"\b[01]+\b")
 _SPACES = re.compile(r"\s+")
 _LITERAL = re.compile(r"(!?)([A-Z]|x[1-9][0-9]*)")
-
-
-def _int(value: Any, name: str) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"{name}={value!r}: expected an integer")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name}={value!r}: expected an integer") from None
 
 
 @dataclass(frozen=True)
@@ -63,7 +55,7 @@ class SatInstance:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        k = _int(self.num_vars, "num_vars")
+        k = as_int(self.num_vars, "num_vars")
         if k < 1:
             raise ValueError(f"num_vars={k}: expected at least 1 variable")
         if isinstance(self.clauses, (str, bytes)) or not isinstance(self.clauses, (Sequence, np.ndarray)):
@@ -73,7 +65,7 @@ class SatInstance:
             if (isinstance(clause, (str, bytes)) or not isinstance(clause, (Sequence, np.ndarray))
                     or len(clause) == 0):
                 raise ValueError(f"clauses[{c}]={clause!r}: expected a non-empty list of non-zero integers")
-            lits = tuple(_int(lit, f"clauses[{c}] literal") for lit in clause)
+            lits = tuple(as_int(lit, f"clauses[{c}] literal") for lit in clause)
             bad = [lit for lit in lits if lit == 0 or abs(lit) > k]
             if bad:
                 raise ValueError(f"clauses[{c}] has literal {bad[0]}: literals are +-1 .. +-{k} "
@@ -115,7 +107,7 @@ def max_clauses(n: int, k: int) -> int:
 
 def check_level(n: Any, k: Any, l: Any) -> tuple[int, int, int]:
     """Validate a level; returns it as ints or raises ValueError naming the parameter and bound."""
-    n, k, l = _int(n, "n"), _int(k, "k"), _int(l, "l")
+    n, k, l = as_int(n, "n"), as_int(k, "k"), as_int(l, "l")
     if n < 1:
         raise ValueError(f"n={n}: literals per clause must be at least 1")
     if k < n:

@@ -29,6 +29,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from envs import rows
 from envs.sat import SatInstance, check_level, format_formula, generate, parse_formula
 
 FORMATS = ("selfplay", "saturn")
@@ -101,24 +102,12 @@ def loads(line: str) -> SatInstance:
 
 def read_jsonl(path: str | os.PathLike) -> list[SatInstance]:
     """Every row of a JSONL file (blank lines skipped); ValueError names the file and line."""
-    instances = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                instances.append(loads(line))
-            except ValueError as err:
-                raise ValueError(f"{os.fspath(path)}, line {number}: {err}") from None
-    return instances
+    return rows.read_jsonl(path, loads)
 
 
 def write_jsonl(path: str | os.PathLike, instances: Iterable[SatInstance], fmt: str = "selfplay") -> int:
     """Write one row per instance in ``fmt``; returns the number of rows written."""
-    lines = [dumps(inst, fmt) for inst in instances]
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(line + "\n" for line in lines)
-    return len(lines)
+    return rows.write_lines(path, (dumps(inst, fmt) for inst in instances))
 
 
 def make_dataset(levels: Sequence[Sequence[int]], per_level: int, seed: int = 0) -> list[SatInstance]:

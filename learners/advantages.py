@@ -16,6 +16,7 @@ from collections import defaultdict
 from typing import Any, Iterable
 
 from selfplay.core.config_schema import AdvantageConfig
+from selfplay.core import metric_names as names
 from selfplay.core.samples import Sample, opponent_kind
 
 __all__ = ["AdvantageEstimator", "RAE", "GroupNorm", "ESTIMATORS", "make_estimator"]
@@ -48,6 +49,10 @@ class AdvantageEstimator(ABC):
 
     def baselines(self) -> dict[tuple[str, str, int], float]:
         """Current baselines keyed by (env_id, opponent, role), for logging; empty if none."""
+        return {}
+
+    def last_stats(self) -> dict[str, float]:
+        """Figures of the last ``compute`` for logging, by metric name; empty if none."""
         return {}
 
 
@@ -132,24 +137,27 @@ class GroupNorm(AdvantageEstimator):
     def __init__(self, normalize_std: bool = True, eps: float = 1e-6) -> None:
         self.normalize_std = normalize_std
         self.eps = eps
-        #: Groups in the last ``compute`` and how many had one return only (advantage 0 for all:
-        #: ``trainer.filter_zero_advantage`` drops them).
-        self.last_groups = self.last_uniform_groups = 0
+        # Groups in the last ``compute`` and how many had one return only (advantage 0 for all:
+        # ``trainer.filter_zero_advantage`` drops them).
+        self._groups = self._uniform_groups = 0
 
     def compute(self, samples: list[Sample]) -> None:
         groups = _units(samples, lambda s: (s.env_id, s.group_id if s.group_id is not None
                                             else f"episode:{s.episode_id}"))
-        self.last_groups, self.last_uniform_groups = len(groups), 0
+        self._groups, self._uniform_groups = len(groups), 0
         for group in groups.values():
             units = _units(group, lambda s: (s.episode_id, s.role))
             rets = [unit[0].ret for unit in units.values()]
             mean = sum(rets) / len(rets)
             std = math.sqrt(sum((r - mean) ** 2 for r in rets) / len(rets))
             # All returns equal (every sample of a SAT problem solved, or none): no signal.
-            self.last_uniform_groups += std == 0.0
+            self._uniform_groups += std == 0.0
             for s in group:
                 a = 0.0 if len(rets) == 1 else s.ret - mean
                 s.advantage = a / (std + self.eps) if self.normalize_std else a
+
+    def last_stats(self) -> dict[str, float]:
+        return {names.GROUPS: float(self._groups), names.UNIFORM_GROUPS: float(self._uniform_groups)}
 
 
 #: ``advantage.type`` -> how to build the estimator from its config.

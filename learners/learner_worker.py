@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from learners.advantages import AdvantageEstimator, GroupNorm, make_estimator
+from learners.advantages import AdvantageEstimator, make_estimator
 from learners.checkpoint import load_checkpoint, save_checkpoint
 from learners.learner import Learner
 from selfplay.core import metric_names as names
@@ -42,9 +42,7 @@ def select_samples(episodes: list[Episode], estimator: AdvantageEstimator, train
     stats = {names.SAMPLES_COLLECTED: float(sum(len(e.samples) for e in episodes)),
              names.DROPPED_TIMEOUT: float(sum(len(e.samples) for e in episodes if e.outcome == "timeout"))}
     estimator.compute(kept)
-    if isinstance(estimator, GroupNorm):
-        stats[names.GROUPS] = float(estimator.last_groups)
-        stats[names.UNIFORM_GROUPS] = float(estimator.last_uniform_groups)
+    stats.update(estimator.last_stats())
     if trainer.filter_zero_advantage:
         nonzero = [s for s in kept if s.advantage != 0.0]
         stats[names.DROPPED_ZERO_ADVANTAGE] = float(len(kept) - len(nonzero))

@@ -101,8 +101,9 @@ class Driver:
                  for w, c in zip(self.workers, counts) if c]
         # The full episodes stay in the object store; the learner reads them from there.
         stats = self.learner.update.remote(*[episodes for episodes, _, _ in calls])
-        summaries = [e for part in ray.get([summary for _, summary, _ in calls]) for e in part]
-        perfs = ray.get([perf for _, _, perf in calls])
+        fetched = ray.get([ref for _, summary, perf in calls for ref in (summary, perf)])
+        summaries = [e for part in fetched[0::2] for e in part]
+        perfs = fetched[1::2]
         seconds = max(p[names.ROLLOUT_S] for p in perfs)
         tokens = sum(p[names.ROLLOUT_TOKENS] for p in perfs)
         return summaries, {**ray.get(stats), names.ROLLOUT_S: seconds, names.ROLLOUT_TOKENS: tokens,

@@ -203,10 +203,12 @@ def answer_logprob(model: Any, prompt: list[int], answer: list[int]) -> float:
     """log p(answer | prompt) under ``model`` (a causal LM), summed over the answer's tokens."""
     import torch
 
+    from learners.loss import token_logprobs
+
     with torch.no_grad():
         ids = torch.tensor([prompt + answer], device=model.device)
-        logits = model(input_ids=ids).logits[0, len(prompt) - 1:-1].float()
-        return float(logits.log_softmax(-1).gather(1, ids[0, len(prompt):, None]).sum())
+        logits = model(input_ids=ids).logits[0, len(prompt) - 1:-1]
+        return float(token_logprobs(logits, ids[0, len(prompt):]).sum())
 
 
 def model_policy(model: Any, tokenizer: Any) -> dict[str, dict[str, float]]:

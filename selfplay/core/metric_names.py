@@ -37,10 +37,6 @@ GROUPS = "learner/groups"
 UNIFORM_GROUPS = "learner/uniform_groups"
 """Advantage groups whose samples all had the same return: they carry no signal."""
 
-# curriculum/
-def curriculum_metric(env_id: str, stat: str) -> str:
-    """``curriculum/SAT-v0/level`` (index of the current level) and ``.../pass_at_1``."""
-    return f"curriculum/{short_env(env_id)}/{stat}"
 ADVANTAGE_MEAN = "learner/advantage_mean"
 #: Loss statistics the policy loss reports per micro-batch, by their key there.
 LOSS_STATS = {"pg_loss": LOSS_PG, "kl": KL, "clip_fraction": CLIP_FRACTION,
@@ -105,3 +101,8 @@ def pool_metric(member: str, stat: str) -> str:
 def episode_text(env_id: str) -> str:
     """Tag of the whole episodes logged as text."""
     return f"episodes/{env_id}"
+
+
+def curriculum_metric(env_id: str, stat: str) -> str:
+    """``curriculum/SAT-v0/level`` (index of the current level) and ``.../pass_at_1``."""
+    return f"curriculum/{short_env(env_id)}/{stat}"

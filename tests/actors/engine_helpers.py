@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -51,3 +51,17 @@ def perturbed_state(model: Any, seed: int = 1, scale: float = 0.5) -> dict[str, 
 def token_ids(engine: Any, text: str) -> list[int]:
     """``text`` as prompt token ids with the engine's own tokenizer."""
     return engine.tokenizer(text).input_ids
+
+
+def vllm_engine(path: str, **settings: Any) -> Iterator[Any]:
+    """A module fixture's body: a vLLM engine on ``path`` (started on a loop of its own, which
+    outlives each test's loop), shut down afterwards."""
+    import asyncio
+
+    from actors.engine import make_engine
+
+    loop = asyncio.new_event_loop()
+    engine = loop.run_until_complete(make_engine("vllm", path, **settings))
+    yield engine
+    engine.shutdown()
+    loop.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from engine_helpers import vllm_engine
 
 import envs
 from actors.engine import SamplingSettings
@@ -16,14 +17,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def engine(tiny_model):
-    from actors.engine import make_engine
-
-    loop = asyncio.new_event_loop()
-    eng = loop.run_until_complete(make_engine("vllm", tiny_model, dtype="float32", seed=0,
-                                              max_model_len=2048, kv_cache_gib=1))
-    yield eng
-    eng.shutdown()
-    loop.close()
+    yield from vllm_engine(tiny_model, dtype="float32", seed=0, max_model_len=2048, kv_cache_gib=1)
 
 
 def _run(engine, specs, **limits):

@@ -21,6 +21,7 @@ import asyncio
 import os
 
 import pytest
+from engine_helpers import vllm_engine
 import torch
 
 from actors.engine import SamplingSettings
@@ -48,14 +49,7 @@ TOLERANCE = 0.005
 
 @pytest.fixture(scope="module")
 def engine(smollm2):
-    from actors.engine import make_engine
-
-    loop = asyncio.new_event_loop()
-    eng = loop.run_until_complete(make_engine("vllm", smollm2, dtype="bfloat16", seed=0,
-                                              max_model_len=512, kv_cache_gib=1))
-    yield eng
-    eng.shutdown()
-    loop.close()
+    yield from vllm_engine(smollm2, dtype="bfloat16", seed=0, max_model_len=512, kv_cache_gib=1)
 
 
 @pytest.fixture(scope="module")
