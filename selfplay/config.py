@@ -8,6 +8,7 @@ problem raises :class:`ConfigError` with one line naming the key, the value and 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from importlib import resources
@@ -184,10 +185,13 @@ def check_env_ids(env_ids: list[str], key: str) -> None:
 
     import envs
 
+    known = [*envs.GAMES, *envs.TASKS, "selfplay/TextArena-v0"]
     for i, env_id in enumerate(env_ids):
         if env_id not in gym.registry:
-            raise ConfigError(f"{key.format(i=i)}={env_id!r}: not a registered environment (known: "
-                              f"{', '.join([*envs.GAMES, *envs.TASKS])}, and selfplay/TextArena-v0)")
+            close = difflib.get_close_matches(env_id, known, n=1)
+            raise ConfigError(f"{key.format(i=i)}={env_id!r}: not a registered environment"
+                              + (f"; did you mean {close[0]}?" if close else "")
+                              + f" (known: {', '.join(known)})")
 
 
 def validate(cfg: Config) -> None:

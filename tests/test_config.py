@@ -112,3 +112,9 @@ def test_configs_record_their_format_and_another_format_is_refused(tmp_path):
     old.write_text("format_version: 1\nrollout: {max_prompt_tokens: 1088}\n")
     with pytest.raises(ConfigError, match=r"format_version=1: expected 2, .*subtract rollout.max_new_tokens"):
         load_config(str(old))
+
+
+def test_a_misspelt_env_id_suggests_the_closest_one():
+    with pytest.raises(ConfigError, match=r"'selfplay/KuhnPokr-v0': not a registered environment; "
+                                          r"did you mean selfplay/KuhnPoker-v0\?"):
+        load_config("debug", ["envs.0.id=selfplay/KuhnPokr-v0"])

@@ -153,3 +153,8 @@ def test_smollm2_has_a_chat_template(smollm2):
     prompt = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
                                      add_generation_prompt=True)
     assert "hi" in prompt and prompt.rstrip().endswith("assistant")
+
+
+def test_a_misspelt_built_in_name_suggests_the_closest_one():
+    with pytest.raises(ConfigError, match=r"did you mean smollm2-135m-instruct\?"):
+        models.resolve_model("smollm2-135m-instruc")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fcntl
 import importlib.util
+import difflib
 import logging
 import os
 import shutil
@@ -87,7 +88,9 @@ def resolve_model(name: str) -> str:
             f"({_hub_cache()}), and it could not be downloaded ({problem}); download it where the "
             f"hub can be reached (hf download {name}) into that cache, or pass a local model folder "
             f"(built-in models: {builtins})")
-    raise ConfigError(f"model={name!r}: neither a built-in model ({builtins}) nor an existing folder")
+    close = difflib.get_close_matches(name, list(BUILTIN), n=1)
+    raise ConfigError(f"model={name!r}: neither a built-in model ({builtins}) nor an existing folder"
+                      + (f"; did you mean {close[0]}?" if close else ""))
 
 
 def fetch_hub_config(repo_id: str, timeout_s: float = 5.0) -> str | None:
