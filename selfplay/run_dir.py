@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from selfplay.config import Config, to_dict
+from selfplay.config import Config, ConfigError, to_dict
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -18,9 +18,9 @@ def prepare_run_dir(cfg: Config, resume: bool = False) -> Path:
     directory by accident (pass ``resume=True`` to continue it)."""
     run_dir = cfg.run_dir
     if run_dir.exists() and any((run_dir / "checkpoints").glob("step-*")) and not resume:
-        raise FileExistsError(
-            f"{run_dir} already holds checkpoints: pass --resume to continue it, or choose another "
-            f"name=... (or delete the folder)")
+        raise ConfigError(
+            f"name={cfg.name!r}: {run_dir} already holds checkpoints: pass --resume to continue it, "
+            f"or choose another name=... (or delete the folder)")
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     return run_dir

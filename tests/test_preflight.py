@@ -41,3 +41,13 @@ def test_train_with_a_too_small_prompt_budget_fails_in_seconds_and_writes_nothin
         "config error: rollout.max_prompt_tokens=16: the opening prompt of selfplay/KuhnPoker-v0")
     assert not (tmp_path / "debug").exists()  # no run directory, no Ray, no engine
     print(f"failed after {time.perf_counter() - start:.1f} s")
+
+
+def test_a_second_run_under_a_finished_runs_name_is_one_line_pointing_at_resume(tmp_path, tiny_model):
+    (tmp_path / "taken" / "checkpoints" / "step-2").mkdir(parents=True)
+    proc = subprocess.run([sys.executable, "-m", "selfplay", "train", "--config", "debug", "model=tiny",
+                           f"run_root={tmp_path}", "name=taken"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [
+        f"config error: name='taken': {tmp_path / 'taken'} already holds checkpoints: pass --resume "
+        f"to continue it, or choose another name=... (or delete the folder)"]
