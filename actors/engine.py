@@ -28,6 +28,8 @@ class SamplingSettings:
     temperature: float = 1.0
     top_p: float = 1.0
     seed: int | None = None
+    #: Strings that end the response (kept at its end, as generated); () for none.
+    stop: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class EngineSettings:
 class Generation:
     """One sampled response. ``logprobs[i]`` is the log-prob of ``token_ids[i]`` under the
     distribution it was sampled from (temperature applied); ``finish_reason`` is ``"stop"``
-    (end of sequence) or ``"length"`` (hit ``max_new_tokens``)."""
+    (end of sequence or a stop string) or ``"length"`` (hit ``max_new_tokens``)."""
 
     token_ids: list[int]
     logprobs: list[float]

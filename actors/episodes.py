@@ -29,7 +29,9 @@ import numpy as np
 
 import envs  # noqa: F401  (registers the environment ids)
 from actors.engine import Engine, SamplingSettings
+from actors.leap_episodes import play_leap_episode
 from actors.prompting import prompt_ids
+from envs.leap_env import LeaPEnv
 from envs.opponents import make_opponent
 from selfplay.core.samples import SELF, Episode, Sample
 
@@ -201,6 +203,8 @@ class EpisodeRunner:
     async def run(self, spec: EpisodeSpec) -> Episode:
         """Play one episode to its end, truncation or timeout."""
         env = gym.make(spec.env_id, **spec.env_kwargs).unwrapped
+        if isinstance(env, LeaPEnv):  # all paths at once, spliced within one assistant turn
+            return await play_leap_episode(env, self.engine, self.tokenizer, spec, self.limits)
         policy = EnginePlayer(self.engine, self.tokenizer, spec.sampling, self.limits.max_prompt_tokens,
                               spec, record=True)
         snapshot = self.opponent_engines.get(spec.opponent)

@@ -27,6 +27,8 @@ import torch
 from actors.engine import EngineSettings, Generation, SamplingSettings
 from selfplay.core.precision import local_device, resolve_dtype
 
+#: Tokens decoded to look for a stop string; longer than any stop string the project uses.
+STOP_WINDOW = 16
 
 @dataclass
 class _Request:
@@ -179,7 +181,7 @@ class TransformersEngine:
                     continue
                 tokens[i].append(chosen[i])
                 logprobs[i].append(float(logp[i, chosen[i]]))
-                if chosen[i] in self.eos_ids:
+                if chosen[i] in self.eos_ids or self._stopped(tokens[i], batch[i].sampling.stop):
                     done[i], finish[i] = True, "stop"
                 elif len(tokens[i]) >= limits[i]:
                     done[i] = True
@@ -192,6 +194,14 @@ class TransformersEngine:
         return [Generation(token_ids=t, logprobs=lp, finish_reason=f,
                            text=self.tokenizer.decode(t, skip_special_tokens=True))
                 for t, lp, f in zip(tokens, logprobs, finish)]
+
+    def _stopped(self, tokens: list[int], stop: tuple[str, ...]) -> bool:
+        """Whether the text now ends a stop string (as vLLM: the string stays in the text). Only
+        the last few tokens are decoded: an earlier match would have stopped generation then."""
+        if not stop:
+            return False
+        tail = self.tokenizer.decode(tokens[-STOP_WINDOW:], skip_special_tokens=True)
+        return any(s in tail for s in stop)
 
     @staticmethod
     def _pick(logp: torch.Tensor, temperature: torch.Tensor, rngs: list[torch.Generator]) -> list[int]:

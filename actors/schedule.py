@@ -8,7 +8,7 @@ import numpy as np
 
 from actors.engine import SamplingSettings
 from actors.episodes import EpisodeSpec
-from envs import num_players
+from envs import TASKS, num_players
 from selfplay.core.config_schema import EnvConfig, EvalConfig, RolloutConfig
 from selfplay.core.samples import SELF
 
@@ -29,7 +29,8 @@ def eval_sampling(rollout: RolloutConfig, evaluation: EvalConfig) -> SamplingSet
 def plan_training(envs: list[EnvConfig], rollout: RolloutConfig, seed: int, count: int, step: int,
                   worker: int, level_options: dict[str, dict[str, Any]] | None = None) -> list[EpisodeSpec]:
     """``count`` training episodes for ``worker`` at ``step``: environments drawn by weight;
-    self-play with probability ``self_play_fraction`` (always, for one-player environments),
+    self-play with probability ``self_play_fraction`` (always, for the single-agent tasks of
+    ``envs.TASKS``: SAT's one seat, LeaP's paths),
     otherwise the policy takes a random role against an opponent drawn from
     ``rollout.opponents``. An environment with ``group_size`` G is played G times on each problem
     (same seed, same level: one advantage group). ``level_options`` gives the curriculum's reset
@@ -43,7 +44,7 @@ def plan_training(envs: list[EnvConfig], rollout: RolloutConfig, seed: int, coun
         problem_seed, problem = int(rng.integers(2**31)), len(specs)
         roles = list(range(num_players(env_cfg.id)))
         opponent = SELF
-        if len(roles) > 1 and rng.random() >= rollout.self_play_fraction:
+        if env_cfg.id not in TASKS and rng.random() >= rollout.self_play_fraction:
             roles = [int(rng.choice(roles))]
             opponent = str(rng.choice(rollout.opponents))
         group = f"s{step}-w{worker}-p{problem}" if env_cfg.group_size > 1 else None
@@ -60,19 +61,21 @@ def plan_evaluation(envs: list[EnvConfig], env_ids: list[str], opponents: list[s
                     repeats: int = 1) -> list[EpisodeSpec]:
     """``games`` problems per (environment, opponent, policy role), each played ``repeats`` times
     (samples for pass@k); environments configured in ``envs`` keep their keyword arguments. A
-    one-player environment has no opponent: it is played once per problem whatever ``opponents``
-    lists. ``options`` are reset options for every episode (a curriculum level)."""
+    single-agent task (``envs.TASKS``) has no opponent: the policy plays all its seats, once per
+    problem, whatever ``opponents`` lists. ``options`` are reset options for every episode (a curriculum level)."""
     kwargs = {e.id: dict(e.kwargs) for e in envs}
     specs = []
     for env_id in env_ids:
-        solo = num_players(env_id) == 1
+        solo = env_id in TASKS  # the policy plays every seat (SAT's one, LeaP's paths)
+        seats = [list(range(num_players(env_id)))] if solo else [[r] for r in range(num_players(env_id))]
         for opponent in [SELF] if solo else opponents:
-            for role in range(num_players(env_id)):
+            for roles in seats:
+                role = roles[0]
                 for g in range(games):
                     for r in range(repeats):
                         specs.append(EpisodeSpec(
                             env_id=env_id, seed=seed * 100_003 + g,
                             episode_id=f"eval-{env_id}-{opponent}-p{role}-g{g}-r{r}",
-                            policy_roles=[role], opponent=opponent, env_kwargs=kwargs.get(env_id, {}),
+                            policy_roles=list(roles), opponent=opponent, env_kwargs=kwargs.get(env_id, {}),
                             options=options, sampling=sampling, group_id=f"eval-{env_id}-g{g}"))
     return specs

@@ -52,6 +52,7 @@ def sampling_params(sampling: SamplingSettings) -> Any:
     return SamplingParams(
         max_tokens=sampling.max_new_tokens, temperature=0.0 if greedy else sampling.temperature,
         top_p=1.0 if greedy else sampling.top_p, seed=sampling.seed,
+        stop=list(sampling.stop) or None, include_stop_str_in_output=True,
         logprobs=0,  # 0 top-k alternatives: just the sampled token's own log-prob
         output_kind=RequestOutputKind.FINAL_ONLY)  # no per-token streaming back to us
 

@@ -20,6 +20,8 @@ GAMES = {
 # against fixed opponents and the two-player tests iterate. ``num_players`` reads 1 for them.
 TASKS = {
     "selfplay/SAT-v0": "envs.sat_env:SatEnv",
+    # N reasoning paths of the one policy on one problem (each path a player, no opponent).
+    "selfplay/LeaP-v0": "envs.leap_env:LeaPEnv",
 }
 
 for _env_id, _entry in {**GAMES, **TASKS}.items():

@@ -58,7 +58,19 @@ def episode_metrics(episodes: list[Episode], prefix: str = "game") -> dict[str, 
         for outcome in names.OUTCOME_SHARES:
             share = sum(e.outcome == outcome for e in group) / len(group)
             out[names.env_metric(env_id, f"{outcome}_share", prefix)] = share
+        out.update(extra_means(env_id, group, prefix))
     return out
+
+
+def extra_means(env_id: str, episodes: list[Episode], prefix: str = "game") -> dict[str, float]:
+    """The mean of each figure an environment reports in ``Episode.extra`` (LeaP's per-segment
+    statistics), over the episodes that report it."""
+    values: dict[str, list[float]] = defaultdict(list)
+    for e in episodes:
+        for key, value in e.extra.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                values[key].append(float(value))
+    return {names.env_metric(env_id, key, prefix): sum(v) / len(v) for key, v in sorted(values.items())}
 
 
 def eval_table(episodes: list[Episode]) -> list[dict[str, object]]:

@@ -1,0 +1,321 @@
+"""``selfplay/LeaP-v0``: N reasoning paths of one policy on one verifiable problem, sharing
+summaries with their peers as they go (after LeaP, arXiv 2505.07787). Pure Python.
+
+An episode runs in rounds. In segment ``r`` every path still in the pool reasons for up to
+``segment_tokens`` tokens; a path that finishes (end of sequence, or ``</think>``) leaves the pool.
+Between segments each pooled path is cut back to its last paragraph boundary, asked to summarise
+(``<summarize> In short, my current conclusions are that`` ... ``</summarize>``, at most
+``summary_tokens``), and a router (:func:`envs.leap.route`) hands it the summaries of ``peers``
+other pooled paths, inserted in place as a ``<comment>`` block. After ``num_segments`` segments
+(or when a path's token budget runs out) an unfinished path is made to answer
+(``**Final Answer** \\boxed{``, at most ``answer_tokens``). With ``share=False`` the same paths
+reason independently: one segment as long as the budget allows, then the forced answer, so the
+two modes spend the same token budget.
+
+Each path is a player: ``info["player"]`` is the acting path's index, ``num_players`` the number
+of paths. ``info`` also says what that turn is:
+
+* ``phase``: ``reasoning``, ``summarising`` or ``answering``; ``max_tokens``: its token limit;
+* ``insert``: text the environment adds to the path before the policy writes (summary trigger,
+  peers' comments, answer template), and ``trim_chars``: characters of the path's last reasoning
+  segment dropped first (the partial paragraph); ``stop``: strings that end the turn;
+* ``pending``: the paths whose turns come next in this phase, in order. Their turns do not depend
+  on each other, so a runner may generate them all at once and step them in that order
+  (:meth:`LeaPEnv.request` gives each one's fields).
+
+An action is the text the policy wrote, or a mapping ``{"text": ..., "finished": bool, "tokens":
+int}`` from a runner that knows whether the engine stopped at the end of sequence and how many
+tokens it wrote (text alone counts as ``max_tokens`` tokens, an upper bound, and finishes a path
+only at ``</think>``). The budget of ``token_budget`` generated tokens over all paths is split
+evenly between them and never exceeded: every turn's limit fits what its path has left, with
+``answer_tokens`` kept back for the answer.
+
+Rewards, per path, at the end: ``correct_reward`` if the path's own final answer (what it wrote,
+never its peers' words) is right, ``no_answer_reward`` if it gave none, else ``wrong_reward``.
+
+## Version History
+* v0: initial version.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from envs.base import CHARSET, MAX_ACTION_CHARS, MAX_OBS_CHARS
+from envs.leap import (ROUTERS, SUMMARY_STOP, SUMMARY_TRIGGER, comment_block, route, similarity,
+                       trim_partial_paragraph)
+from envs.leap_problems import Problem, ProblemSource
+
+PHASES = ("reasoning", "summarising", "answering")
+#: Ends a reasoning turn early: the path has finished thinking (LeaP stops there too).
+THINK_STOP = "</think>"
+#: LeaP's forced answer for paths still reasoning after the last segment.
+ANSWER_PROMPT = "\n\nOh, I think I have found the final answer.\n\n**Final Answer** \\boxed{"
+_OPTION_KEYS = {"index", "level"}
+
+
+@dataclass
+class _Path:
+    """One path's state. ``own`` is what the policy wrote (and the answer template that opens its
+    forced answer); ``pending`` what is inserted before its next turn."""
+
+    own: str = ""
+    segment: str = ""
+    tokens: int = 0
+    pooled: bool = True
+    done: bool = False
+    pending: str = ""
+    summary: str = ""
+    before_peers: str | None = None
+    read_peers: bool = False
+    segment_answers: list[str | None] = field(default_factory=list)
+
+
+def _close_summary(text: str) -> tuple[str, str]:
+    """(summary, closing text to insert): the summary ends at ``</summarize>``; one cut short is
+    closed by hand, completing a partial tag (as LeaP's ``normlize_summary``)."""
+    if SUMMARY_STOP in text:
+        return text.split(SUMMARY_STOP)[0].replace(THINK_STOP, "").strip(), ""
+    for k in range(len(SUMMARY_STOP) - 1, 1, -1):
+        if text.endswith(SUMMARY_STOP[:k]):
+            return text[:-k].replace(THINK_STOP, "").strip(), SUMMARY_STOP[k:]
+    return text.replace(THINK_STOP, "").strip(), "... " + SUMMARY_STOP
+
+
+class LeaPEnv(gym.Env):
+    """See the module docstring."""
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 1}
+    title = "LeaP"
+    #: Paths at the registered defaults (``envs.num_players``); an instance has ``num_paths``.
+    num_players = 4
+    #: The policy answers the question itself: no game system prompt.
+    system_prompt: str | None = None
+
+    def __init__(self, source: str = "arithmetic", level: Any = None, dataset: str | None = None,
+                 num_paths: int = 4, segment_tokens: int = 64, num_segments: int = 2, peers: int = 4,
+                 router: str = "dispersed", summary_tokens: int = 32, answer_tokens: int = 16,
+                 token_budget: int | None = None, share: bool = True, correct_reward: float = 1.0,
+                 wrong_reward: float = 0.0, no_answer_reward: float = 0.0,
+                 render_mode: str | None = None) -> None:
+        for name, value, low in (("num_paths", num_paths, 1), ("segment_tokens", segment_tokens, 1),
+                                 ("num_segments", num_segments, 1), ("peers", peers, 0),
+                                 ("summary_tokens", summary_tokens, 1), ("answer_tokens", answer_tokens, 1)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name}={value!r}: expected an integer >= {low}")
+        if router not in ROUTERS:
+            raise ValueError(f"router={router!r}: expected one of {ROUTERS}")
+        if render_mode not in (None, "ansi"):
+            raise ValueError(f"render_mode={render_mode!r}: expected None or 'ansi'")
+        self.source = ProblemSource(source, level, dataset)
+        self.num_players = self.num_paths = int(num_paths)
+        self.segment_tokens, self.num_segments = int(segment_tokens), int(num_segments)
+        self.peers, self.router, self.share = int(peers), router, bool(share)
+        self.summary_tokens, self.answer_tokens = int(summary_tokens), int(answer_tokens)
+        full = self.num_segments * self.segment_tokens + (self.num_segments - 1) * self.summary_tokens
+        self.path_budget = full + self.answer_tokens
+        if token_budget is not None:
+            if isinstance(token_budget, bool) or not isinstance(token_budget, (int, np.integer)) \
+                    or token_budget < self.num_paths * (1 + self.answer_tokens):
+                raise ValueError(f"token_budget={token_budget!r}: expected an integer >= num_paths * "
+                                 f"(answer_tokens + 1) = {self.num_paths * (1 + self.answer_tokens)}")
+            self.path_budget = int(token_budget) // self.num_paths
+        self.token_budget = self.path_budget * self.num_paths
+        self.rewards = {"correct": float(correct_reward), "wrong": float(wrong_reward),
+                        "no_answer": float(no_answer_reward)}
+        self.render_mode = render_mode
+        self.observation_space = spaces.Text(max_length=MAX_OBS_CHARS, charset=CHARSET)
+        self.action_space = spaces.Text(max_length=MAX_ACTION_CHARS, charset=CHARSET)
+        self.problem: Problem | None = None
+        self.paths: list[_Path] = []
+        self.phase, self.segment, self.queue, self.turn = "reasoning", 0, [], 0
+        self.stats: dict[str, float] = {}
+        self._rewards: dict[int, float] = {}
+
+    # ----- Gymnasium API -----------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = sorted(set(options) - _OPTION_KEYS, key=str)
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {unknown}: expected some of {sorted(_OPTION_KEYS)}")
+        source = self.source
+        if "level" in options:
+            source = ProblemSource(self.source.source, options["level"], None)
+        self.problem = source.draw(self.np_random, options.get("index"))
+        self.paths = [_Path() for _ in range(self.num_paths)]
+        self.phase, self.segment, self.turn = "reasoning", 0, 0
+        self.stats, self._rewards = {}, {}
+        self.queue = [p for p in range(self.num_paths) if self._can_act(p)] or self._pending_or_advance()
+        return self.problem.question, self._info()
+
+    def step(self, action: str | Mapping[str, Any]):
+        if not self.queue:
+            raise RuntimeError("step() called on a finished episode; call reset() first")
+        p, req = self.queue[0], self.request(self.queue[0])
+        text, finished, tokens = self._read_action(action, req["max_tokens"])
+        path = self.paths[p]
+        path.tokens += tokens
+        self.turn += 1
+        if self.phase == "reasoning":
+            path.pending, path.segment = "", text
+            path.own += text
+            if finished or THINK_STOP in text:
+                path.pooled, path.done = False, True
+        elif self.phase == "summarising":
+            kept = path.segment[:len(path.segment) - req["trim_chars"]]
+            path.own = path.own[:len(path.own) - len(path.segment)] + kept + text
+            path.segment = ""
+            path.summary, path.pending = _close_summary(text)
+        else:
+            path.own += req["insert"][req["insert"].rfind("**Final Answer**"):] + text
+            path.pooled, path.done, path.pending = False, True, ""
+        self.queue.pop(0)
+        if not self.queue:
+            self.queue = self._pending_or_advance()
+        if self.queue:
+            return self.problem.question, 0.0, False, False, self._info()
+        return self._final_observation(), self._rewards.get(p, 0.0), True, False, self._info()
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        return "\n\n".join(f"[path {i}] {p.own}" for i, p in enumerate(self.paths))
+
+    # ----- turns -------------------------------------------------------------------------------
+    def remaining(self, p: int) -> int:
+        """Tokens path ``p`` may still generate."""
+        return self.path_budget - self.paths[p].tokens
+
+    def request(self, p: int) -> dict[str, Any]:
+        """What path ``p``'s turn in the current phase is (the per-turn ``info`` fields)."""
+        path, left = self.paths[p], self.remaining(p)
+        if self.phase == "reasoning":
+            length = self.segment_tokens if self.share else self.path_budget - self.answer_tokens
+            limit, insert, trim, stop = min(length, left - self.answer_tokens), path.pending, 0, [THINK_STOP]
+        elif self.phase == "summarising":
+            limit = min(self.summary_tokens, left - self.answer_tokens)
+            trim = len(path.segment) - len(trim_partial_paragraph(path.segment))
+            insert, stop = "\n\n" + SUMMARY_TRIGGER.lstrip(), [SUMMARY_STOP]
+        else:
+            limit, insert, trim, stop = min(self.answer_tokens, left), path.pending + ANSWER_PROMPT, 0, []
+        return {"player": p, "phase": self.phase, "max_tokens": max(limit, 0), "insert": insert,
+                "trim_chars": trim, "stop": stop, "segment": self.segment}
+
+    def _read_action(self, action: Any, limit: int) -> tuple[str, bool, int]:
+        if isinstance(action, str):
+            return action, False, limit
+        if not isinstance(action, Mapping) or not isinstance(action.get("text"), str):
+            raise ValueError(f"action={action!r}: expected text or {{'text', 'finished', 'tokens'}}")
+        tokens = action.get("tokens", limit)
+        if isinstance(tokens, bool) or not isinstance(tokens, (int, np.integer)) or not 0 <= tokens <= limit:
+            raise ValueError(f"tokens={tokens!r}: expected an integer in [0, {limit}] (this turn's max_tokens)")
+        return action["text"], bool(action.get("finished", False)), int(tokens)
+
+    def _pending_or_advance(self) -> list[int]:
+        """The next phase's paths, skipping phases no path can take; [] once all are done."""
+        while True:
+            queue = self._advance()
+            if queue is None:
+                return []
+            queue = [p for p in queue if self._can_act(p)]
+            if queue:
+                return queue
+
+    def _can_act(self, p: int) -> bool:
+        if self.phase == "answering" or self.request(p)["max_tokens"] > 0:
+            return True
+        self.paths[p].pooled = False  # its budget is spent before the answer: it answers next
+        return False
+
+    def _advance(self) -> list[int] | None:
+        """Move to the phase after the current one; the paths it concerns, or None at the end."""
+        if self.phase == "reasoning":
+            self._record_segment()
+            last = not self.share or self.segment >= self.num_segments - 1
+            pooled = [i for i, p in enumerate(self.paths) if p.pooled]
+            if last or not pooled:
+                self.phase = "answering"
+                return [i for i, p in enumerate(self.paths) if not p.done]
+            self.phase = "summarising"
+            return pooled
+        if self.phase == "summarising":
+            self._route([i for i, p in enumerate(self.paths) if p.pooled])
+            self.phase, self.segment = "reasoning", self.segment + 1
+            return [i for i, p in enumerate(self.paths) if p.pooled]
+        self._finish()
+        return None
+
+    def _route(self, pool: list[int]) -> None:
+        summaries = [self.paths[i].summary for i in pool]
+        routes = route(summaries, self.peers, self.router, seed=int(self.np_random.integers(2**31)))
+        sims = []
+        for i, chosen in zip(pool, routes):
+            path = self.paths[i]
+            if not path.read_peers:
+                path.before_peers, path.read_peers = self.problem.answer(path.own), True
+            peers = [summaries[j] for j in chosen]
+            sims += [similarity(path.summary, s) for s in peers]
+            path.pending = path.pending + " " + comment_block(peers) + "\n\n"
+        seg = f"seg{self.segment}"
+        self.stats[f"{seg}/similarity"] = float(np.mean(sims)) if sims else 0.0
+        self.stats[f"{seg}/summary_chars"] = float(np.mean([len(s) for s in summaries])) if summaries else 0.0
+        self.stats[f"{seg}/routed_paths"] = float(len(pool))
+
+    def _record_segment(self) -> None:
+        answers = [self.problem.answer(p.own) for p in self.paths]
+        right = [a is not None and self.problem.check(f"\\boxed{{{a}}}") for a in answers]
+        self.stats[f"seg{self.segment}/accuracy"] = float(np.mean(right))
+        self.stats[f"seg{self.segment}/finished"] = float(np.mean([p.done for p in self.paths]))
+
+    def _finish(self) -> None:
+        problem = self.problem
+        final = [problem.answer(p.own) for p in self.paths]
+        correct = [a is not None and problem.check(p.own) for p, a in zip(self.paths, final)]
+        self._rewards = {i: self.rewards["no_answer" if a is None else "correct" if ok else "wrong"]
+                         for i, (a, ok) in enumerate(zip(final, correct))}
+        votes = Counter(a for a in final if a is not None)
+        majority = votes.most_common(1)[0][0] if votes else None
+        changed = better = worse = readers = 0
+        for path, answer, ok in zip(self.paths, final, correct):
+            if not path.read_peers:
+                continue
+            readers += 1
+            before = path.before_peers
+            if before is not None and answer is not None and answer != before:
+                changed += 1
+                was = problem.check(f"\\boxed{{{before}}}")
+                better += int(ok and not was)
+                worse += int(was and not ok)
+        self.stats.update({
+            "pass_at_1": float(np.mean(correct)),
+            "cons_at_n": float(majority is not None and problem.check(f"\\boxed{{{majority}}}")),
+            "answered": float(np.mean([a is not None for a in final])),
+            "tokens": float(sum(p.tokens for p in self.paths)),
+            "read_peers": float(readers), "answer_changes": float(changed),
+            "changes_better": float(better), "changes_worse": float(worse)})
+
+    # ----- info --------------------------------------------------------------------------------
+    def _info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"turn": self.turn, "invalid": False, "invalid_counts": [0] * self.num_paths}
+        if self.queue:
+            info.update(self.request(self.queue[0]))
+            info["pending"] = list(self.queue)
+        else:
+            info.update(player=-1, rewards=dict(self._rewards), stats=dict(self.stats),
+                        answers=[self.problem.answer(p.own) for p in self.paths])
+        return info
+
+    def _final_observation(self) -> str:
+        right = sum(r == self.rewards["correct"] for r in self._rewards.values())
+        return (f"The LeaP episode is over: {right} of {self.num_paths} paths answered correctly "
+                f"(reference answer: {self.problem.reference or 'any satisfying assignment'}).")
+
+
+__all__ = ["LeaPEnv", "PHASES", "THINK_STOP", "ANSWER_PROMPT"]
