@@ -27,6 +27,7 @@ from selfplay.config import Config, ConfigError, check_env_ids
 from selfplay.core import metric_names as names
 from selfplay.core.samples import Episode
 from selfplay.episode_stats import eval_table, format_eval_table
+from selfplay.leap_eval import LEAP, run_leap_eval
 
 KUHN = "selfplay/KuhnPoker-v0"
 
@@ -56,6 +57,10 @@ def run_eval_command(cfg: Config, args: argparse.Namespace) -> int:
     else:
         env_ids = [e.id for e in cfg.envs]
     check_env_ids(env_ids, "--envs")
+    if LEAP in env_ids:
+        if len(env_ids) > 1:
+            raise ConfigError(f"--envs {args.envs}: evaluate {LEAP} on its own (it prints its own table)")
+        return run_leap_eval(cfg, args)
     levelled = [e for e in env_ids if e in envs.TASKS]
     if levelled:
         return _eval_levels_command(cfg, args, levelled)

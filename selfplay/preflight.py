@@ -8,6 +8,8 @@ from typing import Any
 
 from selfplay.core.config_schema import Config, ConfigError
 
+LEAP = "selfplay/LeaP-v0"
+
 
 def opening_prompt_tokens(env_id: str, kwargs: dict[str, Any], tokenizer: Any, seed: int,
                           options: dict[str, Any] | None = None) -> int:
@@ -23,7 +25,47 @@ def opening_prompt_tokens(env_id: str, kwargs: dict[str, Any], tokenizer: Any, s
     if options is None and hasattr(env, "largest_level_options"):
         options = env.largest_level_options()
     obs, _ = env.reset(seed=seed, options=options)
-    return len(prompt_ids(tokenizer, obs))
+    return len(prompt_ids(tokenizer, obs, **_system(env)))
+
+
+def _system(env: Any) -> dict[str, Any]:
+    """The system prompt an environment asks for (LeaP: none), else the rollout default."""
+    return {"system": env.system_prompt} if hasattr(env, "system_prompt") else {}
+
+
+def leap_path_tokens(kwargs: dict[str, Any], tokenizer: Any, seed: int) -> tuple[int, int]:
+    """(opening prompt, most tokens one path generates) of a LeaP environment with ``kwargs``."""
+    import gymnasium as gym
+
+    import envs  # noqa: F401
+
+    env = gym.make(LEAP, **kwargs).unwrapped
+    return opening_prompt_tokens(LEAP, kwargs, tokenizer, seed), env.path_budget
+
+
+def check_leap_context(cfg: Config, model_path: str, tokenizer: Any = None) -> None:
+    """A LeaP path (its prompt and everything it may generate) fits the engine's context,
+    ``rollout.max_prompt_tokens + rollout.max_new_tokens`` (inserted peer comments come on top;
+    a turn that would overflow is cut short at run time)."""
+    if tokenizer is None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+    configured = [(i, e.kwargs) for i, e in enumerate(cfg.envs) if e.id == LEAP] or [(None, {})]
+    context = cfg.rollout.max_prompt_tokens + cfg.rollout.max_new_tokens
+    for i, kwargs in configured:
+        where = f"envs[{i}].kwargs={kwargs!r}" if i is not None else f"{LEAP}'s defaults"
+        try:
+            prompt, path = leap_path_tokens(kwargs, tokenizer, cfg.seed)
+        except (TypeError, ValueError, OSError) as err:
+            raise ConfigError(f"{where}: {LEAP} rejects them ({err})") from None
+        if prompt + path > context:
+            least = prompt + path - cfg.rollout.max_new_tokens
+            raise ConfigError(
+                f"rollout.max_prompt_tokens={cfg.rollout.max_prompt_tokens}: a LeaP path needs its "
+                f"prompt ({prompt} tokens) plus up to {path} generated tokens ({where}) within "
+                f"max_prompt_tokens + max_new_tokens = {context}; allow at least {least} "
+                f"(more for the peers' comments)")
 
 
 def check_before_start(cfg: Config, model_path: str) -> None:
@@ -36,15 +78,17 @@ def check_before_start(cfg: Config, model_path: str) -> None:
     for i, env in enumerate(cfg.envs):
         try:
             needed = opening_prompt_tokens(env.id, env.kwargs, tokenizer, cfg.seed)
-        except (TypeError, ValueError) as err:
+        except (TypeError, ValueError, OSError) as err:
             raise ConfigError(f"envs[{i}].kwargs={env.kwargs!r}: {env.id} rejects them ({err})") from None
         if env.id == cfg.curriculum.env:  # every level the curriculum may reach
             for j, level in enumerate(cfg.curriculum.levels):
                 try:
                     tokens = opening_prompt_tokens(env.id, env.kwargs, tokenizer, cfg.seed, level)
-                except (TypeError, ValueError) as err:
+                except (TypeError, ValueError, OSError) as err:
                     raise ConfigError(f"curriculum.levels[{j}]={level!r}: {env.id} rejects it ({err})") from None
                 needed = max(needed, tokens)
+        if env.id == LEAP:
+            check_leap_context(cfg, model_path, tokenizer)
         if needed > budget:
             raise ConfigError(
                 f"rollout.max_prompt_tokens={budget}: the opening prompt of {env.id} alone takes "
