@@ -1,6 +1,6 @@
 """Draw a run's training curves (invalid-action rate, win rate and return per opponent and role,
-RAE baselines, and the curriculum's level and pass@1 where there is one) from its TensorBoard
-files into a PNG.
+RAE baselines, the curriculum's level and pass@1 where there is one, and LeaP's figures where
+the run played LeaP-v0) from its TensorBoard files into a PNG.
 
     python docs/plot_run.py runs/<name> docs/<name>.png
 """
@@ -18,12 +18,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 from selfplay.metrics_writer import read_scalars  # noqa: E402
 
 PANELS = (("invalid_rate", "invalid-action rate"), ("win_rate", "win rate"), ("return", "return"))
+LEAP_STATS = ("pass_at_1", "cons_at_n", "answered")
 
 
 def plot(run_dir: Path, out: Path) -> None:
     scalars = read_scalars(run_dir)
     curriculum = sorted(t for t in scalars if t.startswith("curriculum/"))
-    fig, axes = plt.subplots(1, len(PANELS) + 1 + bool(curriculum), figsize=(16 + 4 * bool(curriculum), 3.6))
+    leap = sorted(t for t in scalars if t.startswith("game/") and t.rsplit("/", 1)[-1] in LEAP_STATS)
+    extra = bool(curriculum) + bool(leap)
+    fig, axes = plt.subplots(1, len(PANELS) + 1 + extra, figsize=(16 + 4 * extra, 3.6))
     for ax, (stat, title) in zip(axes, PANELS):
         for tag in sorted(t for t in scalars if t.startswith("game/") and t.endswith("/" + stat)):
             steps, values = zip(*scalars[tag])
@@ -41,9 +44,16 @@ def plot(run_dir: Path, out: Path) -> None:
         baselines.legend(fontsize=7)
     for tag in curriculum:  # the level (index) and the validations' pass@1
         steps, values = zip(*scalars[tag])
-        axes[-1].plot(steps, values, marker="o", label=tag.split("/", 1)[1])
+        axes[len(PANELS) + 1].plot(steps, values, marker="o", label=tag.split("/", 1)[1])
     if curriculum:
-        axes[-1].set_title("curriculum")
+        axes[len(PANELS) + 1].set_title("curriculum")
+        axes[len(PANELS) + 1].set_xlabel("step")
+        axes[len(PANELS) + 1].legend(fontsize=7)
+    for tag in leap:  # shares in [0, 1]
+        steps, values = zip(*scalars[tag])
+        axes[-1].plot(steps, values, marker=".", label=tag.rsplit("/", 1)[-1])
+    if leap:
+        axes[-1].set_title("LeaP paths")
         axes[-1].set_xlabel("step")
         axes[-1].legend(fontsize=7)
     fig.suptitle(f"{run_dir.name}: training episodes per step")

@@ -51,3 +51,17 @@ def test_a_second_run_under_a_finished_runs_name_is_one_line_pointing_at_resume(
     assert proc.stderr.strip().splitlines() == [
         f"config error: name='taken': {tmp_path / 'taken'} already holds checkpoints: pass --resume "
         f"to continue it, or choose another name=... (or delete the folder)"]
+
+
+def test_a_leap_path_that_cannot_fit_the_context_is_one_line(tiny_model):
+    cfg = load_config("leap_debug", ["rollout.max_prompt_tokens=128", "rollout.max_new_tokens=16"])
+    with pytest.raises(ConfigError, match=r"rollout.max_prompt_tokens=128: a LeaP path needs its prompt "
+                                          r"\(\d+ tokens\) plus up to 132 generated tokens"):
+        check_before_start(cfg, tiny_model)
+    check_before_start(load_config("leap_debug"), tiny_model)
+
+
+def test_a_leap_dataset_that_is_missing_is_one_line(tiny_model):
+    cfg = load_config("leap_r1_distill_14b", ["envs.0.kwargs.dataset=/nonexistent/aime24.jsonl"])
+    with pytest.raises(ConfigError, match=r"envs\[0\].kwargs=.*selfplay/LeaP-v0 rejects them .*No such file"):
+        check_before_start(cfg, tiny_model)

@@ -32,7 +32,7 @@ def test_training_through_leap_episodes_logs_per_segment_statistics(tmp_path, ti
         assert name in scalars, name
     # 2 problems x 4 paths, every path one sample for the learner
     assert [v for _, v in scalars["learner/samples"]] == [8.0, 8.0]
-    assert all(0 < v <= 4 * 144 for _, v in scalars["game/LeaP-v0/leap/tokens"])  # the budget
+    assert all(0 < v <= 4 * 132 for _, v in scalars["game/LeaP-v0/leap/tokens"])  # the budget
     assert (tmp_path / "leap" / "checkpoints" / "step-2").is_dir()
 
 
