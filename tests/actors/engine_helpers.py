@@ -65,3 +65,21 @@ def vllm_engine(path: str, **settings: Any) -> Iterator[Any]:
     yield engine
     engine.shutdown()
     loop.close()
+
+
+def check_stop_string(engine: Any, prompt: str) -> None:
+    """A stop string ends the response where it first appears and stays at its end (as vLLM's
+    ``include_stop_str_in_output``): take a piece of the greedy answer as the stop string."""
+    import asyncio
+    from dataclasses import replace
+
+    from actors.engine import SamplingSettings
+
+    greedy = SamplingSettings(max_new_tokens=24, temperature=0.0)
+    full = asyncio.run(engine.generate(token_ids(engine, prompt), greedy))
+    at = next(i for i in range(8, 20) if engine.tokenizer.decode(full.token_ids[i:i + 2]).strip())
+    stop = engine.tokenizer.decode(full.token_ids[at:at + 2], skip_special_tokens=True)
+    cut = asyncio.run(engine.generate(token_ids(engine, prompt), replace(greedy, stop=(stop,))))
+    assert cut.finish_reason == "stop" and stop in cut.text
+    assert full.text.startswith(cut.text[:cut.text.index(stop)])
+    assert len(cut.token_ids) <= at + 2 and cut.token_ids == full.token_ids[:len(cut.token_ids)]

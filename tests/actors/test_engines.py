@@ -16,7 +16,8 @@ import asyncio
 import pytest
 
 from actors.engine import SamplingSettings
-from engine_helpers import PROMPTS, greedy_hf, load_hf, perturbed_state, recompute_logprobs, token_ids
+from engine_helpers import (PROMPTS, check_stop_string, greedy_hf, load_hf, perturbed_state,
+                            recompute_logprobs, token_ids)
 
 pytestmark = pytest.mark.slow
 MEAN_TOL, MAX_TOL = 1e-3, 1e-2
@@ -129,3 +130,7 @@ def test_update_during_generation_pauses_and_resumes_in_flight_requests(engine, 
         reference, token_ids(engine, PROMPTS[2]), out.token_ids))]
     assert sum(diffs) / len(diffs) < MEAN_TOL and max(diffs) < MAX_TOL
     _check_sync_figures(figures, same)
+
+
+def test_a_stop_string_ends_the_response_and_stays_in_it(engine):
+    check_stop_string(engine, PROMPTS[0])

@@ -10,7 +10,8 @@ import torch
 
 from actors.engine import EngineSettings, SamplingSettings
 from actors.hf_engine import TransformersEngine, top_p_filter
-from engine_helpers import PROMPTS, greedy_hf, load_hf, perturbed_state, recompute_logprobs, token_ids
+from engine_helpers import (PROMPTS, check_stop_string, greedy_hf, load_hf, perturbed_state,
+                            recompute_logprobs, token_ids)
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +126,7 @@ def test_factory_refuses_unknown_backends_and_nccl_without_vllm(tiny_model):
         asyncio.run(make_engine("sglang", tiny_model))
     with pytest.raises(ValueError, match="nccl"):
         asyncio.run(make_engine("transformers", tiny_model, weight_sync="nccl"))
+
+
+def test_a_stop_string_ends_the_response_and_stays_in_it(engine):
+    check_stop_string(engine, PROMPTS[0])
