@@ -16,7 +16,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from actors.engine import Engine, EngineSettings, make_engine
+from actors.engine import Engine, EngineSettings, SamplingSettings, make_engine
 from actors.episodes import EpisodeLimits, EpisodeRunner
 from actors.schedule import eval_sampling, plan_evaluation, plan_training
 from envs import num_players
@@ -58,6 +58,9 @@ class RolloutWorker:
         self.runner: EpisodeRunner | None = None
         #: Engines of the pool's frozen snapshots, by name (:meth:`sync_snapshots` keeps it equal).
         self.snapshots: dict[str, Engine] = {}
+        #: The learner's step whose weights the engine holds: 0 is the model folder as loaded; each
+        #: publish sets it. Reported with every batch, so the driver can refuse stale samples.
+        self.weight_version = 0
 
     async def init(self) -> dict[str, float]:
         """Build the engine; returns its start-up time."""
@@ -87,7 +90,7 @@ class RolloutWorker:
         level ``level_options`` names). Returns them, their summaries (no samples or transcripts)
         and throughput figures; the driver asks for three return values, so the full episodes
         stay in the object store on their way to the learner."""
-        start = time.perf_counter()
+        start, version = time.perf_counter(), self.weight_version
         specs = plan_training(self.envs, self.rollout, self.seed, count, step, self.index, level_options)
         rng = np.random.default_rng([self.seed, step, self.index, 1])
         for spec in specs:  # "snapshot" means any frozen snapshot; self-play until one exists
@@ -101,7 +104,9 @@ class RolloutWorker:
         tokens = sum(e.generated_tokens for e in episodes)
         return episodes, summarize(episodes), {
             names.ROLLOUT_S: seconds, names.ROLLOUT_TOKENS: float(tokens),
-            names.ROLLOUT_TOKENS_PER_S: tokens / max(seconds, 1e-9)}
+            names.ROLLOUT_TOKENS_PER_S: tokens / max(seconds, 1e-9),
+            # -1 if new weights arrived mid-batch: its episodes mix two policies.
+            names.WEIGHT_VERSION: float(version if version == self.weight_version else -1)}
 
     async def evaluate(self, env_ids: list[str], opponents: list[str], games: int, seed: int = 0,
                        options: dict[str, Any] | None = None, repeats: int = 1) -> list[Episode]:
@@ -123,17 +128,44 @@ class RolloutWorker:
                     "transformers", path, EngineSettings(dtype=self.rollout.dtype,
                                                          seed=self.seed + self.index))
 
-    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> dict[str, float]:
+    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]],
+                       weight_version: int | None = None) -> dict[str, float]:
         """Load new policy weights into the engine (the object-store transport)."""
-        return self._engine().update_weights(named_tensors)
+        figures = self._engine().update_weights(named_tensors)
+        self._set_version(weight_version)
+        return figures
 
-    def update_weights_from_file(self, path: str) -> dict[str, float]:
+    def update_weights_from_file(self, path: str, weight_version: int | None = None) -> dict[str, float]:
         """Load new weights from a weights file on this node (the RAM-file transport)."""
-        return self._engine().update_weights_from_file(path)
+        figures = self._engine().update_weights_from_file(path)
+        self._set_version(weight_version)
+        return figures
 
-    async def weight_transfer(self, method: str, payload: dict[str, Any] | None = None) -> None:
+    async def weight_transfer(self, method: str, payload: dict[str, Any] | None = None,
+                              weight_version: int | None = None) -> None:
         """One call of vLLM's NCCL weight-sync control plane, issued by the learner."""
         await self._engine().weight_transfer(method, payload)  # type: ignore[attr-defined]
+        if method == "finish_weight_update":
+            self._set_version(weight_version)
+
+    def _set_version(self, weight_version: int | None) -> None:
+        if weight_version is not None:
+            self.weight_version = weight_version
+
+    def status(self) -> dict[str, Any]:
+        """What the driver checks after a failed call: whether this process has its engine (an
+        actor Ray restarted has run ``__init__`` again, not ``init()``), its pid and weights."""
+        import ray
+
+        return {"ready": self.engine is not None, "pid": os.getpid(), "weight_version": self.weight_version,
+                "restarted": ray.get_runtime_context().was_current_actor_reconstructed}
+
+    async def probe(self, prompt_ids: list[int], max_new_tokens: int = 4) -> dict[str, Any]:
+        """A greedy answer to ``prompt_ids`` with its log-probs and the weight version: two
+        workers holding the same weights answer identically (tests, checks on a cluster)."""
+        out = await self._engine().generate(prompt_ids, SamplingSettings(max_new_tokens=max_new_tokens,
+                                                                         temperature=0.0))
+        return {"token_ids": out.token_ids, "logprobs": out.logprobs, "weight_version": self.weight_version}
 
     def node_id(self) -> str:
         """The Ray node this worker runs on (to pick the same-node weight path)."""

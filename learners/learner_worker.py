@@ -67,12 +67,19 @@ class LearnerWorker:
         # The engines' dtype, resolved as the engines resolve it, so weight files need no cast there.
         self.engine_dtype = torch_dtype(resolve_dtype(engine_dtype, engine_device)[0])
         self.publisher: WeightPublisher | None = None
+        self.workers: list[Any] = []
+        self.local: list[bool] = []
+        self.failed: list[int] = []  # workers whose last publish failed
+        #: The weights' version: the number of updates applied (the driver's step). Sent with every
+        #: publish; each rollout worker reports the version it generated with.
+        self.version = 0
 
     def update(self, *episode_lists: list[Episode]) -> dict[str, float]:
         """Compute advantages for the episodes' samples and take one training step."""
         episodes = [e for episodes in episode_lists for e in episodes]
         samples, stats = select_samples(episodes, self.estimator, self.trainer,
                                         np.random.default_rng([self.seed, self.learner.step]))
+        self.version += 1
         if samples:
             stats.update(self.learner.train_step(samples))
             stats[names.ADVANTAGE_MEAN] = sum(s.advantage for s in samples) / len(samples)
@@ -88,25 +95,50 @@ class LearnerWorker:
         weight-transfer group with them instead (GPUs)."""
         import ray
 
-        def fan_out(calls: list[tuple[str, tuple]]) -> list[Any]:
-            return ray.get([getattr(w, method).remote(*args) for w, (method, args) in zip(workers, calls)])
-
+        self.workers, self.local = list(workers), list(local)
         publisher_nccl = None
         if nccl:
             def call(i: int, method: str, payload: dict | None) -> Any:
-                return ray.get(workers[i].weight_transfer.remote(method, payload))
+                return ray.get(workers[i].weight_transfer.remote(method, payload, weight_version=self.version))
 
             publisher_nccl = NCCLPublisher(self.learner.model, call, len(workers),
                                            ray.util.get_node_ip_address(), free_port())
-        self.publisher = WeightPublisher(lambda: self.learner.named_weights(copy=False),
-                                         self.engine_dtype, fan_out, local, put=ray.put,
-                                         nccl=publisher_nccl)
+        self.publisher = self._publisher(list(range(len(workers))), publisher_nccl)
 
-    def publish(self) -> dict[str, float]:
-        """Send the current weights to every rollout engine; returns ``sync/*`` figures."""
+    def _publisher(self, targets: list[int], nccl: NCCLPublisher | None = None) -> WeightPublisher:
+        """A publisher to the workers ``targets``. A worker whose call fails (its process died)
+        is noted in ``self.failed`` instead of failing the others' update: the driver restarts
+        it and publishes to it alone."""
+        import ray
+
+        def fan_out(calls: list[tuple[str, tuple]]) -> list[Any]:
+            refs = [getattr(self.workers[i], method).remote(*args, weight_version=self.version)
+                    for i, (method, args) in zip(targets, calls)]
+            results = []
+            for i, ref in zip(targets, refs):
+                try:
+                    results.append(ray.get(ref))
+                except Exception:  # noqa: BLE001 - the driver asks the worker what happened
+                    self.failed.append(i)
+                    results.append({names.SYNC_LOAD_S: 0.0})
+            return results
+
+        return WeightPublisher(lambda: self.learner.named_weights(copy=False), self.engine_dtype,
+                               fan_out, [self.local[i] for i in targets], put=ray.put, nccl=nccl)
+
+    def publish(self, targets: list[int] | None = None) -> tuple[dict[str, float], list[int]]:
+        """Send the current weights to every rollout engine (or to ``targets`` only: a restarted
+        worker); returns ``sync/*`` figures and the workers whose update failed."""
         if self.publisher is None:
             raise RuntimeError("LearnerWorker.connect() must be called before publish()")
-        return self.publisher.publish()
+        if targets is not None and self.publisher.nccl is not None:
+            raise RuntimeError("weight_sync=nccl: a restarted rollout worker cannot rejoin the NCCL "
+                               "group (use rollout.weight_sync: cpu for rollout-worker fault tolerance)")
+        self.failed = []
+        publisher = self.publisher if targets is None else self._publisher(targets)
+        stats = publisher.publish()
+        stats[names.WEIGHT_VERSION] = float(self.version)
+        return stats, sorted(set(self.failed))
 
     # -- snapshots and checkpoints ---------------------------------------------------------------
 
@@ -126,6 +158,7 @@ class LearnerWorker:
         """Load a checkpoint into the policy, optimizer and estimator; returns its state."""
         state = load_checkpoint(Path(path), self.learner)
         self.estimator.load_state_dict(state.get("advantage", {}))
+        self.version = int(state["step"])
         return state
 
     def node_id(self) -> str:

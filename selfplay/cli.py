@@ -12,6 +12,7 @@ import threading
 from typing import Iterator, Sequence
 
 from selfplay.config import ConfigError, load_config, shipped_configs, to_dict
+from selfplay.restarts import RunAborted
 
 log = logging.getLogger("selfplay")
 
@@ -40,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run the self-play training loop. Files go to runs/<name>/.")
     _add_config_args(p)
     p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the resolved run and its resource layout, check that the cluster (local, "
+                        "or RAY_ADDRESS) can hold it, and exit without training")
 
     p = sub.add_parser("eval", help="evaluate a model (or a fixed opponent) against fixed opponents",
                        description="Play games against fixed opponents and print win/draw/loss/"
@@ -136,6 +140,14 @@ def _run(args: argparse.Namespace) -> int:
             import yaml
             print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
             return 0
+        if args.command == "train" and args.dry_run:
+            from selfplay.dry_run import dry_run
+            text, error = dry_run(cfg)
+            print(text)
+            if error:
+                print(f"config error: {error}", file=sys.stderr)
+                return 2
+            return 0
         if args.command == "train":
             from selfplay.driver import train
             train(cfg, resume=args.resume, verbose=args.verbose)
@@ -153,6 +165,9 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2
+    except RunAborted as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except Terminated:
         print("terminated", file=sys.stderr)
         return 128 + signal.SIGTERM

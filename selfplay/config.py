@@ -201,6 +201,7 @@ def validate(cfg: Config) -> None:
     from learners.advantages import make_estimator
     from selfplay.core.samples import SNAPSHOT
     from selfplay.core.weight_publishing import WEIGHT_SYNCS
+    from selfplay.layout import PLACEMENT_STRATEGIES
 
     _check(cfg.format_version == CONFIG_FORMAT, "format_version", cfg.format_version,
            f"{CONFIG_FORMAT}, the format this selfplay reads (in format 1 rollout.max_prompt_tokens "
@@ -284,5 +285,13 @@ def validate(cfg: Config) -> None:
     _check(cl.num_cpus is None or cl.num_cpus >= 1, "cluster.num_cpus", cl.num_cpus, ">= 1 or null")
     _check(cl.learner_gpus >= 0, "cluster.learner_gpus", cl.learner_gpus, ">= 0")
     _check(cl.worker_gpus >= 0, "cluster.worker_gpus", cl.worker_gpus, ">= 0")
+    _check(cl.worker_gpus <= 1 or float(cl.worker_gpus).is_integer(), "cluster.worker_gpus",
+           cl.worker_gpus, "a fraction up to 1, or a whole number of GPUs (vLLM's tensor-parallel size)")
+    _check(cl.learner_cpus is None or cl.learner_cpus > 0, "cluster.learner_cpus", cl.learner_cpus, "> 0 or null")
+    _check(cl.worker_cpus is None or cl.worker_cpus > 0, "cluster.worker_cpus", cl.worker_cpus, "> 0 or null")
+    _check(cl.placement_strategy in PLACEMENT_STRATEGIES, "cluster.placement_strategy",
+           cl.placement_strategy, f"one of {PLACEMENT_STRATEGIES}")
+    _check(cl.placement_timeout_s > 0, "cluster.placement_timeout_s", cl.placement_timeout_s, "> 0")
+    _check(cl.max_worker_restarts >= 0, "cluster.max_worker_restarts", cl.max_worker_restarts, ">= 0")
     _check(r.weight_sync != "nccl" or cl.worker_gpus > 0, "rollout.weight_sync", r.weight_sync,
            "cpu or auto when cluster.worker_gpus is 0 (NCCL needs GPUs)")

@@ -28,5 +28,14 @@ def progress_line(step: int, total: int, roles: RoleStats, values: dict[str, flo
                             (names.STEP_S, "step", "{:.0f}s")):
         if key in values:
             parts.append(f"{label} {fmt.format(values[key])}")
+    workers = sorted((int(k.split("/")[2]), v) for k, v in values.items()
+                     if k.startswith("perf/worker/") and k.endswith("/tokens_per_s"))
+    if len(workers) > 1:  # one figure per worker: a slow node stands out
+        parts.append("workers tok/s " + " ".join(f"{v:.0f}" for _, v in workers))
+    if names.ROLLOUT_IDLE_SHARE in values and names.LEARNER_IDLE_SHARE in values:
+        parts.append(f"idle rollout {values[names.ROLLOUT_IDLE_SHARE]:.2f} "
+                     f"learner {values[names.LEARNER_IDLE_SHARE]:.2f}")
+    if values.get(names.WORKER_RESTARTS):
+        parts.append(f"restarts {values[names.WORKER_RESTARTS]:.0f}")
     parts.append(f"ETA {_fmt_eta(eta_s)}")
     return " | ".join(parts)

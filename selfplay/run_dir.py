@@ -1,5 +1,15 @@
 """The run directory: ``<run_root>/<name>/`` holds the resolved config, the log file,
-TensorBoard event files (``tb/``) and checkpoints (``checkpoints/``)."""
+TensorBoard event files (``tb/``) and checkpoints (``checkpoints/``).
+
+It must outlive the run. A job sent with ``ray job submit --working-dir .`` runs in Ray's
+temporary copy of that folder (``.../runtime_resources/working_dir_files/_ray_pkg_<hash>/``),
+which Ray deletes later; a relative ``run_root`` there would put the results where nobody finds
+them. :func:`resolve_run_root` therefore makes it absolute once, at start-up: an absolute
+``run_root`` stays (a shared filesystem on a multi-node cluster; ``python -m cluster.submit``
+passes the submitting checkout's ``runs/`` when the head is on this machine); a relative one
+inside Ray's copy goes under the home folder's ``selfplay/`` (``~/selfplay/runs/<name>``), and
+anywhere else under the current folder, as for any local command.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +21,31 @@ import yaml
 from selfplay.config import Config, ConfigError, to_dict
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def inside_ray_working_dir(cwd: Path) -> bool:
+    """Whether ``cwd`` is Ray's temporary copy of a job's working dir (deleted after the job)."""
+    return any(part.startswith("_ray_pkg_") for part in cwd.parts)
+
+
+def resolve_run_root(run_root: str, cwd: Path, home: Path) -> tuple[Path, str]:
+    """The absolute, persistent folder for run directories, and why that one (for the log)."""
+    root = Path(run_root).expanduser()
+    if root.is_absolute():
+        return root, "run_root"
+    if inside_ray_working_dir(cwd):
+        return home / "selfplay" / root, ("the home folder: this job runs in Ray's temporary copy of its "
+                                          "working dir; set run_root to an absolute path (shared by all "
+                                          "nodes), or submit with python -m cluster.submit")
+    return cwd / root, "the current folder"
+
+
+def with_persistent_run_root(cfg: Config) -> tuple[Config, str]:
+    """``cfg`` with ``run_root`` made absolute by :func:`resolve_run_root` (derived once, at start)."""
+    import dataclasses
+
+    root, why = resolve_run_root(cfg.run_root, Path.cwd(), Path.home())
+    return dataclasses.replace(cfg, run_root=str(root)), why
 
 
 def prepare_run_dir(cfg: Config, resume: bool = False) -> Path:

@@ -178,16 +178,34 @@ class CurriculumConfig:
 
 @dataclass
 class ClusterConfig:
-    """Where Ray runs."""
+    """Where Ray runs and how the actors are laid out on it (one placement group: a bundle for the
+    learner, one per rollout worker). The same config runs locally and on a cluster; only these
+    resources change."""
 
     address: str | None = None
-    """Ray address; None starts a local Ray (debug mode) unless RAY_ADDRESS is set."""
+    """Ray address; None starts a local Ray (debug mode, bound to 127.0.0.1) unless RAY_ADDRESS is
+    set."""
     num_cpus: int | None = None
-    """CPUs for a local Ray; None lets Ray decide."""
+    """CPUs for a local Ray; None: all of this machine's (>= 1 or null)."""
     learner_gpus: float = 0.0
-    """GPUs for the learner actor."""
+    """GPUs for the learner actor (>= 0)."""
     worker_gpus: float = 0.0
-    """GPUs for each rollout worker."""
+    """GPUs for each rollout worker (>= 0; above 1 a whole number, vLLM's tensor-parallel size)."""
+    learner_cpus: float | None = None
+    """CPUs the learner reserves (> 0); None: 1 on a cluster, and in a local Ray an even share of
+    its CPUs among the learner and the workers (a fraction: Ray only books CPUs, it does not pin
+    them, so two workers and a learner fit a 2-core machine)."""
+    worker_cpus: float | None = None
+    """CPUs each rollout worker reserves (> 0); None: as for ``learner_cpus``."""
+    placement_strategy: str = "PACK"
+    """Ray placement-group strategy for the bundles: PACK (as few nodes as fit), SPREAD (as many
+    as possible), STRICT_PACK (one node) or STRICT_SPREAD (one node per bundle)."""
+    placement_timeout_s: float = 120.0
+    """How long to wait for the cluster to place the layout before the run stops with one line
+    saying what did not fit (> 0)."""
+    max_worker_restarts: int = 3
+    """Times one rollout worker may die (killed, out of memory) and be restarted by Ray with the
+    current weights before the run ends (>= 0)."""
 
 
 @dataclass
@@ -219,7 +237,9 @@ class Config:
     name: str = "run"
     """Run name; files go under <run_root>/<name>/."""
     run_root: str = "runs"
-    """Directory holding run directories."""
+    """Directory holding run directories, made absolute at start-up: relative to the current
+    folder, except in a job's temporary copy of its working dir (``ray job submit``), which Ray
+    deletes: there under ``~/selfplay/``. On a multi-node cluster: a filesystem every node sees."""
     seed: int = 0
     """Seed for every RNG in the run."""
     model: str = "smollm2-135m-instruct"

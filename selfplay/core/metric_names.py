@@ -49,6 +49,18 @@ ROLLOUT_TOKENS = "perf/rollout_tokens"
 ROLLOUT_TOKENS_PER_S = "perf/rollout_tokens_per_s"
 STEP_S = "perf/step_s"
 WEIGHT_SYNC_S = "perf/weight_sync_s"
+ROLLOUT_IDLE_SHARE = "perf/rollout_idle_share"
+"""Share of a step the rollout workers do not generate (mean over workers): waiting for the
+learner, the weights, or the slowest worker. With :data:`LEARNER_IDLE_SHARE` it says whether
+overlapping rollout and learning would pay."""
+LEARNER_IDLE_SHARE = "perf/learner_idle_share"
+"""Share of a step the learner neither trains nor publishes weights (waiting for episodes)."""
+
+# cluster/
+WORKER_RESTARTS = "cluster/worker_restarts"
+"""Rollout-worker restarts so far in this run (a worker died and Ray restarted it)."""
+WEIGHT_VERSION = "sync/weight_version"
+"""The learner step whose weights the engines hold (0: the model as loaded)."""
 
 # sync/ (weight publishing)
 SYNC_MB = "sync/mb"
@@ -106,3 +118,8 @@ def episode_text(env_id: str) -> str:
 def curriculum_metric(env_id: str, stat: str) -> str:
     """``curriculum/SAT-v0/level`` (index of the current level) and ``.../pass_at_1``."""
     return f"curriculum/{short_env(env_id)}/{stat}"
+
+
+def worker_metric(index: int, stat: str) -> str:
+    """``perf/worker/1/tokens_per_s``: one rollout worker's figures (a slow node shows here)."""
+    return f"perf/worker/{index}/{stat}"

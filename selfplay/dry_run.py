@@ -1,0 +1,42 @@
+"""``selfplay train --dry-run``: the resolved run, its resource layout and whether the cluster
+(the local machine, or ``RAY_ADDRESS`` / ``cluster.address``) can hold it; nothing is trained.
+
+Locally nothing is started: the local Ray would have the configured CPUs and the GPUs torch sees.
+On a cluster it connects, reads the alive nodes' resources and disconnects.
+"""
+
+from __future__ import annotations
+
+from selfplay.config import Config, ConfigError
+from selfplay.layout import check_fits, describe, plan_layout
+from selfplay.ray_session import cluster_address, join_ray, local_nodes, nodes_now, stop_ray
+from selfplay.run_dir import with_persistent_run_root
+
+
+def dry_run(cfg: Config) -> tuple[str, str | None]:
+    """The text ``--dry-run`` prints, and the one-line error if the layout does not fit the
+    cluster's nodes (else None)."""
+    cfg, why = with_persistent_run_root(cfg)
+    address = cluster_address(cfg)
+    if address:
+        join_ray(address, log_to_driver=False)
+        try:
+            names, nodes = nodes_now()
+        finally:
+            stop_ray()
+    else:
+        names, nodes = local_nodes(cfg)
+    layout = plan_layout(cfg.cluster, cfg.rollout.num_workers, local=address is None,
+                         local_cpus=nodes[0]["CPU"] if nodes else 1.0)
+    r = cfg.rollout
+    head = (f"run {cfg.name}: model {cfg.model}, {len(cfg.envs)} environment(s), {cfg.trainer.steps} steps of "
+            f"{r.episodes_per_step} episodes, backend {r.backend}, weight sync {r.weight_sync}\n"
+            f"run directory {cfg.run_dir} (chosen by {why})\n"
+            f"Ray: {'cluster at ' + address if address else 'a private local Ray (127.0.0.1), started by the run'}")
+    text = head + "\n" + describe(layout, nodes, names)
+    try:
+        check_fits(layout, nodes)
+    except ConfigError as err:
+        more = "" if address is None else " (an autoscaler may still add nodes when the run asks)"
+        return text, f"{err}{more}"
+    return text, None
