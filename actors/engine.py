@@ -45,6 +45,8 @@ class EngineSettings:
     weight_sync: str = "auto"
     """How new weights arrive (:data:`selfplay.core.weight_publishing.WEIGHT_SYNCS`)."""
     # vLLM only
+    tensor_parallel_size: int = 1
+    """GPUs one engine shards the model over (the worker's GPUs, ``cluster.worker_gpus``)."""
     kv_cache_gib: float = 2.0
     gpu_memory_utilization: float = 0.5
     enforce_eager: bool = True

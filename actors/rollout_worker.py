@@ -27,9 +27,9 @@ from selfplay.core.samples import SELF, SNAPSHOT, Episode
 log = logging.getLogger(__name__)
 
 
-def engine_settings(rollout: RolloutConfig, seed: int = 0) -> EngineSettings:
+def engine_settings(rollout: RolloutConfig, seed: int = 0, tensor_parallel_size: int = 1) -> EngineSettings:
     """The engine a rollout config asks for; its context holds the prompt budget plus the answer's."""
-    return EngineSettings(dtype=rollout.dtype, seed=seed,
+    return EngineSettings(dtype=rollout.dtype, seed=seed, tensor_parallel_size=tensor_parallel_size,
                           max_model_len=rollout.max_prompt_tokens + rollout.max_new_tokens,
                           kv_cache_gib=rollout.kv_cache_gib, weight_sync=rollout.weight_sync,
                           gpu_memory_utilization=rollout.gpu_memory_utilization,
@@ -50,10 +50,10 @@ class RolloutWorker:
     """Hosts one engine and plays training and evaluation episodes with it."""
 
     def __init__(self, model_path: str, rollout: RolloutConfig, envs: list[EnvConfig],
-                 evaluation: EvalConfig, seed: int = 0, index: int = 0) -> None:
+                 evaluation: EvalConfig, seed: int = 0, index: int = 0, tensor_parallel_size: int = 1) -> None:
         self.model_path = model_path
         self.rollout, self.envs, self.evaluation = rollout, envs, evaluation
-        self.seed, self.index = seed, index
+        self.seed, self.index, self.tensor_parallel_size = seed, index, tensor_parallel_size
         self.engine: Engine | None = None
         self.runner: EpisodeRunner | None = None
         #: Engines of the pool's frozen snapshots, by name (:meth:`sync_snapshots` keeps it equal).
@@ -66,7 +66,8 @@ class RolloutWorker:
         """Build the engine; returns its start-up time."""
         start = time.perf_counter()
         self.engine = await make_engine(self.rollout.backend, self.model_path,
-                                        engine_settings(self.rollout, self.seed + self.index))
+                                        engine_settings(self.rollout, self.seed + self.index,
+                                                        self.tensor_parallel_size))
         self.runner = EpisodeRunner(self.engine, self.engine.tokenizer, episode_limits(self.rollout),
                                     opponent_engines=self.snapshots)
         seconds = time.perf_counter() - start

@@ -92,6 +92,10 @@ class VLLMEngine:
             extra["max_num_seqs"] = s.max_num_seqs
         if s.max_model_len is not None:
             extra["max_model_len"] = s.max_model_len
+        if s.tensor_parallel_size > 1:
+            # The worker's Ray actor already holds these GPUs: vLLM's own processes use them, rather
+            # than vLLM asking Ray for a placement group of its own inside ours.
+            extra.update(tensor_parallel_size=s.tensor_parallel_size, distributed_executor_backend="mp")
         if self.weight_sync == "nccl":
             from vllm.config import WeightTransferConfig
 

@@ -51,7 +51,8 @@ class RolloutPool:
         self.workers = [actor.options(
             num_cpus=slot.cpus, num_gpus=slot.gpus, max_restarts=cl.max_worker_restarts, max_task_retries=0,
             scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=first_bundle + i),
-        ).remote(model_path, r, cfg.envs, cfg.eval, cfg.seed, i) for i, slot in enumerate(layout.workers)]
+        ).remote(model_path, r, cfg.envs, cfg.eval, cfg.seed, i, max(1, int(slot.gpus)))
+            for i, slot in enumerate(layout.workers)]
 
     def __len__(self) -> int:
         return len(self.workers)

@@ -74,3 +74,15 @@ def test_describe_lists_every_actor_its_resources_and_node():
 def test_cluster_fields_are_checked_at_load(override, field):
     with pytest.raises(ConfigError, match=field):
         load_config("debug", [override])
+
+
+def test_a_worker_with_several_gpus_shards_its_engine_over_them(tiny_model):
+    from actors.engine import EngineSettings
+    from actors.rollout_worker import engine_settings
+    from actors.vllm_engine import VLLMEngine
+    from selfplay.config import load_config
+
+    settings = engine_settings(load_config("debug").rollout, tensor_parallel_size=2)
+    args = VLLMEngine(tiny_model, settings).engine_args()
+    assert args.tensor_parallel_size == 2 and args.distributed_executor_backend == "mp"
+    assert VLLMEngine(tiny_model, EngineSettings()).engine_args().tensor_parallel_size == 1
