@@ -1,7 +1,7 @@
 """Atomic checkpoints: ``<run_dir>/checkpoints/step-<N>/`` appears complete or not at all.
 
 A checkpoint folder holds the learner's Hugging Face folder (weights, config, tokenizer),
-``optimizer.pt``, ``state.json`` (the caller's JSON-able state: RAE baselines, counters,
+``optimizer.pt`` (a sharded learner: ``sharded/``, one file per rank), ``state.json`` (the caller's JSON-able state: RAE baselines, counters,
 curriculum, opponent pool; plus the step and the Python and NumPy RNG states) and
 ``rng_torch.pt`` (torch CPU and CUDA RNG states, tensors).
 
@@ -10,6 +10,10 @@ fsynced, and the folder is renamed into place (atomic within one file system). O
 ``latest`` pointer file replaced (write a temporary file, fsync, ``os.replace``), and only then
 are old checkpoints pruned. A crash at any moment leaves the previous checkpoint intact and
 ``latest`` naming it; ``latest_checkpoint`` never returns a temporary or incomplete folder.
+
+A sharded learner's ranks all write into the one temporary folder: the caller splits
+:func:`save_checkpoint` into :func:`begin_checkpoint` (rank 0: the folder), ``save(folder)`` on
+every rank, and :func:`finish_checkpoint` (rank 0: state, RNG, rename, pointer, pruning).
 """
 
 from __future__ import annotations
@@ -29,15 +33,17 @@ import torch
 
 log = logging.getLogger(__name__)
 
-__all__ = ["save_checkpoint", "latest_checkpoint", "load_checkpoint", "list_checkpoints",
-           "checkpoint_format", "FORMAT_VERSION"]
+__all__ = ["save_checkpoint", "begin_checkpoint", "finish_checkpoint", "latest_checkpoint",
+           "load_checkpoint", "list_checkpoints", "checkpoint_format", "FORMAT_VERSION"]
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
 TMP_PREFIX = ".tmp-"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
-# Files a folder must hold to count as a checkpoint (state.json and rng are written last).
-_REQUIRED = ("config.json", "optimizer.pt", "state.json", "rng_torch.pt")
+# Files a folder must hold to count as a checkpoint (state.json and rng are written last), and
+# one of the learner states: a single process's optimizer.pt, or a sharded learner's metadata.
+_REQUIRED = ("config.json", "state.json", "rng_torch.pt")
+_LEARNER_STATE = ("optimizer.pt", "sharded/.metadata")
 #: The format of ``state.json`` this code writes and reads. 1 (no ``format_version`` key): RAE
 #: baselines keyed by (env, role), ``max_prompt_tokens`` meaning prompt plus answer. 2: RAE
 #: baselines keyed by (env, opponent kind, role) and subtracted before their update; counters
@@ -101,7 +107,8 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
     if root.is_dir():
         for path in root.iterdir():
             m = _STEP_DIR.match(path.name)
-            if m and path.is_dir() and all((path / f).is_file() for f in _REQUIRED):
+            if (m and path.is_dir() and all((path / f).is_file() for f in _REQUIRED)
+                    and any((path / f).is_file() for f in _LEARNER_STATE)):
                 found.append((int(m.group(1)), path))
     return sorted(found)
 
@@ -111,14 +118,33 @@ def save_checkpoint(run_dir: str | Path, step: int, learner: _Saveable, state: d
     """Write ``checkpoints/step-<step>/`` atomically, point ``latest`` at it, keep the newest
     ``keep_last``; returns the folder. ``state`` must be JSON-able (it is stored with the
     step and the RNG states in ``state.json``)."""
+    tmp = begin_checkpoint(run_dir, step)
+    try:
+        learner.save(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return finish_checkpoint(run_dir, step, tmp, state, keep_last)
+
+
+def begin_checkpoint(run_dir: str | Path, step: int) -> Path:
+    """The temporary folder a checkpoint of ``step`` is written into (after sweeping those left
+    by a killed save); the learner saves into it, then :func:`finish_checkpoint` publishes it."""
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.glob(TMP_PREFIX + "*"):  # left by a save that was killed
         shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}step-{step}-", dir=root))
+
+
+def finish_checkpoint(run_dir: str | Path, step: int, tmp: Path, state: dict[str, Any],
+                      keep_last: int = 2) -> Path:
+    """Complete the checkpoint the learner wrote into ``tmp`` (from :func:`begin_checkpoint`):
+    RNG states and ``state.json``, fsync, rename into place, ``latest``, pruning. Returns the
+    folder; on failure ``tmp`` is removed."""
+    root = Path(run_dir) / CHECKPOINTS
     final = root / f"step-{step}"
-    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}step-{step}-", dir=root))
     try:
-        learner.save(tmp)
         cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
         torch.save({"cpu": torch.get_rng_state(), "cuda": cuda}, tmp / "rng_torch.pt")
         payload = {**state, "step": step, "format_version": FORMAT_VERSION, "rng": _rng_state()}

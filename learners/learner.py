@@ -23,13 +23,14 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import Iterator
 
 import torch
 from torch import Tensor
 
-from learners.loss import logprobs_and_entropy, policy_loss, token_logprobs
-from selfplay.core import metric_names as names
+from learners.loss import token_logprobs
+from learners.micro_batch import (MicroBatch, StepTotals, collate, gathered_logits, head_only,
+                                  micro_batch_loss, pack_micro_batches, warmup_lr)
 from selfplay.core.config_schema import TrainerConfig
 from selfplay.core.precision import local_device, resolve_dtype, torch_dtype
 from selfplay.core.samples import Sample
@@ -38,9 +39,6 @@ __all__ = ["Learner", "FlatParams", "pack_micro_batches", "resolve_device_dtype"
 
 log = logging.getLogger(__name__)
 
-# Config attributes of models whose logits are not just lm_head(hidden): those take the full forward.
-_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
-
 
 def resolve_device_dtype(trainer: TrainerConfig) -> tuple[torch.device, torch.dtype, str]:
     """``(device, dtype, why)``: ``auto`` device is cuda when available, else cpu; ``auto`` dtype
@@ -48,18 +46,6 @@ def resolve_device_dtype(trainer: TrainerConfig) -> tuple[torch.device, torch.dt
     device = local_device() if trainer.device == "auto" else trainer.device
     name, why = resolve_dtype(trainer.dtype, device)
     return torch.device(device), torch_dtype(name), why
-
-
-class _MicroBatch(NamedTuple):
-    """One packed micro-batch on the learner's device (see ``Learner._collate``)."""
-
-    ids: Tensor
-    attention: Tensor
-    rows: Tensor
-    cols: Tensor
-    targets: Tensor
-    old: Tensor
-    adv: Tensor
 
 
 class FlatParams:
@@ -119,23 +105,6 @@ class FlatParams:
             self.grad.zero_()
 
 
-def pack_micro_batches(lengths: list[int], max_tokens: int) -> list[list[int]]:
-    """Indices grouped so that ``rows * longest`` (the padded size) stays <= ``max_tokens``.
-
-    Longest first, so each micro-batch holds sequences of similar length and padding stays small;
-    a sequence longer than ``max_tokens`` goes alone into its own micro-batch.
-    """
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches: list[list[int]] = []
-    for i in order:
-        # The first index of a batch is its longest sequence (descending order).
-        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= max_tokens:
-            batches[-1].append(i)
-        else:
-            batches.append([i])
-    return batches
-
-
 class Learner:
     """Policy model + AdamW + the gradient step. ``step`` counts ``train_step`` calls."""
 
@@ -158,8 +127,7 @@ class Learner:
         self.ref_model = None
         if trainer.kl_coef > 0:  # the frozen initial policy, anchoring the KL penalty
             self.ref_model = self._load_model(self.model_path).requires_grad_(False)
-        cfg = self.model.config
-        self._head_only = not any(getattr(cfg, a, None) for a in _LOGIT_TRANSFORMS)
+        self._head_only = head_only(self.model.config)
         self.flat = FlatParams(self.model)
         # Fused AdamW: one kernel; the default foreach path took seconds on the busy CPU.
         self.optimizer = torch.optim.AdamW([self.flat.master], lr=trainer.lr,
@@ -178,8 +146,7 @@ class Learner:
 
     def lr_at(self, step: int) -> float:
         """Linear warm-up over ``warmup_steps`` train steps, then constant."""
-        warm = self.cfg.warmup_steps
-        return self.cfg.lr * (min(1.0, (step + 1) / warm) if warm > 0 else 1.0)
+        return warmup_lr(self.cfg, step)
 
     # -- the step -------------------------------------------------------------------------------
 
@@ -194,32 +161,16 @@ class Learner:
             group["lr"] = lr
         batches = pack_micro_batches([s.num_tokens for s in samples], self.cfg.micro_batch_tokens)
         n_loss = sum(sum(s.loss_mask) for s in samples)
-        sums = dict.fromkeys(names.LOSS_STATS, 0.0)
-        total, grad_norms = 0.0, []
+        totals = StepTotals()
         for _ in range(self.cfg.epochs):
             for idx in batches:
-                loss, stats = self._micro_step([samples[i] for i in idx], max(n_loss, 1))
+                totals.add(*self._micro_step([samples[i] for i in idx], max(n_loss, 1)))
                 self.flat.accumulate_grads()
-                total += loss
-                for k in sums:  # stats are means over the micro-batch's tokens: re-weight
-                    sums[k] += stats.get(k, 0.0) * stats["tokens"]
-            grad_norms.append(self._optimizer_step())
+            totals.grad_norms.append(self._optimizer_step())
         self.step += 1
-        elapsed = time.perf_counter() - start
-        seen = max(n_loss, 1) * self.cfg.epochs
-        tokens = sum(s.num_tokens for s in samples) * self.cfg.epochs
-        out = {names.LOSS_STATS[k]: v / seen for k, v in sums.items()}
-        out.update({
-            names.LOSS_TOTAL: total / self.cfg.epochs,
-            names.GRAD_NORM: sum(grad_norms) / len(grad_norms),
-            names.LR: lr,
-            names.LEARNER_TOKENS: float(tokens),
-            names.RESPONSE_TOKENS: float(n_loss * self.cfg.epochs),
-            names.MICRO_BATCHES: float(len(batches) * self.cfg.epochs),
-            names.LEARNER_STEP_S: elapsed,
-            names.LEARNER_TOKENS_PER_S: tokens / elapsed,
-        })
-        return out
+        return totals.figures(epochs=self.cfg.epochs, loss_tokens=n_loss,
+                              tokens=sum(s.num_tokens for s in samples), micro_batches=len(batches),
+                              lr=lr, elapsed=time.perf_counter() - start)
 
     @torch.no_grad()
     def logprobs(self, samples: list[Sample]) -> list[list[float]]:
@@ -234,61 +185,17 @@ class Learner:
     def _micro_step(self, batch: list[Sample], num_tokens: int) -> tuple[float, dict[str, float]]:
         """Forward and backward of one micro-batch; the loss is divided by the step's total
         loss tokens, so gradients summed over micro-batches equal one big batch's."""
-        mb = self._collate(batch)
-        ref = None
-        if self.ref_model is not None:
-            with torch.no_grad():
-                ref = token_logprobs(self._logits(self.ref_model, mb), mb.targets)
-        logits = self._logits(self.model, mb)
-        new, entropy = logprobs_and_entropy(logits, mb.targets)
-        del logits
-        mask = torch.ones_like(new, dtype=torch.bool)  # only loss tokens were gathered
-        loss, stats = policy_loss(new, mb.old, mb.adv, mask, self.cfg.clip_eps, ref_logprobs=ref,
-                                  kl_coef=self.cfg.kl_coef, num_tokens=num_tokens, entropy=entropy)
+        reference = None if self.ref_model is None else (lambda mb: self._logits(self.ref_model, mb))
+        loss, stats = micro_batch_loss(lambda mb: self._logits(self.model, mb), reference,
+                                       self._collate(batch), self.cfg, num_tokens)
         loss.backward()
         return float(loss.detach()), stats
 
-    def _collate(self, batch: list[Sample], every_token: bool = False) -> _MicroBatch:
-        """Right-padded prompt+response ids, and for each loss token (every response token with
-        ``every_token``) the (row, col) whose logits predict it, its id, behaviour log-prob and
-        advantage. Token ``p + j`` of a sequence with prompt length ``p`` is predicted at
-        ``p + j - 1``."""
-        width = max(s.num_tokens for s in batch)
-        ids = torch.zeros(len(batch), width, dtype=torch.long)  # pad id is irrelevant: masked
-        attention = torch.zeros(len(batch), width, dtype=torch.long)
-        parts: list[list[Tensor]] = [[], [], [], [], []]
-        for b, s in enumerate(batch):
-            if not s.prompt_ids:
-                raise ValueError(f"sample {s.episode_id}/{s.turn} has an empty prompt")
-            p, seq = len(s.prompt_ids), torch.tensor(s.prompt_ids + s.response_ids)
-            ids[b, :len(seq)] = seq
-            attention[b, :len(seq)] = 1
-            j = (torch.arange(len(s.response_ids)) if every_token
-                 else torch.tensor(s.loss_mask, dtype=torch.bool).nonzero().squeeze(1))
-            for part, value in zip(parts, (torch.full_like(j, b), p - 1 + j, seq[p + j],
-                                           torch.tensor(s.logprobs, dtype=torch.float32)[j],
-                                           torch.full((len(j),), s.advantage))):
-                part.append(value)
-        rows, cols, targets, old, adv = (torch.cat(x).to(self.device) for x in parts)
-        return _MicroBatch(ids.to(self.device), attention.to(self.device), rows, cols, targets,
-                           old, adv.float())
+    def _collate(self, batch: list[Sample], every_token: bool = False) -> MicroBatch:
+        return collate(batch, self.device, every_token)
 
-    def _logits(self, model: torch.nn.Module, mb: _MicroBatch) -> Tensor:
-        """Float32 logits at the gathered positions only, divided by the sampling temperature:
-        ``[N, V]``. The output head runs on those positions alone, skipping the prompt (the head
-        is ~20% of a 135M model's FLOPs)."""
-        if self._head_only:
-            hidden = model.base_model(input_ids=mb.ids, attention_mask=mb.attention, use_cache=False)
-            logits = model.get_output_embeddings()(hidden.last_hidden_state[mb.rows, mb.cols])
-        else:
-            logits = model(input_ids=mb.ids, attention_mask=mb.attention, use_cache=False).logits[mb.rows, mb.cols]
-        # Upcast first, then divide, as vLLM's sampler and our transformers engine do: dividing
-        # bf16 logits rounds the tempered logits to bf16 a second time, an error of up to 2^-9
-        # of each logit that the behaviour log-probs do not have.
-        logits = logits.float()
-        # In place: the upcast is a fresh tensor (in float32 the head's output, which its backward
-        # does not keep), so no second [N, V] float32 tensor is made.
-        return logits if self.temperature == 1.0 else logits.div_(self.temperature)
+    def _logits(self, model: torch.nn.Module, mb: MicroBatch) -> Tensor:
+        return gathered_logits(model, mb, self._head_only, self.temperature)
 
     def _optimizer_step(self) -> float:
         """Clip, step AdamW on the master weights, copy them back; returns the grad norm."""

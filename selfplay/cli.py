@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
         bp = bsub.add_parser(name, help=text)
         _add_config_args(bp)
         bp.add_argument("--json", action="store_true", help="print one JSON object on the last line")
+        if name == "learner":
+            bp.add_argument("--ranks", type=int, default=0, metavar="N",
+                            help="time the sharded learner (FSDP2) on 1 and N local ranks instead")
 
     p = sub.add_parser("config", help="print the resolved configuration")
     _add_config_args(p)
@@ -158,7 +161,7 @@ def _run(args: argparse.Namespace) -> int:
             return run_eval_command(cfg, args)
         if args.command == "bench":
             from selfplay import bench
-            figures = bench.run(args.bench_command, cfg)
+            figures = bench.run(args.bench_command, cfg, ranks=getattr(args, "ranks", 0))
             if args.json:
                 print(json.dumps(figures))
             return 0

@@ -14,9 +14,20 @@ from selfplay.core.models import resolve_model
 log = logging.getLogger(__name__)
 
 
-def run(what: str, cfg: Config) -> dict[str, Any]:
-    """Run benchmark ``what`` on the config's model and settings."""
+def run(what: str, cfg: Config, ranks: int = 0) -> dict[str, Any]:
+    """Run benchmark ``what`` on the config's model and settings; ``ranks`` > 0 times the sharded
+    learner on 1 and ``ranks`` ranks (``learner`` only)."""
     model = resolve_model(cfg.model)
+    if what == "learner" and ranks > 0:
+        from selfplay.bench.learner import bench_sharded
+
+        figures = bench_sharded(model, cfg.trainer, ranks)
+        print(f"sharded learner: 1 rank {figures['tokens_per_s_1_ranks']:.1f} tokens/s   {ranks} ranks "
+              f"{figures[f'tokens_per_s_{ranks}_ranks']:.1f} tokens/s "
+              f"({figures[f'tokens_per_s_per_rank_{ranks}_ranks']:.1f} per rank)   speed-up "
+              f"{figures['speedup']:.2f} (ideal {ranks})   [{figures['device']}, {figures['dtype']}, "
+              f"{figures['threads_per_rank']:.0f} threads a rank]")
+        return {"bench": "learner", **figures}
     if what == "rollout":
         from selfplay.bench.rollout import bench_rollout
 

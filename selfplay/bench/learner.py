@@ -8,14 +8,23 @@ weights. What the learner adds (packing, masks, the PPO-clip loss and its statis
 clipping, the float32 master weights in bf16) is the overhead measured (both use fused AdamW); the target ratio is
 >= 0.9.
 
-``python -m selfplay.bench.learner [model] [num_samples] [seq_len]`` prints the figures as JSON.
+With a rank count (:func:`bench_sharded`, ``selfplay bench learner --ranks N``) it times the
+sharded learner (FSDP2) instead: the same global batch on one rank and on N ranks (spawned local
+processes, gloo on CPUs, NCCL on GPUs), each rank with the same share of the host's cores, and
+reports tokens/s per rank and the speed-up of N ranks over one (ideal: N).
+
+``python -m selfplay.bench.learner [model] [num_samples] [seq_len] [ranks]`` prints the figures as
+JSON.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -25,7 +34,7 @@ from selfplay.core.config_schema import TrainerConfig
 from selfplay.core.precision import cpu_capability
 from selfplay.core.samples import Sample
 
-__all__ = ["bench_learner"]
+__all__ = ["bench_learner", "bench_sharded"]
 
 
 def _synthetic_samples(vocab: int, num_samples: int, seq_len: int, seed: int) -> list[Sample]:
@@ -100,10 +109,60 @@ def bench_learner(model_path: str, trainer_cfg: TrainerConfig, num_samples: int 
     }
 
 
+def _sharded_rank(rank: int, world_size: int, port: int, model_path: str, trainer_cfg: TrainerConfig,
+                  samples: list[Sample], steps: int, out: str) -> None:
+    """One rank of :func:`bench_sharded`: a warm-up step, then ``steps`` timed steps; rank 0
+    writes the mean step time to ``out``."""
+    from learners.sharded import ShardedLearner
+
+    learner = ShardedLearner(model_path, trainer_cfg, rank=rank, world_size=world_size,
+                             master_port=port)
+    learner.train_step(samples)
+    times = [learner.train_step(samples)["learner/step_s"] for _ in range(steps)]
+    if rank == 0:
+        Path(out).write_text(json.dumps({"step_s": sum(times) / len(times)}))
+
+
+def bench_sharded(model_path: str, trainer_cfg: TrainerConfig, ranks: int, num_samples: int = 16,
+                  seq_len: int = 256, steps: int = 2, seed: int = 0) -> dict[str, float | str]:
+    """The sharded learner's step on one rank and on ``ranks`` ranks, same batch; each rank gets
+    ``cores // ranks`` threads in both runs (on a GPU host: one GPU each), so the ideal speed-up
+    is ``ranks``. Returns tokens/s in total and per rank for both, and the speed-up."""
+    from learners.ranks import spawn_local_ranks
+
+    device, dtype, _ = resolve_device_dtype(trainer_cfg)
+    from transformers import AutoConfig
+
+    vocab = AutoConfig.from_pretrained(model_path).vocab_size
+    samples = _synthetic_samples(vocab, num_samples, seq_len, seed)
+    threads = max(1, (os.cpu_count() or 1) // ranks)
+    tokens = num_samples * seq_len
+    figures: dict[str, float | str] = {
+        "device": str(device), "dtype": str(dtype).removeprefix("torch."),
+        "cpu_capability": cpu_capability(), "ranks": float(ranks),
+        "threads_per_rank": float(threads), "tokens_per_step": float(tokens), "steps": float(steps)}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sorted({1, ranks}):
+            out = os.path.join(tmp, f"ranks-{n}.json")
+            spawn_local_ranks(_sharded_rank, n, model_path, trainer_cfg, samples, steps, out,
+                              threads_per_rank=threads)
+            step_s = json.loads(Path(out).read_text())["step_s"]
+            figures[f"step_s_{n}_ranks"] = step_s
+            figures[f"tokens_per_s_{n}_ranks"] = tokens / step_s
+            figures[f"tokens_per_s_per_rank_{n}_ranks"] = tokens / step_s / n
+    figures["speedup"] = figures[f"tokens_per_s_{ranks}_ranks"] / figures["tokens_per_s_1_ranks"]
+    figures["scaling_efficiency"] = figures["speedup"] / ranks
+    return figures
+
+
 if __name__ == "__main__":
     from selfplay.core.models import resolve_model
 
     args = sys.argv[1:]
     model = resolve_model(args[0] if args else "smollm2-135m-instruct")
     n, length = (int(args[1]), int(args[2])) if len(args) > 2 else (16, 256)
-    print(json.dumps(bench_learner(model, TrainerConfig(), num_samples=n, seq_len=length), indent=1))
+    if len(args) > 3:
+        print(json.dumps(bench_sharded(model, TrainerConfig(), int(args[3]), num_samples=n,
+                                       seq_len=length), indent=1))
+    else:
+        print(json.dumps(bench_learner(model, TrainerConfig(), num_samples=n, seq_len=length), indent=1))

@@ -1,0 +1,188 @@
+"""How much device memory one rank of the sharded learner needs, before anything starts.
+
+Pure arithmetic on a model's ``config.json`` (no torch, no weights), so the plan runs offline and
+in a dry run. The architecture configs of the recipe models ship with the package
+(``selfplay/core/model_configs/<name>/config.json``); :func:`load_architecture` finds them by the
+last part of a hub id (``Qwen/Qwen3-4B-Base``), or reads any folder holding a ``config.json``.
+
+What one rank holds (P parameters, N ranks, FSDP2 as :mod:`learners.fsdp_model` sets it up):
+
+* sharded, 1/N each: float32 master weights (4P/N bytes), float32 gradients (4P/N), AdamW's
+  float32 m and v (8P/N); with a KL reference, its float32 weights too (4P/N);
+* unsharded compute copies in the compute dtype: the root unit (embeddings, final norm, head),
+  which stays gathered through forward and backward, and two decoder layers (the one computing
+  and the next, prefetched); plus one layer's unsharded float32 gradient before its
+  reduce-scatter;
+* activations of one micro-batch of T tokens: without gradient checkpointing, what each layer
+  saves for backward; with it, each layer's input plus one layer's recomputed activations;
+* the logits at the loss tokens (at most T): the head's output and float32 logits, log-softmax
+  and one temporary, each ``[T, vocab]``: with a 152k vocabulary this is often the largest item;
+* a fixed reserve for the CUDA context, NCCL buffers and allocator fragmentation.
+
+Activations are an estimate (element counts of the tensors a SwiGLU/GQA decoder layer keeps, with
+a fused attention kernel that keeps no ``[T, T]`` scores); the rest is exact arithmetic.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+__all__ = ["Architecture", "MemoryPlan", "load_architecture", "plan_memory", "shipped_models"]
+
+GIB = 2**30
+_DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
+#: CUDA context, NCCL buffers and allocator fragmentation: a round allowance, not a measurement.
+RESERVE_GIB = 2.0
+# Bytes per [token, vocab] entry at the loss positions: head output in the compute dtype (2),
+# float32 logits (4), log-softmax (4), one float32 temporary of the entropy (4).
+_LOGIT_BYTES = 14
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The shape of a decoder-only transformer, as its ``config.json`` gives it."""
+
+    name: str
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    vocab: int
+    tied: bool
+    qkv_bias: bool = False
+    qk_norm: bool = False
+
+    @classmethod
+    def from_config(cls, config: dict, name: str = "model") -> "Architecture":
+        heads = int(config["num_attention_heads"])
+        hidden = int(config["hidden_size"])
+        model_type = config.get("model_type", "")
+        return cls(name=name, hidden=hidden, layers=int(config["num_hidden_layers"]), heads=heads,
+                   kv_heads=int(config.get("num_key_value_heads") or heads),
+                   head_dim=int(config.get("head_dim") or hidden // heads),
+                   intermediate=int(config["intermediate_size"]), vocab=int(config["vocab_size"]),
+                   tied=bool(config.get("tie_word_embeddings", False)),
+                   # Qwen2 has biases on q, k and v; Qwen3 normalises q and k per head instead.
+                   qkv_bias=bool(config.get("attention_bias", model_type == "qwen2")),
+                   qk_norm=model_type == "qwen3")
+
+    @property
+    def layer_params(self) -> int:
+        """Parameters of one decoder layer: attention, SwiGLU MLP and two RMSNorms."""
+        q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        attention = self.hidden * (q + 2 * kv) + q * self.hidden
+        attention += (q + 2 * kv) if self.qkv_bias else 0
+        attention += 2 * self.head_dim if self.qk_norm else 0
+        return attention + 3 * self.hidden * self.intermediate + 2 * self.hidden
+
+    @property
+    def root_params(self) -> int:
+        """Parameters outside the decoder layers: embeddings, final norm, untied head."""
+        return self.vocab * self.hidden * (1 if self.tied else 2) + self.hidden
+
+    @property
+    def params(self) -> int:
+        return self.layers * self.layer_params + self.root_params
+
+    def layer_activation_elements(self) -> int:
+        """Elements one decoder layer keeps per token for backward: both norms' inputs and
+        outputs, q/k/v before and after rotary embedding, the attention output, and the MLP's
+        gate, up, activation and product (4 of the intermediate size)."""
+        q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        return 4 * self.hidden + 3 * q + 4 * kv + 4 * self.intermediate
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Bytes per rank, item by item, and the device memory they must fit in."""
+
+    title: str
+    rows: tuple[tuple[str, float], ...]
+    device_gib: float
+
+    @property
+    def total_bytes(self) -> float:
+        return sum(b for _, b in self.rows)
+
+    @property
+    def fits(self) -> bool:
+        return self.total_bytes <= self.device_gib * GIB
+
+    def table(self) -> str:
+        """The plan as aligned text lines (GiB), ending with the total against the device."""
+        width = max(len(label) for label, _ in self.rows) + 2
+        lines = [self.title]
+        lines += [f"  {label:<{width}}{b / GIB:8.2f} GiB" for label, b in self.rows]
+        lines.append(f"  {'total':<{width}}{self.total_bytes / GIB:8.2f} GiB of "
+                     f"{self.device_gib:g} GiB ({'fits' if self.fits else 'DOES NOT FIT'})")
+        return "\n".join(lines)
+
+    def check(self, memory_field: str = "cluster.learner_gpu_memory_gib") -> None:
+        """Raise a one-line ``ValueError`` naming the fields to change if the plan does not fit."""
+        if not self.fits:
+            raise ValueError(
+                f"{memory_field}={self.device_gib:g}: the learner needs "
+                f"{self.total_bytes / GIB:.1f} GiB per rank ({self.title}); raise "
+                f"cluster.learner_ranks, lower trainer.micro_batch_tokens or set "
+                f"trainer.gradient_checkpointing: true")
+
+
+def plan_memory(arch: Architecture, ranks: int, micro_batch_tokens: int,
+                gradient_checkpointing: bool, device_gib: float, compute_dtype: str = "bfloat16",
+                reference: bool = False) -> MemoryPlan:
+    """The memory plan of one learner rank (see the module docstring for what is counted)."""
+    if ranks < 1:
+        raise ValueError(f"cluster.learner_ranks={ranks}: expected >= 1")
+    if compute_dtype not in _DTYPE_BYTES:
+        raise ValueError(f"trainer.dtype={compute_dtype!r}: expected one of {sorted(_DTYPE_BYTES)}")
+    c = _DTYPE_BYTES[compute_dtype]
+    p, t = arch.params, micro_batch_tokens
+    shard = f"fp32, 1/{ranks}"
+    rows = [(f"master weights ({shard})", 4 * p / ranks),
+            (f"gradients ({shard})", 4 * p / ranks),
+            (f"AdamW m and v ({shard})", 8 * p / ranks)]
+    if reference:
+        rows.append((f"KL reference weights ({shard})", 4 * p / ranks))
+    if ranks > 1 or c != 4:  # one fp32 rank computes on its master weights directly
+        rows.append((f"compute copies ({compute_dtype}: root + 2 layers)",
+                     c * (arch.root_params + 2 * arch.layer_params)))
+    rows.append(("one layer's gradient before reduce-scatter (fp32)", 4 * arch.layer_params))
+    per_layer = c * arch.layer_activation_elements() * t
+    if gradient_checkpointing:
+        rows.append((f"activations (checkpointed: {arch.layers} layer inputs + 1 layer)",
+                     c * arch.hidden * t * arch.layers + per_layer))
+    else:
+        rows.append((f"activations ({arch.layers} layers)", per_layer * arch.layers))
+    rows.append((f"logits at loss tokens ({t:,} x {arch.vocab:,})", _LOGIT_BYTES * t * arch.vocab))
+    rows.append(("reserve (CUDA context, NCCL, fragmentation)", RESERVE_GIB * GIB))
+    title = (f"learner memory per rank: {arch.name} ({arch.params / 1e9:.2f} B parameters), "
+             f"{ranks} rank{'s' if ranks > 1 else ''}, {t:,} tokens a micro-batch, gradient "
+             f"checkpointing {'on' if gradient_checkpointing else 'off'}, {compute_dtype} compute")
+    return MemoryPlan(title, tuple(rows), device_gib)
+
+
+def shipped_models() -> list[str]:
+    """Names of the architecture configs shipped with the package."""
+    folder = resources.files("selfplay.core") / "model_configs"
+    return sorted(p.name for p in folder.iterdir() if (p / "config.json").is_file())
+
+
+def load_architecture(model: str) -> Architecture:
+    """The architecture of ``model``: a folder with a ``config.json``, a ``config.json`` file, or
+    a shipped config named by a hub id's last part (``Qwen/Qwen3-4B-Base``)."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        path = path / "config.json"
+    if not path.is_file():
+        name = model.rstrip("/").split("/")[-1]
+        shipped = resources.files("selfplay.core") / "model_configs" / name / "config.json"
+        if not shipped.is_file():
+            raise ValueError(f"model={model!r}: no config.json there and none shipped "
+                             f"(shipped: {', '.join(shipped_models())})")
+        return Architecture.from_config(json.loads(shipped.read_text()), name)
+    return Architecture.from_config(json.loads(path.read_text()), path.parent.name or "model")

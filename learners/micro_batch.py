@@ -1,0 +1,195 @@
+"""What one learner step does to a batch, shared by the single-process and the sharded learner.
+
+Pure batch logic and the loss of one micro-batch, no optimiser and no process group:
+
+* :func:`pack_micro_batches` groups samples into padded micro-batches under a token budget;
+* :func:`split_by_tokens` deals a batch out to the ranks of a sharded learner, balanced by tokens;
+* :func:`collate` pads a micro-batch and gathers, per loss token, where its logits are;
+* :func:`gathered_logits` runs the policy at those positions only;
+* :func:`micro_batch_loss` is the PPO-clip loss of one micro-batch, normalised by the step's
+  token count, so gradients summed over micro-batches (and ranks) equal one big batch's;
+* :func:`warmup_lr` is the learning-rate schedule;
+* :class:`StepTotals` sums the statistics of a step and turns them into ``learner/*`` figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, NamedTuple
+
+import torch
+from torch import Tensor
+
+from learners.loss import logprobs_and_entropy, policy_loss, token_logprobs
+from selfplay.core import metric_names as names
+from selfplay.core.config_schema import TrainerConfig
+from selfplay.core.samples import Sample
+
+__all__ = ["MicroBatch", "pack_micro_batches", "split_by_tokens", "collate", "head_only",
+           "gathered_logits", "micro_batch_loss", "StepTotals", "warmup_lr"]
+
+# Config attributes of models whose logits are not just lm_head(hidden): those take the full forward.
+_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
+
+
+class MicroBatch(NamedTuple):
+    """One packed micro-batch on the learner's device (see :func:`collate`)."""
+
+    ids: Tensor
+    attention: Tensor
+    rows: Tensor
+    cols: Tensor
+    targets: Tensor
+    old: Tensor
+    adv: Tensor
+
+
+def warmup_lr(cfg: TrainerConfig, step: int) -> float:
+    """The learning rate of train step ``step`` (from 0): linear warm-up over ``warmup_steps``
+    steps, then constant."""
+    warm = cfg.warmup_steps
+    return cfg.lr * (min(1.0, (step + 1) / warm) if warm > 0 else 1.0)
+
+
+def pack_micro_batches(lengths: list[int], max_tokens: int) -> list[list[int]]:
+    """Indices grouped so that ``rows * longest`` (the padded size) stays <= ``max_tokens``.
+
+    Longest first, so each micro-batch holds sequences of similar length and padding stays small;
+    a sequence longer than ``max_tokens`` goes alone into its own micro-batch.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        # The first index of a batch is its longest sequence (descending order).
+        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= max_tokens:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+def split_by_tokens(lengths: list[int], parts: int) -> list[list[int]]:
+    """Indices dealt to ``parts`` ranks so that their token totals are balanced.
+
+    Longest first, each to the rank with the fewest tokens so far (ties: the lowest rank): the
+    classic LPT rule, within 4/3 of the best split, and deterministic, so every rank computes the
+    same split from the same batch. Each part keeps the batch's order. A rank may get nothing when
+    there are fewer samples than ranks.
+    """
+    if parts < 1:
+        raise ValueError(f"parts={parts}: expected >= 1")
+    load = [0] * parts
+    out: list[list[int]] = [[] for _ in range(parts)]
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        rank = min(range(parts), key=lambda r: (load[r], r))
+        out[rank].append(i)
+        load[rank] += lengths[i]
+    return [sorted(part) for part in out]
+
+
+def collate(batch: list[Sample], device: torch.device, every_token: bool = False) -> MicroBatch:
+    """Right-padded prompt+response ids, and for each loss token (every response token with
+    ``every_token``) the (row, col) whose logits predict it, its id, behaviour log-prob and
+    advantage. Token ``p + j`` of a sequence with prompt length ``p`` is predicted at
+    ``p + j - 1``."""
+    width = max(s.num_tokens for s in batch)
+    ids = torch.zeros(len(batch), width, dtype=torch.long)  # pad id is irrelevant: masked
+    attention = torch.zeros(len(batch), width, dtype=torch.long)
+    parts: list[list[Tensor]] = [[], [], [], [], []]
+    for b, s in enumerate(batch):
+        if not s.prompt_ids:
+            raise ValueError(f"sample {s.episode_id}/{s.turn} has an empty prompt")
+        p, seq = len(s.prompt_ids), torch.tensor(s.prompt_ids + s.response_ids)
+        ids[b, :len(seq)] = seq
+        attention[b, :len(seq)] = 1
+        j = (torch.arange(len(s.response_ids)) if every_token
+             else torch.tensor(s.loss_mask, dtype=torch.bool).nonzero().squeeze(1))
+        for part, value in zip(parts, (torch.full_like(j, b), p - 1 + j, seq[p + j],
+                                       torch.tensor(s.logprobs, dtype=torch.float32)[j],
+                                       torch.full((len(j),), s.advantage))):
+            part.append(value)
+    rows, cols, targets, old, adv = (torch.cat(x).to(device) for x in parts)
+    return MicroBatch(ids.to(device), attention.to(device), rows, cols, targets, old, adv.float())
+
+
+def head_only(config: object) -> bool:
+    """Whether the model's logits are ``lm_head(hidden)`` alone, so the head may run on the
+    gathered positions only (models with a logit transform take the full forward)."""
+    return not any(getattr(config, a, None) for a in _LOGIT_TRANSFORMS)
+
+
+def gathered_logits(model: torch.nn.Module, mb: MicroBatch, only_head: bool,
+                    temperature: float) -> Tensor:
+    """Float32 logits at the gathered positions only, divided by the sampling temperature:
+    ``[N, V]``. The output head runs on those positions alone, skipping the prompt (the head
+    is ~20% of a 135M model's FLOPs)."""
+    if only_head:
+        hidden = model.base_model(input_ids=mb.ids, attention_mask=mb.attention, use_cache=False)
+        logits = model.get_output_embeddings()(hidden.last_hidden_state[mb.rows, mb.cols])
+    else:
+        logits = model(input_ids=mb.ids, attention_mask=mb.attention, use_cache=False).logits[mb.rows, mb.cols]
+    # Upcast first, then divide, as vLLM's sampler and our transformers engine do: dividing
+    # bf16 logits rounds the tempered logits to bf16 a second time, an error of up to 2^-9
+    # of each logit that the behaviour log-probs do not have.
+    logits = logits.float()
+    # In place: the upcast is a fresh tensor (in float32 the head's output, which its backward
+    # does not keep), so no second [N, V] float32 tensor is made.
+    return logits if temperature == 1.0 else logits.div_(temperature)
+
+
+def micro_batch_loss(policy: Callable[[MicroBatch], Tensor],
+                     reference: Callable[[MicroBatch], Tensor] | None, mb: MicroBatch,
+                     cfg: TrainerConfig, num_tokens: float) -> tuple[Tensor, dict[str, float]]:
+    """The loss of one micro-batch (not yet backpropagated) and its statistics. ``policy`` and
+    ``reference`` map a micro-batch to its gathered logits; the loss is divided by the step's
+    total loss tokens ``num_tokens`` (over all micro-batches and ranks)."""
+    ref = None
+    if reference is not None:
+        with torch.no_grad():
+            ref = token_logprobs(reference(mb), mb.targets)
+    logits = policy(mb)
+    new, entropy = logprobs_and_entropy(logits, mb.targets)
+    del logits
+    mask = torch.ones_like(new, dtype=torch.bool)  # only loss tokens were gathered
+    return policy_loss(new, mb.old, mb.adv, mask, cfg.clip_eps, ref_logprobs=ref,
+                       kl_coef=cfg.kl_coef, num_tokens=num_tokens, entropy=entropy)
+
+
+@dataclass
+class StepTotals:
+    """Sums over one step's micro-batches (and epochs): the loss, each loss statistic weighted
+    by its micro-batch's loss tokens, and the gradient norm of each optimiser step."""
+
+    sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(names.LOSS_STATS, 0.0))
+    loss: float = 0.0
+    grad_norms: list[float] = field(default_factory=list)
+
+    def add(self, loss: float, stats: dict[str, float]) -> None:
+        self.loss += loss
+        for k in self.sums:  # stats are means over the micro-batch's tokens: re-weight
+            self.sums[k] += stats.get(k, 0.0) * stats["tokens"]
+
+    def as_tensor(self) -> Tensor:
+        """``[loss, *sums]`` in float64, to be summed across ranks in one all-reduce."""
+        return torch.tensor([self.loss, *self.sums.values()], dtype=torch.float64)
+
+    def set_from_tensor(self, values: Tensor) -> None:
+        self.loss = float(values[0])
+        self.sums = dict(zip(self.sums, values[1:].tolist()))
+
+    def figures(self, *, epochs: int, loss_tokens: int, tokens: int, micro_batches: int,
+                lr: float, elapsed: float) -> dict[str, float]:
+        """``learner/*`` figures: loss terms token-weighted over micro-batches and epochs."""
+        seen = max(loss_tokens, 1) * epochs
+        out = {names.LOSS_STATS[k]: v / seen for k, v in self.sums.items()}
+        out.update({
+            names.LOSS_TOTAL: self.loss / epochs,
+            names.GRAD_NORM: sum(self.grad_norms) / len(self.grad_norms),
+            names.LR: lr,
+            names.LEARNER_TOKENS: float(tokens * epochs),
+            names.RESPONSE_TOKENS: float(loss_tokens * epochs),
+            names.MICRO_BATCHES: float(micro_batches * epochs),
+            names.LEARNER_STEP_S: elapsed,
+            names.LEARNER_TOKENS_PER_S: tokens * epochs / elapsed,
+        })
+        return out
