@@ -18,8 +18,10 @@ import numpy as np
 import torch
 
 from learners.advantages import AdvantageEstimator, make_estimator
-from learners.checkpoint import load_checkpoint, save_checkpoint
+from learners.checkpoint import begin_checkpoint, finish_checkpoint, load_checkpoint, save_checkpoint
+from learners.fsdp_model import drain
 from learners.learner import Learner
+from learners.ranks import barrier, from_rank0
 from selfplay.core import metric_names as names
 from selfplay.core.config_schema import AdvantageConfig, TrainerConfig
 from selfplay.core.precision import resolve_dtype, torch_dtype
@@ -54,14 +56,30 @@ def select_samples(episodes: list[Episode], estimator: AdvantageEstimator, train
 
 
 class LearnerWorker:
-    """Advantages, gradient steps, weight publishing and checkpoints."""
+    """Advantages, gradient steps, weight publishing and checkpoints.
+
+    With ``world_size`` > 1 this is one rank of the sharded learner (:mod:`learners.sharded`,
+    FSDP2): the driver starts one worker per rank and makes every call on all of them with the
+    same arguments (the ranks' work is collective), reading rank 0's answer. Rank 0 alone holds
+    the advantage estimator (computed once, on the whole batch, and checkpointed once), the
+    episodes and the weight publisher; the other ranks receive the step's samples from it and
+    take part in gathering the weights and in writing checkpoints."""
 
     def __init__(self, model_path: str, trainer: TrainerConfig, advantage: AdvantageConfig, *,
                  engine_dtype: str, engine_device: str, temperature: float, seed: int = 0,
-                 num_threads: int | None = None) -> None:
+                 num_threads: int | None = None, rank: int = 0, world_size: int = 1,
+                 master_addr: str = "127.0.0.1", master_port: int = 0) -> None:
         if num_threads:  # Ray caps actors at their CPU share; the loop is synchronous, so use all
             torch.set_num_threads(num_threads)
-        self.learner = Learner(model_path, trainer, seed=seed, temperature=temperature)
+        self.rank, self.world_size = rank, world_size
+        if world_size > 1:
+            from learners.sharded import ShardedLearner
+
+            self.learner: Learner | ShardedLearner = ShardedLearner(
+                model_path, trainer, rank=rank, world_size=world_size, master_addr=master_addr,
+                master_port=master_port, seed=seed, temperature=temperature)
+        else:
+            self.learner = Learner(model_path, trainer, seed=seed, temperature=temperature)
         self.trainer, self.seed = trainer, seed
         self.estimator = make_estimator(advantage)
         # The engines' dtype, resolved as the engines resolve it, so weight files need no cast there.
@@ -76,9 +94,14 @@ class LearnerWorker:
 
     def update(self, *episode_lists: list[Episode]) -> dict[str, float]:
         """Compute advantages for the episodes' samples and take one training step."""
-        episodes = [e for episodes in episode_lists for e in episodes]
-        samples, stats = select_samples(episodes, self.estimator, self.trainer,
-                                        np.random.default_rng([self.seed, self.learner.step]))
+        samples: list[Sample] = []
+        stats: dict[str, float] = {}
+        if self.rank == 0:  # the episodes come to rank 0 only
+            episodes = [e for episodes in episode_lists for e in episodes]
+            samples, stats = select_samples(episodes, self.estimator, self.trainer,
+                                            np.random.default_rng([self.seed, self.learner.step]))
+        if self.world_size > 1:
+            samples = from_rank0(samples, self.learner.device)
         self.version += 1
         if samples:
             stats.update(self.learner.train_step(samples))
@@ -96,6 +119,8 @@ class LearnerWorker:
         import ray
 
         self.workers, self.local = list(workers), list(local)
+        if self.rank > 0:
+            return  # rank 0 publishes; this rank only helps gather the weights (publish)
         publisher_nccl = None
         if nccl:
             def call(i: int, method: str, payload: dict | None) -> Any:
@@ -129,6 +154,11 @@ class LearnerWorker:
     def publish(self, targets: list[int] | None = None) -> tuple[dict[str, float], list[int]]:
         """Send the current weights to every rollout engine (or to ``targets`` only: a restarted
         worker); returns ``sync/*`` figures and the workers whose update failed."""
+        if self.rank > 0:  # gather with rank 0, once per pass it makes over the weights
+            local = [self.local[i] for i in (targets if targets is not None else range(len(self.local)))]
+            for _ in range(any(local) + (not all(local))):
+                drain(self.learner.named_weights(copy=False))
+            return {}, []
         if self.publisher is None:
             raise RuntimeError("LearnerWorker.connect() must be called before publish()")
         if targets is not None and self.publisher.nccl is not None:
@@ -145,14 +175,25 @@ class LearnerWorker:
     def save_snapshot(self, path: str) -> str:
         """Freeze the current policy as a Hugging Face folder (an opponent for the pool)."""
         tmp = Path(f"{path}.tmp")
-        self.learner.save_model(tmp)
-        os.replace(tmp, path)  # a snapshot folder is complete or absent
+        self.learner.save_model(tmp)  # sharded: collective, rank 0 writes
+        if self.rank == 0:
+            os.replace(tmp, path)  # a snapshot folder is complete or absent
         return path
 
     def save(self, run_dir: str, step: int, extra: dict[str, Any], keep_last: int) -> str:
         """Write a checkpoint atomically; returns its folder."""
         state = dict(extra, advantage=self.estimator.state_dict())
-        return str(save_checkpoint(Path(run_dir), step, self.learner, state, keep_last=keep_last))
+        if self.world_size == 1:
+            return str(save_checkpoint(Path(run_dir), step, self.learner, state, keep_last=keep_last))
+        # Sharded: every rank writes its part into rank 0's temporary folder, then rank 0 alone
+        # completes and publishes it (estimator state, RNG, rename).
+        tmp = from_rank0(begin_checkpoint(Path(run_dir), step) if self.rank == 0 else None,
+                         self.learner.device)
+        self.learner.save(tmp)
+        barrier()
+        if self.rank > 0:
+            return str(tmp)
+        return str(finish_checkpoint(Path(run_dir), step, tmp, state, keep_last))
 
     def restore(self, path: str) -> dict[str, Any]:
         """Load a checkpoint into the policy, optimizer and estimator; returns its state."""

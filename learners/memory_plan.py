@@ -103,7 +103,8 @@ class MemoryPlan:
 
     title: str
     rows: tuple[tuple[str, float], ...]
-    device_gib: float
+    #: None: no device memory given, nothing to check against.
+    device_gib: float | None
 
     @property
     def total_bytes(self) -> float:
@@ -111,18 +112,19 @@ class MemoryPlan:
 
     @property
     def fits(self) -> bool:
-        return self.total_bytes <= self.device_gib * GIB
+        return self.device_gib is None or self.total_bytes <= self.device_gib * GIB
 
     def table(self) -> str:
         """The plan as aligned text lines (GiB), ending with the total against the device."""
         width = max(len(label) for label, _ in self.rows) + 2
         lines = [self.title]
         lines += [f"  {label:<{width}}{b / GIB:8.2f} GiB" for label, b in self.rows]
-        lines.append(f"  {'total':<{width}}{self.total_bytes / GIB:8.2f} GiB of "
-                     f"{self.device_gib:g} GiB ({'fits' if self.fits else 'DOES NOT FIT'})")
+        against = ("(device memory not given: cluster.learner_memory_gib)" if self.device_gib is None
+                   else f"of {self.device_gib:g} GiB ({'fits' if self.fits else 'DOES NOT FIT'})")
+        lines.append(f"  {'total':<{width}}{self.total_bytes / GIB:8.2f} GiB {against}")
         return "\n".join(lines)
 
-    def check(self, memory_field: str = "cluster.learner_gpu_memory_gib") -> None:
+    def check(self, memory_field: str = "cluster.learner_memory_gib") -> None:
         """Raise a one-line ``ValueError`` naming the fields to change if the plan does not fit."""
         if not self.fits:
             raise ValueError(
@@ -133,7 +135,7 @@ class MemoryPlan:
 
 
 def plan_memory(arch: Architecture, ranks: int, micro_batch_tokens: int,
-                gradient_checkpointing: bool, device_gib: float, compute_dtype: str = "bfloat16",
+                gradient_checkpointing: bool, device_gib: float | None, compute_dtype: str = "bfloat16",
                 reference: bool = False) -> MemoryPlan:
     """The memory plan of one learner rank (see the module docstring for what is counted)."""
     if ranks < 1:

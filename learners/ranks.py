@@ -67,6 +67,19 @@ def all_max(values: list[float], device: torch.device) -> list[float]:
     return _all_reduce(values, dist.ReduceOp.MAX, device)
 
 
+def from_rank0(obj: object, device: torch.device) -> object:
+    """Rank 0's ``obj`` on every rank (pickled; for small control data such as a step's samples
+    or a checkpoint's folder). Collective."""
+    box = [obj]
+    dist.broadcast_object_list(box, src=0, device=device)
+    return box[0]
+
+
+def barrier() -> None:
+    """Wait until every rank gets here (e.g. every shard of a checkpoint is written)."""
+    dist.barrier()
+
+
 def spawn_local_ranks(fn, world_size: int, *args, threads_per_rank: int = 1) -> None:
     """Run ``fn(rank, world_size, port, *args)`` in ``world_size`` fresh processes on this host
     (torch's spawn: no Ray), rendezvousing at a free local port; waits for all, and raises if any

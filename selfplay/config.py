@@ -283,7 +283,16 @@ def validate(cfg: Config) -> None:
         _check(cu.samples >= 1, "curriculum.samples", cu.samples, ">= 1")
     cl = cfg.cluster
     _check(cl.num_cpus is None or cl.num_cpus >= 1, "cluster.num_cpus", cl.num_cpus, ">= 1 or null")
+    _check(isinstance(cl.learner_ranks, int) and cl.learner_ranks >= 1, "cluster.learner_ranks",
+           cl.learner_ranks, "an integer >= 1")
     _check(cl.learner_gpus >= 0, "cluster.learner_gpus", cl.learner_gpus, ">= 0")
+    _check(cl.learner_ranks == 1 or cl.learner_gpus in (0, 1), "cluster.learner_gpus", cl.learner_gpus,
+           "0 or 1 when cluster.learner_ranks > 1 (each rank of a sharded learner uses one device)")
+    _check(cl.learner_memory_gib is None or cl.learner_memory_gib > 0, "cluster.learner_memory_gib",
+           cl.learner_memory_gib, "> 0 or null")
+    _check(cl.learner_ranks == 1 or r.weight_sync != "nccl", "rollout.weight_sync", r.weight_sync,
+           "cpu or auto when cluster.learner_ranks > 1 (NCCL weight transfer from a sharded learner "
+           "is not built yet; its weights reach the engines through a RAM file or the object store)")
     _check(cl.worker_gpus >= 0, "cluster.worker_gpus", cl.worker_gpus, ">= 0")
     _check(cl.worker_gpus <= 1 or float(cl.worker_gpus).is_integer(), "cluster.worker_gpus",
            cl.worker_gpus, "a fraction up to 1, or a whole number of GPUs (vLLM's tensor-parallel size)")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from selfplay.core import metric_names as names
 from selfplay.core.samples import Episode
 from selfplay.episode_stats import episode_metrics, eval_table, format_eval_table, role_stats
 from selfplay.layout import Layout, plan_layout
+from selfplay.learner_group import LearnerGroup
 from selfplay.metrics_writer import MetricsWriter
 from selfplay.opponent_pool import OpponentPool
 from selfplay.progress import progress_line
@@ -47,46 +47,35 @@ class Driver:
     """Owns the actors and the loop's calls to them; one instance per ``selfplay train``."""
 
     def __init__(self, cfg: Config, model_path: str, metrics: MetricsWriter, layout: Layout, pg: object) -> None:
-        import ray
-        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
-        from learners.learner_worker import LearnerWorker
-
         self.cfg, self.metrics = cfg, metrics
         self.pool = OpponentPool(cfg.pool.max_snapshots, fixed=tuple(cfg.eval.opponents))
         cu = cfg.curriculum
         self.curriculum = LevelCurriculum(cu.env, cu.levels, cu.gate, cu.start) if cu.env else None
-        cl, r = cfg.cluster, cfg.rollout
-        self.learner = ray.remote(LearnerWorker).options(
-            num_cpus=layout.learner.cpus, num_gpus=layout.learner.gpus,
-            scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=0),
-        ).remote(
-            model_path, cfg.trainer, cfg.advantage, engine_dtype=r.dtype,
-            # Ray hides GPUs from actors that asked for none, so this is the device engines see.
-            engine_device="cuda" if cl.worker_gpus > 0 else "cpu",
-            temperature=r.temperature, seed=cfg.seed, num_threads=cl.num_cpus or os.cpu_count())
-        self.rollout = RolloutPool(cfg, model_path, layout, pg, first_bundle=1)
+        r = cfg.rollout
+        self.learner = LearnerGroup(cfg, model_path, layout, pg)
+        self.rollout = RolloutPool(cfg, model_path, layout, pg, first_bundle=len(layout.learners))
         self.rollout.resync = self._resync
         self.metrics.scalars(self.rollout.start(), 0)
         # Workers on the learner's node read weights from a RAM file; others get them through
         # Ray's object store (a CPU cluster has no NCCL).
-        node = self._learner(self.learner.node_id.remote())
+        node = self._learner(self.learner.call("node_id"))
         nodes = self.rollout.call_all("node_id")
         log.info("learner on node %s; rollout workers on %s", node[:8],
                  ", ".join(f"{i}: {n[:8]}" for i, n in enumerate(nodes)))
-        self._learner(self.learner.connect.remote(self.rollout.workers, [n == node for n in nodes],
-                                                  nccl=r.weight_sync == "nccl"))
+        self._learner(self.learner.call("connect", self.rollout.workers, [n == node for n in nodes],
+                                        nccl=r.weight_sync == "nccl"))
 
-    def _learner(self, ref: object) -> object:
-        """``ray.get`` of a learner call; a learner that died ends the run with a message saying
-        how to resume (the policy and optimizer lived there; a restart could not continue)."""
+    def _learner(self, refs: list[Any]) -> Any:
+        """Rank 0's answer to a learner call (made on every rank: :class:`LearnerGroup`); a
+        learner that died ends the run with a message saying how to resume (the policy and
+        optimizer lived there; a restart could not continue)."""
         import ray
         from ray.exceptions import RayActorError, RayTaskError
 
         from learners.checkpoint import latest_checkpoint
 
         try:
-            return ray.get(ref)
+            return ray.get(refs)[0]
         except RayActorError as err:
             if isinstance(err, RayTaskError):  # the learner is alive; its call raised
                 raise
@@ -102,7 +91,7 @@ class Driver:
         refs, summaries, perfs = self.rollout.collect(counts, step, levels)
         collected = time.perf_counter()
         # The full episodes stay in the object store; the learner reads them from there.
-        stats = dict(self._learner(self.learner.update.remote(*refs)))
+        stats = dict(self._learner(self.learner.update(*refs)))
         stats.update(self.publish())
         end = time.perf_counter()
         episodes = [e for part in summaries.values() for e in part]
@@ -121,7 +110,7 @@ class Driver:
     def publish(self, targets: list[int] | None = None) -> dict[str, float]:
         """Send the learner's weights to every worker (or to ``targets``: a restarted worker); the
         learner picks the transport. A worker whose update failed because it died is restarted."""
-        stats, failed = self._learner(self.learner.publish.remote(targets))
+        stats, failed = self._learner(self.learner.call("publish", targets))
         if targets is None:
             self.rollout.weight_version = int(stats[names.WEIGHT_VERSION])
         for i in failed:
@@ -177,7 +166,7 @@ class Driver:
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():  # written after the checkpoint a resumed run started from: replace it
             shutil.rmtree(path)
-        self._learner(self.learner.save_snapshot.remote(str(path)))
+        self._learner(self.learner.call("save_snapshot", str(path)))
         self.pool.add_snapshot(step, str(path))
         self.pool.pop_evicted()  # their folders go once no kept checkpoint lists them
         self.sync_snapshots()
@@ -189,7 +178,7 @@ class Driver:
     def restore(self, ckpt: Path) -> tuple[int, dict[str, Any]]:
         """Load a checkpoint into the learner, the pool and the workers; returns the step and the
         counters."""
-        state = self._learner(self.learner.restore.remote(str(ckpt)))
+        state = self._learner(self.learner.call("restore", str(ckpt)))
         if state.get("pool"):
             self.pool.load_state_dict(state["pool"])
             self.sync_snapshots()
@@ -200,8 +189,8 @@ class Driver:
     def checkpoint(self, step: int, counters: dict[str, Any]) -> None:
         extra = {"counters": counters, "pool": self.pool.state_dict(),
                  "curriculum": self.curriculum.state_dict() if self.curriculum else None}
-        path = self._learner(self.learner.save.remote(str(self.cfg.run_dir), step, extra,
-                                                      self.cfg.checkpoint.keep_last))
+        path = self._learner(self.learner.call("save", str(self.cfg.run_dir), step, extra,
+                                               self.cfg.checkpoint.keep_last))
         log.info("checkpoint written: %s", path)
         self.remove_unused_snapshots()
 
@@ -228,10 +217,12 @@ def train(cfg: Config, resume: bool = False, verbose: bool = False) -> None:
     from learners.checkpoint import FORMAT_VERSION, checkpoint_format, latest_checkpoint
     from selfplay.core.models import resolve_model
     from selfplay.core.weight_publishing import sweep_stale_weight_files
+    from selfplay.dry_run import check_memory
     from selfplay.preflight import check_before_start
 
     model_path = resolve_model(cfg.model)  # before anything is written or started: bad input
     check_before_start(cfg, model_path)    # fails here in seconds, with one line
+    plan = check_memory(cfg, model_path)   # the learner's memory per rank, or one line if it cannot fit
     cfg, why = with_persistent_run_root(cfg)  # absolute: actors and Ray's job copies may run elsewhere
     ckpt = latest_checkpoint(cfg.run_dir) if resume else None
     if ckpt is not None and checkpoint_format(ckpt) != FORMAT_VERSION:
@@ -243,6 +234,7 @@ def train(cfg: Config, resume: bool = False, verbose: bool = False) -> None:
     setup_logging(run_dir, logging.DEBUG if verbose else logging.INFO)
     resolved = yaml.safe_dump(to_dict(cfg), sort_keys=False)
     log.info("run directory %s (chosen by %s); resolved config:\n%s", run_dir, why, resolved)
+    log.info("%s", plan)
     for path in sweep_stale_weight_files():
         log.info("removed a weights file left by a run that is gone: %s", path)
     metrics, driver, started_ray, pg = None, None, False, None

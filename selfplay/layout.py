@@ -1,7 +1,7 @@
 """The resource layout of a run: which actors it starts and what each reserves, decided once from
 the config, plus the check that a cluster can hold it. Pure functions, no Ray: the driver turns a
-:class:`Layout` into one Ray placement group (bundle 0 the learner, bundle ``1 + i`` rollout
-worker ``i``), and ``selfplay train --dry-run`` prints it.
+:class:`Layout` into one Ray placement group (bundles ``0 .. R-1`` the learner's ranks, bundle
+``R + i`` rollout worker ``i``), and ``selfplay train --dry-run`` prints it.
 
 Locally the CPUs are shared out in fractions. Ray only books CPUs (it pins nothing), so booking
 a whole CPU per actor would make a learner and two workers wait forever on a 2-core machine for
@@ -38,14 +38,19 @@ class Slot:
 class Layout:
     """The learner and the rollout workers, in bundle order, and how Ray should place them."""
 
-    learner: Slot
+    learners: tuple[Slot, ...]
     workers: tuple[Slot, ...]
     strategy: str
     local: bool
 
     @property
+    def learner(self) -> Slot:
+        """Rank 0 of the learner (every rank reserves the same)."""
+        return self.learners[0]
+
+    @property
     def slots(self) -> tuple[Slot, ...]:
-        return (self.learner, *self.workers)
+        return (*self.learners, *self.workers)
 
     def bundles(self) -> list[dict[str, float]]:
         return [s.bundle() for s in self.slots]
@@ -63,11 +68,13 @@ def _share(cpus: float, actors: int) -> float:
 def plan_layout(cluster: ClusterConfig, num_workers: int, local: bool, local_cpus: float = 1.0) -> Layout:
     """The layout a config asks for. ``local``: a Ray this run starts, with ``local_cpus`` CPUs;
     the CPU settings left at None then share them out, on a cluster they mean 1 each."""
-    auto = _share(local_cpus, num_workers + 1) if local else 1.0
-    learner = Slot("learner", cluster.learner_cpus or auto, cluster.learner_gpus)
+    ranks = cluster.learner_ranks
+    auto = _share(local_cpus, num_workers + ranks) if local else 1.0
+    learners = tuple(Slot("learner" if ranks == 1 else f"learner rank {r}", cluster.learner_cpus or auto,
+                          cluster.learner_gpus) for r in range(ranks))
     workers = tuple(Slot(f"rollout worker {i}", cluster.worker_cpus or auto, cluster.worker_gpus)
                     for i in range(num_workers))
-    return Layout(learner, workers, cluster.placement_strategy, local)
+    return Layout(learners, workers, cluster.placement_strategy, local)
 
 
 def _fits(need: dict[str, float], free: Node) -> bool:
@@ -112,7 +119,8 @@ def shortfall(layout: Layout, nodes: list[Node]) -> str:
     """One line saying why ``layout`` does not fit ``nodes`` and which settings to change."""
     have = {k: sum(n.get(k, 0.0) for n in nodes) for k in ("CPU", "GPU")}
     w = layout.workers[0] if layout.workers else layout.learner
-    need = (f"learner {{{_amounts(layout.learner)}}} + {len(layout.workers)} rollout workers x "
+    need = (f"{len(layout.learners)} learner rank(s) x {{{_amounts(layout.learner)}}} + "
+            f"{len(layout.workers)} rollout workers x "
             f"{{{_amounts(w)}}} = CPU {layout.total('CPU'):g}, GPU {layout.total('GPU'):g}")
     where = "this machine's local Ray" if layout.local else f"the cluster's {len(nodes)} node(s)"
     return (f"cluster: the layout ({need}, {layout.strategy}) does not fit {where} (CPU {have['CPU']:g}, "
@@ -131,10 +139,11 @@ def describe(layout: Layout, nodes: list[Node], node_names: list[str] | None = N
     names = node_names or [f"node {i}" for i in range(len(nodes))]
     where = place(layout, nodes)
     lines = [f"resource layout ({'local Ray' if layout.local else 'cluster'}, placement "
-             f"{layout.strategy}; {len(layout.workers)} rollout workers, 1 learner):"]
+             f"{layout.strategy}; {len(layout.workers)} rollout workers, learner in "
+             f"{len(layout.learners)} rank(s)):"]
     for i, slot in enumerate(layout.slots):
         at = names[where[i]] if where is not None else "-"
-        tp = f", vLLM tensor-parallel {int(slot.gpus)}" if slot.gpus > 1 and slot is not layout.learner else ""
+        tp = f", vLLM tensor-parallel {int(slot.gpus)}" if slot.gpus > 1 and slot in layout.workers else ""
         lines.append(f"  {slot.name:<18} CPU {slot.cpus:<5g} GPU {slot.gpus:<4g} on {at}{tp}")
     lines.append(f"  {'total':<18} CPU {layout.total('CPU'):<5g} GPU {layout.total('GPU'):<4g}")
     for name, node in zip(names, nodes):

@@ -178,8 +178,8 @@ class CurriculumConfig:
 
 @dataclass
 class ClusterConfig:
-    """Where Ray runs and how the actors are laid out on it (one placement group: a bundle for the
-    learner, one per rollout worker). The same config runs locally and on a cluster; only these
+    """Where Ray runs and how the actors are laid out on it (one placement group: a bundle for each
+    learner rank, one per rollout worker). The same config runs locally and on a cluster; only these
     resources change."""
 
     address: str | None = None
@@ -187,8 +187,15 @@ class ClusterConfig:
     set."""
     num_cpus: int | None = None
     """CPUs for a local Ray; None: all of this machine's (>= 1 or null)."""
+    learner_ranks: int = 1
+    """Processes of the learner (>= 1). Above 1 the learner is sharded with PyTorch FSDP2 over
+    that many ranks (NCCL on GPUs, gloo on CPUs), each holding 1/N of the float32 master weights,
+    gradients and AdamW state; N ranks make the same update as one."""
     learner_gpus: float = 0.0
-    """GPUs for the learner actor (>= 0)."""
+    """GPUs for each learner rank (>= 0; a sharded learner's ranks take 1 each on GPUs)."""
+    learner_memory_gib: float | None = None
+    """Device memory of one learner rank, for the memory plan's check at start-up and in
+    ``--dry-run`` (> 0); None: the plan is printed but not checked."""
     worker_gpus: float = 0.0
     """GPUs for each rollout worker (>= 0; above 1 a whole number, vLLM's tensor-parallel size)."""
     learner_cpus: float | None = None

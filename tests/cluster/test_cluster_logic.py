@@ -117,8 +117,21 @@ def test_dry_run_prints_the_layout_and_refuses_one_that_cannot_fit(capsys):
     assert cli.main(["train", "--config", "debug", "model=tiny", "rollout.num_workers=2",
                      "cluster.num_cpus=2", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "rollout worker 1" in out and "learner" in out and out.strip().endswith("fits: yes")
+    assert "rollout worker 1" in out and "learner" in out and "\nfits: yes\n" in out
+    assert "learner memory per rank: tiny" in out  # the sharded learner's plan, from config.json
     assert cli.main(["train", "--config", "debug", "rollout.num_workers=2", "cluster.num_cpus=2",
                      "cluster.worker_cpus=1", "--dry-run"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("config error: cluster: the layout")
+
+
+def test_dry_run_shows_the_learner_ranks_and_refuses_a_plan_that_cannot_fit(capsys):
+    from selfplay import cli
+
+    assert cli.main(["train", "--config", "spiral_kuhn_qwen3_4b", "--dry-run"]) in (0, 2)
+    out = capsys.readouterr().out
+    assert "learner rank 3" in out and "Qwen3-4B-Base (4.02 B parameters), 4 ranks" in out
+    assert cli.main(["train", "--config", "spiral_kuhn_qwen3_4b", "cluster.learner_ranks=1",
+                     "cluster.learner_memory_gib=80", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("config error: cluster.learner_memory_gib=80: the learner needs")
