@@ -33,9 +33,14 @@ def _state(path):
 def test_a_run_resumed_from_an_earlier_checkpoint_has_its_state_and_snapshots(tmp_path, tiny_model):
     import ray
 
+    from ray.util.placement_group import remove_placement_group
+
     from selfplay.core.models import resolve_model
-    from selfplay.driver import Driver, start_ray, train
+    from selfplay.driver import Driver, train
+    from selfplay.layout import plan_layout
     from selfplay.metrics_writer import MetricsWriter
+    from selfplay.ray_session import reserve, start_ray, stop_ray
+    from selfplay.run_dir import with_persistent_run_root
 
     cfg = load_config("debug", [*OVERRIDES, f"run_root={tmp_path}", "trainer.steps=3"])
     train(cfg)
@@ -53,16 +58,21 @@ def test_a_run_resumed_from_an_earlier_checkpoint_has_its_state_and_snapshots(tm
     again = load_config("debug", [*OVERRIDES, f"run_root={tmp_path}", "trainer.steps=4"])
     started = start_ray(again)
     check = load_config("debug", [*OVERRIDES, f"run_root={tmp_path / 'check'}", "trainer.steps=4"])
+    check, _ = with_persistent_run_root(check)
+    layout = plan_layout(check.cluster, check.rollout.num_workers, local=True,
+                         local_cpus=ray.cluster_resources().get("CPU", 1.0))
+    pg = reserve(layout, check.cluster.placement_timeout_s)
     metrics = MetricsWriter(tmp_path / "check")
-    driver = Driver(check, resolve_model("tiny"), metrics)
+    driver = Driver(check, resolve_model("tiny"), metrics, layout, pg)
     try:
         step, counters = driver.restore(ckpts / "step-2")  # loads snapshot@2 into every worker
         driver.checkpoint(step, counters)
     finally:
         driver.shutdown()
         metrics.close()
+        remove_placement_group(pg)
         if started:
-            ray.shutdown()
+            stop_ray()
     assert _state(tmp_path / "check" / "resume" / "checkpoints" / "step-2") == at_2
 
     # And the run itself resumes from step 2, repeats step 3 over the old snapshot folder, and ends.

@@ -57,7 +57,7 @@ def test_a_plan_that_does_not_fit_is_one_line_naming_the_fields():
     with pytest.raises(ValueError) as err:
         plan.check()
     message = str(err.value)
-    assert "\n" not in message and message.startswith("cluster.learner_gpu_memory_gib=80:")
+    assert "\n" not in message and message.startswith("cluster.learner_memory_gib=80:")
     assert "cluster.learner_ranks" in message and "trainer.micro_batch_tokens" in message
     plan_memory(load_architecture("Qwen/Qwen3-4B-Base"), 4, 16384, True, 80).check()  # fits
 
