@@ -59,6 +59,22 @@ def build_command(address: str, submission_id: str, runtime_env: dict, python: s
     return [*cmd, "--", python, "-m", "selfplay", "train", *train_args]
 
 
+def head_reachable(address: str, timeout_s: float = 5.0) -> bool:
+    """Whether anything answers HTTP at the head's job-submission address (an error status, e.g.
+    401 without a token, still means a head is there)."""
+    import urllib.error
+    import urllib.request
+
+    url = address if "://" in address else f"http://{address}"
+    try:
+        urllib.request.urlopen(url.rstrip("/") + "/api/version", timeout=timeout_s)
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m cluster.submit", description=__doc__.split("\n\n")[0])
     p.add_argument("--address", default=os.environ.get("RAY_ADDRESS", "http://127.0.0.1:8265"),
@@ -87,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2
+    if not head_reachable(args.address):
+        print(f"no Ray head answers at {args.address}: start one (`ray start --head`, see "
+              f"cluster/README.md), or pass --address or set RAY_ADDRESS", file=sys.stderr)
+        return 1
     runtime_env = yaml.safe_load(Path(args.runtime_env).read_text()) or {}
     runtime_env.pop("working_dir", None)  # --working-dir (this checkout) is passed explicitly
     submission_id = args.submission_id or f"selfplay-{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -135,3 +135,11 @@ def test_dry_run_shows_the_learner_ranks_and_refuses_a_plan_that_cannot_fit(caps
                      "cluster.learner_memory_gib=80", "--dry-run"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("config error: cluster.learner_memory_gib=80: the learner needs")
+
+
+def test_submit_without_a_head_is_one_line(capsys):
+    from cluster.submit import main
+
+    assert main(["--address", "http://127.0.0.1:9", "--", "--config", "debug"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("no Ray head answers at http://127.0.0.1:9")
