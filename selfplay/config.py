@@ -139,7 +139,9 @@ def read_yaml(name_or_path: str) -> dict[str, Any]:
     else:
         res = resources.files("selfplay") / "configs" / f"{name_or_path}.yaml"
         if not res.is_file():
-            raise ConfigError(f"config {name_or_path!r}: not a file and not one of {shipped_configs()}")
+            close = difflib.get_close_matches(str(name_or_path), shipped_configs(), n=1)
+            raise ConfigError(f"config {name_or_path!r}: not a file and not one of {shipped_configs()}"
+                              + (f"; did you mean {close[0]}?" if close else ""))
         text = res.read_text()
     try:
         data = yaml.safe_load(text) or {}

@@ -69,6 +69,8 @@ def test_bad_values_fail_with_one_line_naming_the_key(override, message):
 def test_unknown_config_name_lists_the_shipped_ones():
     with pytest.raises(ConfigError, match=r"config 'nope': not a file and not one of \[.*'debug'"):
         load_config("nope")
+    with pytest.raises(ConfigError, match=r"did you mean leap_debug\?$"):
+        load_config("leap_debg")
 
 
 def test_yaml_file_with_an_unknown_section_is_rejected(tmp_path):
