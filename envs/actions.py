@@ -22,6 +22,12 @@ _TEXT_WRAPPER = re.compile(r"\\(?:text|textbf|mathrm|texttt|mbox)\s*\{([^{}]*)\}
 BARE_MAX_CHARS = 40
 
 
+def unwrap_formatting(text: str) -> str:
+    """``\\text{x}``, ``\\textbf{x}``, ``\\mathrm{x}``... -> ``x``: the formatting models wrap
+    answers in, removed before any answer is read (games, SAT bits, numbers)."""
+    return _TEXT_WRAPPER.sub(r"\1", text)
+
+
 def normalise(text: str) -> str:
     """Lower-case, collapse whitespace, strip quotes and trailing punctuation."""
     text = _SPACES.sub(" ", text).strip().lower()
@@ -32,7 +38,7 @@ def candidate(text: str) -> str | None:
     """The normalised answer the text commits to, or None if it commits to none."""
     if not isinstance(text, str):
         return None
-    text = _TEXT_WRAPPER.sub(r"\1", text)
+    text = unwrap_formatting(text)
     for pattern in (_BOXED, _BRACKETED):
         found = pattern.findall(text)
         if found:

@@ -19,6 +19,7 @@ from typing import Any, Sequence, Union
 
 import numpy as np
 
+from envs.actions import unwrap_formatting
 from envs.rows import as_int
 
 OPS = ("+", "-", "*")
@@ -168,7 +169,6 @@ def make_dataset(levels: Sequence[int], per_level: int, seed: int = 0) -> list[A
 # ----- answers -----------------------------------------------------------------------------------
 _BOXED = re.compile(r"\\boxed\s*\{")
 _BRACE = re.compile(r"[{}]")
-_TEXT_WRAPPER = re.compile(r"\\(?:text|textbf|mathrm|texttt|mbox)\s*\{([^{}]*)\}")
 _FRAC = re.compile(r"^(-?)\\[dt]?frac\{(\d+)\}\{(\d+)\}$")
 _THOUSANDS = re.compile(r"^-?\d{1,3}(,\d{3})+$")
 # No exponent: Fraction("1e999999999") would build a billion-digit integer.
@@ -200,7 +200,7 @@ def parse_number(text: str) -> Fraction | None:
     ``\\text{7}``, ``$-3$``), as an exact Fraction; None if it is not one."""
     if not isinstance(text, str) or len(text) > MAX_ANSWER_CHARS:
         return None
-    text = _TEXT_WRAPPER.sub(r"\1", text)
+    text = unwrap_formatting(text)
     for junk in ("$", "\\,", "\\!", "\\ ", "{,}", " ", "\t", "\n"):
         text = text.replace(junk, "")
     text = text.replace("\u2212", "-").rstrip(".")

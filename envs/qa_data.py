@@ -72,11 +72,7 @@ def item_to_row(item: QAItem) -> dict[str, Any]:
 
 def loads(line: str) -> QAItem:
     """Parse one JSONL line."""
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"not JSON: {err}") from None
-    return row_to_item(row)
+    return row_to_item(rows.json_line(line))
 
 
 def read_jsonl(path: str | os.PathLike) -> list[QAItem]:

@@ -3,6 +3,7 @@ file and line, written one row a line) and integer parameters checked with a cle
 
 from __future__ import annotations
 
+import json
 import operator
 import os
 from typing import Any, Callable, Iterable, TypeVar
@@ -18,6 +19,14 @@ def as_int(value: Any, name: str) -> int:
         return operator.index(value)
     except TypeError:
         raise ValueError(f"{name}={value!r}: expected an integer") from None
+
+
+def json_line(line: str) -> Any:
+    """One JSONL line decoded; ValueError ("not JSON: ...") if it is not JSON."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"not JSON: {err}") from None
 
 
 def read_jsonl(path: str | os.PathLike, parse_line: Callable[[str], T]) -> list[T]:

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from envs.actions import unwrap_formatting
 from envs.rows import as_int
 
 Clause = tuple[int, ...]
@@ -31,8 +32,6 @@ LETTERS = string.ascii_uppercase
 OUTCOMES = ("satisfied", "unsatisfied", "malformed")
 
 _BOXED = re.compile(r"\\boxed\s*\{([^{}]*)\}")
-# Models often write \boxed{\text{0110}}: unwrap such formatting before looking for the box.
-_TEXT_WRAPPER = re.compile(r"\\(?:text|textbf|mathrm|texttt|mbox)\s*\{([^{}]*)\}")
 _BITS = re.compile(r"[01]+")
 _BARE_BITS = re.compile(r"\b[01]+\b")
 _SPACES = re.compile(r"\s+")
@@ -215,7 +214,7 @@ def extract_bits(text: Any, k: int, lenient: bool = False) -> str | None:
     box at all is read as the one distinct ``k``-digit 0/1 word it contains, if exactly one."""
     if not isinstance(text, str):
         return None
-    text = _TEXT_WRAPPER.sub(r"\1", text)
+    text = unwrap_formatting(text)
     boxes = _BOXED.findall(text)
     if boxes:
         bits = _SPACES.sub("", boxes[-1])

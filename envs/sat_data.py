@@ -93,11 +93,7 @@ def dumps(inst: SatInstance, fmt: str = "selfplay") -> str:
 
 def loads(line: str) -> SatInstance:
     """Parse one JSONL line of either format."""
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"not JSON: {err}") from None
-    return row_to_instance(row)
+    return row_to_instance(rows.json_line(line))
 
 
 def read_jsonl(path: str | os.PathLike) -> list[SatInstance]:
