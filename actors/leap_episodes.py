@@ -78,11 +78,15 @@ async def play_leap_episode(env: Any, engine: Engine, tokenizer: Any, spec: Any,
         return await asyncio.wait_for(_play(env, engine, tokenizer, spec, limits, record, state),
                                       limits.timeout_s)
     except asyncio.TimeoutError:
-        n = env.num_paths
-        return Episode(env_id=spec.env_id, episode_id=spec.episode_id, samples=[],
-                       rewards={p: limits.truncated_return for p in range(n)},
-                       policy_roles=list(range(n)), outcome="timeout", num_turns=env.turn,
-                       invalid_counts=[0] * n, generated_tokens=state["tokens"])
+        return _cut_short(env, spec, limits, "timeout", state["tokens"])
+
+
+def _cut_short(env: Any, spec: Any, limits: Any, outcome: str, tokens: int = 0) -> Episode:
+    """An episode that did not finish: no samples, every path ``truncated_return``."""
+    n = env.num_paths
+    return Episode(env_id=spec.env_id, episode_id=spec.episode_id, samples=[],
+                   rewards={p: limits.truncated_return for p in range(n)}, policy_roles=list(range(n)),
+                   outcome=outcome, num_turns=env.turn, invalid_counts=[0] * n, generated_tokens=tokens)
 
 
 async def _play(env: Any, engine: Engine, tokenizer: Any, spec: Any, limits: Any, record: bool,
@@ -91,9 +95,7 @@ async def _play(env: Any, engine: Engine, tokenizer: Any, spec: Any, limits: Any
     prompt = prompt_ids(tokenizer, question, system=env.system_prompt)
     n = env.num_paths
     if len(prompt) > limits.max_prompt_tokens:  # nothing generated: every path truncated
-        return Episode(env_id=spec.env_id, episode_id=spec.episode_id, samples=[],
-                       rewards={p: limits.truncated_return for p in range(n)},
-                       policy_roles=list(range(n)), outcome="truncated", invalid_counts=[0] * n)
+        return _cut_short(env, spec, limits, "truncated")
     context = limits.max_prompt_tokens + spec.sampling.max_new_tokens
     paths = [PathTokens() for _ in range(n)]
     last_text = [""] * n

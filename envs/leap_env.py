@@ -137,6 +137,8 @@ class LeaPEnv(gym.Env):
         self.phase, self.segment, self.queue, self.turn = "reasoning", 0, [], 0
         self.stats: dict[str, float] = {}
         self._rewards: dict[int, float] = {}
+        #: Each path's final answer (None: none), set when the episode ends.
+        self.answers: list[str | None] = []
 
     # ----- Gymnasium API -----------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -151,7 +153,7 @@ class LeaPEnv(gym.Env):
         self.problem = source.draw(self.np_random, options.get("index"))
         self.paths = [_Path() for _ in range(self.num_paths)]
         self.phase, self.segment, self.turn = "reasoning", 0, 0
-        self.stats, self._rewards = {}, {}
+        self.stats, self._rewards, self.answers = {}, {}, []
         self.queue = [p for p in range(self.num_paths) if self._can_act(p)] or self._pending_or_advance()
         return self.problem.question, self._info()
 
@@ -276,7 +278,7 @@ class LeaPEnv(gym.Env):
 
     def _finish(self) -> None:
         problem = self.problem
-        final = [problem.answer(p.own) for p in self.paths]
+        self.answers = final = [problem.answer(p.own) for p in self.paths]
         correct = [a is not None and problem.check(p.own) for p, a in zip(self.paths, final)]
         self._rewards = {i: self.rewards["no_answer" if a is None else "correct" if ok else "wrong"]
                          for i, (a, ok) in enumerate(zip(final, correct))}
@@ -309,7 +311,7 @@ class LeaPEnv(gym.Env):
             info["pending"] = list(self.queue)
         else:
             info.update(player=-1, rewards=dict(self._rewards), stats=dict(self.stats),
-                        answers=[self.problem.answer(p.own) for p in self.paths])
+                        answers=list(self.answers))
         return info
 
     def _final_observation(self) -> str:

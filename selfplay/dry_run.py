@@ -36,17 +36,25 @@ def memory_plan(cfg: Config, model: str | None = None) -> Any:
                        cl.learner_memory_gib, dtype, reference=t.kl_coef > 0)
 
 
-def check_memory(cfg: Config, model: str | None = None) -> str:
-    """The memory plan as text; :class:`ConfigError` (one line) if it cannot fit
-    ``cluster.learner_memory_gib``."""
+def plan_report(cfg: Config, model: str | None = None) -> tuple[str, str | None]:
+    """The memory plan as text, and the one-line error if it cannot fit
+    ``cluster.learner_memory_gib`` (else None)."""
     plan = memory_plan(cfg, model)
     if plan is None:
-        return f"learner memory plan: no architecture config for {model or cfg.model} offline"
+        return f"learner memory plan: no architecture config for {model or cfg.model} offline", None
     try:
         plan.check("cluster.learner_memory_gib")
     except ValueError as err:
-        raise ConfigError(str(err)) from None
-    return plan.table()
+        return plan.table(), str(err)
+    return plan.table(), None
+
+
+def check_memory(cfg: Config, model: str | None = None) -> str:
+    """The memory plan as text; :class:`ConfigError` (one line) if it cannot fit."""
+    text, error = plan_report(cfg, model)
+    if error:
+        raise ConfigError(error)
+    return text
 
 
 def dry_run(cfg: Config) -> tuple[str, str | None]:
@@ -70,14 +78,10 @@ def dry_run(cfg: Config) -> tuple[str, str | None]:
             f"run directory {cfg.run_dir} (chosen by {why})\n"
             f"Ray: {'cluster at ' + address if address else 'a private local Ray (127.0.0.1), started by the run'}")
     text = head + "\n" + describe(layout, nodes, names)
-    plan = memory_plan(cfg)
-    text += "\n" + (plan.table() if plan is not None else
-                    f"learner memory plan: no architecture config for {cfg.model} offline")
-    if plan is not None and not plan.fits:
-        try:
-            plan.check("cluster.learner_memory_gib")
-        except ValueError as err:
-            return text, str(err)
+    plan, error = plan_report(cfg)
+    text += "\n" + plan
+    if error:
+        return text, error
     try:
         check_fits(layout, nodes)
     except ConfigError as err:

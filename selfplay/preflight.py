@@ -19,18 +19,19 @@ def opening_prompt_tokens(env_id: str, kwargs: dict[str, Any], tokenizer: Any, s
     import gymnasium as gym
 
     import envs  # noqa: F401  (registers the ids)
+
+    return _opening_tokens(gym.make(env_id, **kwargs).unwrapped, tokenizer, seed, options)
+
+
+def _opening_tokens(env: Any, tokenizer: Any, seed: int, options: dict[str, Any] | None = None) -> int:
     from actors.prompting import prompt_ids
 
-    env = gym.make(env_id, **kwargs).unwrapped
     if options is None and hasattr(env, "largest_level_options"):
         options = env.largest_level_options()
     obs, _ = env.reset(seed=seed, options=options)
-    return len(prompt_ids(tokenizer, obs, **_system(env)))
-
-
-def _system(env: Any) -> dict[str, Any]:
-    """The system prompt an environment asks for (LeaP: none), else the rollout default."""
-    return {"system": env.system_prompt} if hasattr(env, "system_prompt") else {}
+    # The system prompt an environment asks for (LeaP: none), else the rollout default.
+    system = {"system": env.system_prompt} if hasattr(env, "system_prompt") else {}
+    return len(prompt_ids(tokenizer, obs, **system))
 
 
 def leap_path_tokens(kwargs: dict[str, Any], tokenizer: Any, seed: int) -> tuple[int, int]:
@@ -40,7 +41,7 @@ def leap_path_tokens(kwargs: dict[str, Any], tokenizer: Any, seed: int) -> tuple
     import envs  # noqa: F401
 
     env = gym.make(LEAP, **kwargs).unwrapped
-    return opening_prompt_tokens(LEAP, kwargs, tokenizer, seed), env.path_budget
+    return _opening_tokens(env, tokenizer, seed), env.path_budget
 
 
 def check_leap_context(cfg: Config, model_path: str, tokenizer: Any = None) -> None:
@@ -87,10 +88,10 @@ def check_before_start(cfg: Config, model_path: str) -> None:
                 except (TypeError, ValueError, OSError) as err:
                     raise ConfigError(f"curriculum.levels[{j}]={level!r}: {env.id} rejects it ({err})") from None
                 needed = max(needed, tokens)
-        if env.id == LEAP:
-            check_leap_context(cfg, model_path, tokenizer)
         if needed > budget:
             raise ConfigError(
                 f"rollout.max_prompt_tokens={budget}: the opening prompt of {env.id} alone takes "
                 f"{needed} tokens with this model's chat template; allow at least {needed} "
                 f"(later turns are longer)")
+    if any(env.id == LEAP for env in cfg.envs):  # every configured LeaP env, once
+        check_leap_context(cfg, model_path, tokenizer)
