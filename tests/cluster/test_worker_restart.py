@@ -9,6 +9,7 @@ lost, none counted twice), and no engine process of the killed worker is left.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -39,6 +40,23 @@ def _marked(marker: tuple[str, str]) -> list[psutil.Process]:
     return found
 
 
+@contextlib.contextmanager
+def _marked_run(cmd: list[str], stderr_path, marker: tuple[str, str]):
+    """``selfplay train`` started with the marker variable in its environment (stderr to
+    ``stderr_path``); afterwards it and everything that inherited the marker is killed."""
+    with stderr_path.open("w") as err:
+        proc = subprocess.Popen(cmd, stdout=err, stderr=err, env={**os.environ, marker[0]: marker[1]},
+                                start_new_session=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        for p in _marked(marker):
+            p.kill()
+
+
 def _rollout_workers(marker) -> list[psutil.Process]:
     out = []
     for p in _marked(marker):
@@ -57,11 +75,8 @@ def test_a_killed_rollout_worker_is_restarted_and_the_run_completes(tmp_path, ti
            "rollout.max_new_tokens=32", "rollout.kv_cache_gib=1", f"trainer.steps={STEPS}",
            "trainer.micro_batch_tokens=2048", "eval.every=0", "checkpoint.every=0"]
     log = tmp_path / "kill" / "train.log"
-    with (tmp_path / "stderr").open("w") as err:
-        proc = subprocess.Popen(cmd, stdout=err, stderr=err, env={**os.environ, marker[0]: marker[1]},
-                                start_new_session=True)
     stderr = lambda: (tmp_path / "stderr").read_text()[-4000:]  # noqa: E731
-    try:
+    with _marked_run(cmd, tmp_path / "stderr", marker) as proc:
         deadline = time.monotonic() + DEADLINE_S
         while not (log.is_file() and f"step 1/{STEPS}" in log.read_text()):
             assert proc.poll() is None, f"train exited early ({proc.returncode}):\n{stderr()}"
@@ -77,12 +92,6 @@ def test_a_killed_rollout_worker_is_restarted_and_the_run_completes(tmp_path, ti
         assert rc == 0, stderr()
         # The killed worker's engine went with it (Ray kills a dead worker's process group).
         assert not [p for p in engine if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        for p in _marked(marker):
-            p.kill()
     text = log.read_text()
     assert "restarted" in text, text[-3000:]
     print([line for line in text.splitlines() if "restarted" in line or "replaying" in line])
@@ -100,10 +109,7 @@ def test_a_dead_learner_ends_the_run_with_the_command_that_resumes_it(tmp_path, 
            "name=lost", "rollout.episodes_per_step=4", "rollout.max_new_tokens=8", "rollout.kv_cache_gib=1",
            "trainer.steps=50", "trainer.micro_batch_tokens=2048", "eval.every=0", "checkpoint.every=1"]
     log = tmp_path / "lost" / "train.log"
-    with (tmp_path / "stderr").open("w") as err:
-        proc = subprocess.Popen(cmd, stdout=err, stderr=err, env={**os.environ, marker[0]: marker[1]},
-                                start_new_session=True)
-    try:
+    with _marked_run(cmd, tmp_path / "stderr", marker) as proc:
         deadline = time.monotonic() + DEADLINE_S
         while not (log.is_file() and "checkpoint written" in log.read_text()):
             assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "stderr").read_text()[-3000:]
@@ -111,12 +117,6 @@ def test_a_dead_learner_ends_the_run_with_the_command_that_resumes_it(tmp_path, 
         learner = [p for p in _marked(marker) if "ray::LearnerWorker" in " ".join(p.cmdline())]
         learner[0].send_signal(signal.SIGKILL)
         rc = proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        for p in _marked(marker):
-            p.kill()
     last = (tmp_path / "stderr").read_text().strip().splitlines()[-1]
     assert rc == 1, last
     assert last.startswith("error: the learner died") and "checkpoints/step-" in last
