@@ -79,7 +79,7 @@ class ProblemSource:
         elif source == "sat":
             if dataset is not None and level is not None:
                 raise ValueError("level and dataset given: pass one of them for source='sat'")
-            self.level = sat_env._as_level(level, "level") if level is not None else sat_env.DEFAULT_LEVEL
+            self.level = sat_env.as_level(level, "level") if level is not None else sat_env.DEFAULT_LEVEL
             if dataset is not None:
                 self.items = sat_env.load_dataset(self.dataset)
         else:
@@ -111,7 +111,7 @@ class ProblemSource:
     def _problem(self, item: Any) -> Problem:
         if self.source == "sat":
             # SAT-v0's own prompt, which already asks for \boxed{BITS}.
-            return Problem("sat", sat_env._prompt(item), item.solution or "",
+            return Problem("sat", sat_env.sat_prompt(item), item.solution or "",
                            tuple(tuple(c) for c in item.clauses), item.num_vars)
         question = item.question if self.source == "jsonl" else item.question.split(" Give your final")[0]
         return Problem(self.source, f"{question.strip()} {ANSWER_INSTRUCTION}", str(item.answer))

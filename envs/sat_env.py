@@ -21,7 +21,8 @@ DEFAULT_LEVEL = (3, 5, 5)  # SATURN's first training level
 _OPTION_KEYS = {"n", "k", "l", "level", "clauses", "num_vars", "solution", "index"}
 
 
-def _as_level(value: Any, name: str) -> tuple[int, int, int]:
+def as_level(value: Any, name: str) -> tuple[int, int, int]:
+    """``value`` as a checked level ``(n, k, l)``; ValueError naming ``name`` otherwise."""
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 3:
         raise ValueError(f"{name}={value!r}: expected (n, k, l), e.g. (3, 5, 5)")
     return check_level(*value)
@@ -130,9 +131,9 @@ class SatEnv(TurnBasedTextEnv):
         if levels is not None:
             if isinstance(levels, (str, bytes)) or not isinstance(levels, Sequence) or not levels:
                 raise ValueError(f"levels={levels!r}: expected a non-empty list of (n, k, l)")
-            self.levels = [_as_level(lv, f"levels[{i}]") for i, lv in enumerate(levels)]
+            self.levels = [as_level(lv, f"levels[{i}]") for i, lv in enumerate(levels)]
         else:
-            self.levels = [_as_level(DEFAULT_LEVEL if level is None else level, "level")]
+            self.levels = [as_level(DEFAULT_LEVEL if level is None else level, "level")]
         for lv in self.levels:
             if _prompt_chars_bound(*lv) > MAX_OBS_CHARS:
                 raise ValueError(f"level={lv}: its prompt can exceed MAX_OBS_CHARS={MAX_OBS_CHARS} "
@@ -153,7 +154,7 @@ class SatEnv(TurnBasedTextEnv):
         the difficulty D). The prompt length, not D, is what a token budget has to fit:
         (6, 7, 40) has a lower D than (3, 7, 40) but twice the literals."""
         if self.rows:
-            lengths = [len(_prompt(row)) for row in self.rows]
+            lengths = [len(sat_prompt(row)) for row in self.rows]
             return {"index": lengths.index(max(lengths))}
         n, k, l = max(self.levels, key=lambda lv: (_prompt_chars_bound(*lv), difficulty(*lv)))
         return {"n": n, "k": k, "l": l}
@@ -179,7 +180,7 @@ class SatEnv(TurnBasedTextEnv):
             if "level" in options:
                 if {"n", "k", "l"} & set(options):
                     raise ValueError("pass either 'level' or 'n', 'k', 'l' in reset options, not both")
-                level = _as_level(options["level"], "level")
+                level = as_level(options["level"], "level")
             else:
                 missing = [key for key in "nkl" if key not in options]
                 if missing:
@@ -193,7 +194,7 @@ class SatEnv(TurnBasedTextEnv):
             many = len(self.levels) > 1
             level = self.levels[int(self.np_random.integers(len(self.levels)))] if many else self.levels[0]
             self.instance = generate(*level, rng=self.np_random)
-        if len(_prompt(self.instance)) > MAX_OBS_CHARS:
+        if len(sat_prompt(self.instance)) > MAX_OBS_CHARS:
             raise ValueError(f"level={self.instance.level}: the prompt exceeds "
                              f"MAX_OBS_CHARS={MAX_OBS_CHARS} characters")
 
@@ -233,7 +234,7 @@ class SatEnv(TurnBasedTextEnv):
         return {0: self.rewards["malformed"]}
 
     def observation(self, player: int) -> str:
-        return _prompt(self.instance, self.example)
+        return sat_prompt(self.instance, self.example)
 
     def final_observation(self) -> str:
         k = self.instance.num_vars
@@ -265,7 +266,8 @@ def _names(k: int) -> str:
     return f"x1, x2, ..., x{k}"
 
 
-def _prompt(inst: SatInstance, example: bool = False) -> str:
+def sat_prompt(inst: SatInstance, example: bool = False) -> str:
+    """The prompt of ``inst`` (also LeaP's SAT questions); ``example`` shows the answer's shape."""
     k = inst.num_vars
     first, second, third = (variable_name(i, k) for i in (1, 2, 3))
     # An answer of the right shape, the same for every instance of k variables (so it says
@@ -287,5 +289,5 @@ def _prompt(inst: SatInstance, example: bool = False) -> str:
 def _prompt_chars_bound(n: int, k: int, l: int) -> int:
     """An upper bound on the prompt's length at a level: every literal negated, longest names."""
     one = SatInstance(k, ((1,),))
-    fixed = len(_prompt(one, example=True)) - len(format_formula(one.clauses, k))
+    fixed = len(sat_prompt(one, example=True)) - len(format_formula(one.clauses, k))
     return fixed + l * n * (1 + len(variable_name(k, k))) + 3 * (l - 1)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import envs
 from envs.sat import difficulty, format_formula, generate, satisfies
 from envs.sat_data import make_dataset, write_jsonl
-from envs.sat_env import SatEnv, _prompt, _prompt_chars_bound
+from envs.sat_env import SatEnv, _prompt_chars_bound, sat_prompt
 from env_contract import assert_steps_identically
 
 ENV_ID = "selfplay/SAT-v0"
@@ -222,7 +222,7 @@ def test_the_preflight_measures_the_largest_level():
 @pytest.mark.parametrize("level", [(3, 5, 5), (6, 7, 40), (3, 27, 30), (5, 300, 100)])
 def test_the_prompt_bound_holds(level):
     for seed in range(10):
-        assert len(_prompt(generate(*level, rng=seed))) <= _prompt_chars_bound(*level)
+        assert len(sat_prompt(generate(*level, rng=seed))) <= _prompt_chars_bound(*level)
 
 
 # ----- bad arguments -------------------------------------------------------------------------------
