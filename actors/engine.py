@@ -43,7 +43,7 @@ class EngineSettings:
     max_model_len: int | None = 2048
     """Longest prompt + response in tokens; None: the model's own limit."""
     weight_sync: str = "auto"
-    """How new weights arrive (:data:`selfplay.core.weight_publishing.WEIGHT_SYNCS`)."""
+    """How new weights arrive (:data:`selfplay.core.weight_format.WEIGHT_SYNCS`)."""
     # vLLM only
     tensor_parallel_size: int = 1
     """GPUs one engine shards the model over (the worker's GPUs, ``cluster.worker_gpus``)."""
@@ -52,7 +52,7 @@ class EngineSettings:
     enforce_eager: bool = True
     enable_prefix_caching: bool = True
     max_num_seqs: int | None = None
-    worker_extension: str = "selfplay.core.weight_publishing.WeightSyncExtension"
+    worker_extension: str = "actors.weight_receiver.WeightSyncExtension"
     """vLLM worker-extension class (by name: vLLM's worker process imports it)."""
     # transformers only
     max_batch_size: int = 32

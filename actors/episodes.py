@@ -1,38 +1,50 @@
-"""The episode loop: one loop for training, evaluation and ``selfplay play``.
+"""The episode loop: one loop for every environment, in training, evaluation and ``selfplay play``.
 
-Every role of a game is played by a :class:`Player`: the policy's engine (whose turns become
-training samples), a frozen snapshot's engine, a fixed opponent (``random``, ``strong``), or, in
-``selfplay play``, a person at the terminal. :func:`play_episode` runs one game with whatever
-players it is given; :class:`EpisodeRunner` builds the players for training and evaluation specs
-and plays many episodes concurrently against one engine. Every engine turn awaits
-``engine.generate``, so the turns of all running episodes reach the engine as they arrive and are
-batched together there (continuous batching): no game waits for the slowest game.
+The loop knows environments only through their contract (:class:`envs.base.TextEpisodeEnv`):
+each round it asks the environment for the turns to generate next (``turn_requests``: one for a
+turn-based game, every pending path for LeaP), has the players write them (concurrently: the
+turns of a round are independent), steps the environment with each reply in order, and at the end
+builds one :class:`Episode`. A new kind of episode is a new environment, not an edit here.
+
+Every role is played by a :class:`Player`: the policy's engine (whose contexts become training
+samples), a frozen snapshot's engine, a fixed opponent (``random``, ``strong``), or, in
+``selfplay play``, a person at the terminal. :class:`EpisodeRunner` builds the players for training
+and evaluation specs and plays many episodes concurrently against one engine. Every engine turn
+awaits ``engine.generate``, so the turns of all running episodes reach the engine as they arrive
+and are batched together there (continuous batching): no game waits for the slowest game.
+
+An engine player answers a fresh turn in a new chat (the observation through the chat template,
+under the environment's system prompt) and continues a turn that ``extends`` in the same
+assistant message, splicing token ids (:mod:`actors.contexts`); each context is one sample.
 
 Limits keep a run healthy and never crash the loop:
 
-* ``max_turns``: an episode still running after this many turns (all roles) ends *truncated*;
-* ``max_prompt_tokens``: a turn whose prompt is longer ends the episode *truncated*;
+* ``max_turns``: an episode still running after this many turns (all roles) ends *truncated*
+  (not for ``bounded`` environments, whose episodes end by construction);
+* ``max_prompt_tokens``: a fresh turn whose prompt is longer ends the episode *truncated*; a turn
+  that extends a context gets at most what is left of ``max_prompt_tokens + max_new_tokens``;
 * ``timeout_s``: an episode running longer ends as *timeout*.
 
 Truncated and timed-out episodes give every role ``truncated_return`` (0 by default, which keeps
-zero-sum games zero-sum).
+zero-sum games zero-sum); what the policy wrote until then is kept as samples.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
 
 import envs  # noqa: F401  (registers the environment ids)
+from actors.contexts import Context
 from actors.engine import Engine, SamplingSettings
-from actors.leap_episodes import play_leap_episode
 from actors.prompting import prompt_ids
-from envs.leap_env import LeaPEnv
+from envs.base import TextEpisodeEnv, TurnRequest
 from envs.opponents import make_opponent
+from selfplay.core import metric_names as names
 from selfplay.core.samples import SELF, Episode, Sample
 
 
@@ -72,17 +84,23 @@ class PromptTooLong(Exception):
 
 @dataclass
 class Turn:
-    """What a player wrote: the text the environment parses, and, for the policy, the sample."""
+    """What a player wrote: the text, whether the engine ended it itself, how many tokens; for the
+    policy being trained, the context it wrote into (a sample at the end)."""
 
     text: str
-    sample: Sample | None = None
+    finished: bool = True
     tokens: int = 0
+    context: Context | None = None
+
+    def reply(self) -> dict[str, Any]:
+        """What the environment's ``step`` receives (:data:`envs.base.Reply`)."""
+        return {"text": self.text, "finished": self.finished, "tokens": self.tokens}
 
 
 class Player(Protocol):
-    """Writes the actions of one or more roles."""
+    """Writes the turns of one or more roles."""
 
-    async def act(self, env: Any, observation: str, role: int) -> Turn: ...
+    async def act(self, env: Any, request: TurnRequest) -> Turn: ...
 
 
 class FixedPlayer:
@@ -92,96 +110,128 @@ class FixedPlayer:
         self.opponent = make_opponent(env_id, name)
         self.rng = np.random.default_rng(seed)
 
-    async def act(self, env: Any, observation: str, role: int) -> Turn:
+    async def act(self, env: Any, request: TurnRequest) -> Turn:
         return Turn(self.opponent.act(env, self.rng))
 
 
 class EnginePlayer:
-    """An engine answering the observation through the chat template. With ``record`` (the
-    policy being trained) every turn becomes a :class:`Sample`; a snapshot records nothing."""
+    """An engine writing turns through the chat template. With ``record`` (the policy being
+    trained) its turns carry their contexts, which become samples; a snapshot records nothing.
+
+    A fresh turn's prompt may hold ``max_prompt_tokens``; an extended context may grow to that plus
+    ``sampling.max_new_tokens`` (a turn that would not fit is shortened, to nothing if need be)."""
 
     def __init__(self, engine: Engine, tokenizer: Any, sampling: SamplingSettings,
-                 max_prompt_tokens: int, spec: EpisodeSpec | None = None, record: bool = False) -> None:
+                 max_prompt_tokens: int, record: bool = False) -> None:
         self.engine, self.tokenizer, self.sampling = engine, tokenizer, sampling
-        self.max_prompt_tokens, self.spec, self.record = max_prompt_tokens, spec, record
-        self.turn = 0
+        self.max_prompt_tokens, self.record = max_prompt_tokens, record
+        self.open: dict[int, Context] = {}  # each role's current context
+        self.started = 0  # contexts started so far (a sample's ``turn``)
 
-    async def act(self, env: Any, observation: str, role: int) -> Turn:
-        ids = prompt_ids(self.tokenizer, observation)
+    def _context(self, env: Any, request: TurnRequest) -> Context:
+        ctx = self.open.get(request.player)
+        if ctx is not None and request.extends:
+            return ctx
+        ids = prompt_ids(self.tokenizer, request.observation, env.system_prompt)
         if len(ids) > self.max_prompt_tokens:
             raise PromptTooLong(f"prompt of {len(ids)} tokens > max_prompt_tokens={self.max_prompt_tokens}")
-        gen = await self.engine.generate(ids, self.sampling)
-        self.turn += 1
-        if not (self.record and gen.token_ids and self.spec is not None):
-            return Turn(gen.text)
-        sample = Sample(prompt_ids=ids, response_ids=list(gen.token_ids), logprobs=list(gen.logprobs),
-                        loss_mask=[1] * len(gen.token_ids), env_id=self.spec.env_id, role=role,
-                        ret=0.0, episode_id=self.spec.episode_id, turn=self.turn - 1,
-                        opponent=self.spec.opponent, group_id=self.spec.group_id)
-        return Turn(gen.text, sample, len(gen.token_ids))
+        ctx = self.open[request.player] = Context(ids, role=request.player, index=self.started)
+        self.started += 1
+        return ctx
+
+    async def act(self, env: Any, request: TurnRequest) -> Turn:
+        ctx = self._context(env, request)
+        if request.trim_chars:
+            ctx.trim(self.tokenizer, ctx.last_text, request.trim_chars)
+        if request.insert:
+            ctx.insert(self.tokenizer.encode(request.insert, add_special_tokens=False))
+        limit = self.sampling.max_new_tokens if request.max_tokens is None else request.max_tokens
+        room = self.max_prompt_tokens + self.sampling.max_new_tokens - len(ctx.prompt) - len(ctx.ids)
+        budget = min(limit, room)
+        if budget <= 0:
+            return Turn("", finished=False, context=ctx if self.record else None)
+        sampling = replace(self.sampling, max_new_tokens=budget,
+                           stop=tuple(request.stop) + tuple(self.sampling.stop))
+        gen = await self.engine.generate(ctx.prompt + ctx.ids, sampling)
+        ctx.generated(list(gen.token_ids), list(gen.logprobs), gen.text)
+        return Turn(gen.text, gen.finish_reason == "stop", len(gen.token_ids), ctx if self.record else None)
 
 
 @dataclass
 class _Progress:
     """What an episode has produced so far; survives a timeout."""
 
-    samples: list[Sample] = field(default_factory=list)
+    contexts: dict[int, Context] = field(default_factory=dict)  # by id, in order of first turn
     transcript: list[str] = field(default_factory=list)
     turns: int = 0
     tokens: int = 0
     invalid_counts: list[int] = field(default_factory=list)
-    num_players: int = 2
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def record(self, request: TurnRequest, turn: Turn, info: dict[str, Any]) -> None:
+        if turn.context is not None:
+            self.contexts.setdefault(id(turn.context), turn.context)
+            self.tokens += turn.tokens
+        self.turns += 1
+        self.invalid_counts, self.info = list(info.get("invalid_counts", [])), info
+        action = info.get("action", "INVALID" if info.get("invalid") else None)
+        self.transcript.append(f"[player {request.player}] {turn.text.strip()!r}"
+                               + (f" -> {action}" if action is not None else ""))
 
 
-async def play_episode(env: Any, players: dict[int, Player], limits: EpisodeLimits,
+async def play_episode(env: TextEpisodeEnv, players: dict[int, Player], limits: EpisodeLimits,
                        spec: EpisodeSpec) -> Episode:
-    """Play one game of ``env`` (a :class:`envs.base.TurnBasedTextEnv`, reset here with the
-    spec's seed and options) to its end, truncation or timeout; ``players[role]`` plays ``role``."""
+    """Play one episode of ``env`` (reset here with the spec's seed and options) to its end,
+    truncation or timeout; ``players[role]`` plays ``role``."""
     progress = _Progress()
     try:
-        return await asyncio.wait_for(_play(env, players, limits, spec, progress), limits.timeout_s)
+        outcome = await asyncio.wait_for(_play(env, players, limits, spec, progress), limits.timeout_s)
     except asyncio.TimeoutError:
-        return _cut_short(spec, progress, limits, "timeout")
+        outcome = "timeout"
+    return _episode(env, spec, limits, progress, outcome)
 
 
-async def _play(env: Any, players: dict[int, Player], limits: EpisodeLimits, spec: EpisodeSpec,
-                progress: _Progress) -> Episode:
+async def _play(env: TextEpisodeEnv, players: dict[int, Player], limits: EpisodeLimits,
+                spec: EpisodeSpec, progress: _Progress) -> str:
+    """Run the episode; returns its outcome (``finished``, ``invalid`` or ``truncated``)."""
     obs, info = env.reset(seed=spec.seed, options=spec.options)
-    progress.num_players = env.num_players
+    progress.invalid_counts = list(info.get("invalid_counts", []))
     while True:
-        if progress.turns >= limits.max_turns:
-            return _cut_short(spec, progress, limits, "truncated")
-        role = info["player"]
-        try:
-            turn = await players[role].act(env, obs, role)
+        if not env.bounded and progress.turns >= limits.max_turns:
+            return "truncated"
+        requests = env.turn_requests(obs, info)
+        try:  # the turns of one round are independent: written concurrently, stepped in order
+            turns = await asyncio.gather(*(players[r.player].act(env, r) for r in requests))
         except PromptTooLong:
-            return _cut_short(spec, progress, limits, "truncated")
-        if turn.sample is not None:
-            progress.samples.append(turn.sample)
-        progress.tokens += turn.tokens
-        obs, _, terminated, truncated, info = env.step(turn.text)
-        progress.turns += 1
-        progress.invalid_counts = info["invalid_counts"]
-        progress.transcript.append(f"[player {role}] {turn.text.strip()!r} -> {info.get('action', 'INVALID')}")
-        if terminated or truncated:
-            rewards = {int(p): float(r) for p, r in info["rewards"].items()}
-            outcome = "invalid" if info["invalid"] and env.invalid_action == "lose" else "finished"
-            return _finish(spec, progress, rewards, outcome)
+            return "truncated"
+        for request, turn in zip(requests, turns):
+            obs, _, terminated, truncated, info = env.step(turn.reply())
+            progress.record(request, turn, info)
+            if terminated or truncated:
+                return "invalid" if info.get("invalid") and env.invalid_action == "lose" else "finished"
 
 
-def _cut_short(spec: EpisodeSpec, progress: _Progress, limits: EpisodeLimits, outcome: str) -> Episode:
-    rewards = {p: limits.truncated_return for p in range(progress.num_players)}
-    return _finish(spec, progress, rewards, outcome)
-
-
-def _finish(spec: EpisodeSpec, progress: _Progress, rewards: dict[int, float], outcome: str) -> Episode:
-    for sample in progress.samples:
-        sample.ret = rewards[sample.role]
+def _episode(env: TextEpisodeEnv, spec: EpisodeSpec, limits: EpisodeLimits, progress: _Progress,
+             outcome: str) -> Episode:
+    """The one place an :class:`Episode` is built: returns from the environment when it ended by
+    its rules, ``truncated_return`` for every role otherwise; each context the policy wrote in
+    becomes a sample credited with its role's return."""
+    ended = "rewards" in progress.info and outcome in ("finished", "invalid")
+    rewards = ({int(p): float(r) for p, r in progress.info["rewards"].items()} if ended
+               else {p: limits.truncated_return for p in range(env.num_players)})
+    samples = [Sample(prompt_ids=list(c.prompt), response_ids=list(c.ids), logprobs=list(c.logprobs),
+                      loss_mask=list(c.mask), env_id=spec.env_id, role=c.role, ret=rewards[c.role],
+                      episode_id=spec.episode_id, turn=c.index, opponent=spec.opponent,
+                      group_id=spec.group_id)
+               for c in progress.contexts.values() if c.written]
+    stats = progress.info.get("stats", {}) if ended else {}
     return Episode(
-        env_id=spec.env_id, episode_id=spec.episode_id, samples=progress.samples,
-        rewards=rewards, policy_roles=list(spec.policy_roles), opponent=spec.opponent,
-        outcome=outcome, num_turns=progress.turns, invalid_counts=list(progress.invalid_counts),
-        transcript="\n".join(progress.transcript), generated_tokens=progress.tokens)
+        env_id=spec.env_id, episode_id=spec.episode_id, samples=samples, rewards=rewards,
+        policy_roles=list(range(env.num_players)) if spec.opponent == SELF else list(spec.policy_roles),
+        opponent=spec.opponent, outcome=outcome, num_turns=progress.turns,
+        invalid_counts=list(progress.invalid_counts), transcript="\n".join(progress.transcript),
+        generated_tokens=progress.tokens,
+        extra={names.episode_stat(env.stats_prefix, k): v for k, v in stats.items()})
 
 
 class EpisodeRunner:
@@ -202,11 +252,12 @@ class EpisodeRunner:
 
     async def run(self, spec: EpisodeSpec) -> Episode:
         """Play one episode to its end, truncation or timeout."""
-        env = gym.make(spec.env_id, **spec.env_kwargs).unwrapped
-        if isinstance(env, LeaPEnv):  # all paths at once, spliced within one assistant turn
-            return await play_leap_episode(env, self.engine, self.tokenizer, spec, self.limits)
+        return await self.play(gym.make(spec.env_id, **spec.env_kwargs).unwrapped, spec)
+
+    async def play(self, env: TextEpisodeEnv, spec: EpisodeSpec) -> Episode:
+        """Play ``spec`` on ``env`` (made from the spec, or built by the caller)."""
         policy = EnginePlayer(self.engine, self.tokenizer, spec.sampling, self.limits.max_prompt_tokens,
-                              spec, record=True)
+                              record=True)
         snapshot = self.opponent_engines.get(spec.opponent)
         other: Player
         if snapshot is not None:
@@ -215,5 +266,6 @@ class EpisodeRunner:
             other = FixedPlayer(spec.env_id, spec.opponent, spec.seed + 1)
         else:
             other = policy
-        players = {role: policy if role in spec.policy_roles else other for role in range(env.num_players)}
+        players = {role: policy if spec.opponent == SELF or role in spec.policy_roles else other
+                   for role in range(env.num_players)}
         return await play_episode(env, players, self.limits, spec)

@@ -230,7 +230,7 @@ class TransformersEngine:
 
     def update_weights_from_file(self, path: str) -> dict[str, float]:
         """Load new weights from a safetensors file."""
-        from selfplay.core.weight_publishing import iter_safetensors
+        from selfplay.core.weight_format import iter_safetensors
 
         return self.update_weights(iter_safetensors(path))
 

@@ -1,6 +1,7 @@
 """Between the engine and the environment, in one place: the chat template that turns an
 observation into prompt token ids. (Action extraction from the reply lives in ``envs.actions``
-and is applied by the environment's ``step``.)
+and is applied by the environment's ``step``; the system prompt is the environment's own,
+``env.system_prompt``.)
 
 Each turn is one user message holding the whole observation: the environment already writes the
 rules, the history and the legal actions into it, so prompts do not grow by accumulated chat, and
@@ -11,18 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
-#: A short system line keeps small instruct models on task without changing the game's text.
-SYSTEM_PROMPT = "You are playing a game. Follow the rules and answer in the requested format."
 
-
-def chat_messages(observation: str, system: str | None = SYSTEM_PROMPT) -> list[dict[str, str]]:
+def chat_messages(observation: str, system: str | None) -> list[dict[str, str]]:
     """The chat for one turn."""
     messages = [{"role": "system", "content": system}] if system else []
     messages.append({"role": "user", "content": observation})
     return messages
 
 
-def prompt_ids(tokenizer: Any, observation: str, system: str | None = SYSTEM_PROMPT) -> list[int]:
+def prompt_ids(tokenizer: Any, observation: str, system: str | None) -> list[int]:
     """Token ids of the chat prompt for one turn, ending with the assistant's generation prompt.
 
     Falls back to the raw observation for tokenizers without a chat template (base models).

@@ -13,7 +13,7 @@ top-p truncation (renormalised over the nucleus). vLLM's default, ``raw_logprobs
 untempered model distribution, which is not the behaviour policy when temperature != 1. Greedy
 requests (temperature 0) report the untempered log-softmax.
 
-**Weight updates** (see :mod:`selfplay.core.weight_publishing`): ``weight_sync="cpu"`` writes the tensors once
+**Weight updates** (the learner's end: :mod:`learners.weight_publisher`): ``weight_sync="cpu"`` writes the tensors once
 into ``/dev/shm`` and the worker reloads from a memory map (only the path crosses processes);
 ``weight_sync="nccl"`` builds the engine with ``WeightTransferConfig(backend="nccl")`` and takes
 new weights from the learner through :meth:`VLLMEngine.weight_transfer`. Either way generation is
@@ -35,7 +35,7 @@ from typing import Any, Coroutine, Iterable, TypeVar
 import torch
 
 from actors.engine import EngineSettings, Generation, SamplingSettings
-from selfplay.core.weight_publishing import resolve_weight_sync, shm_path, write_safetensors
+from selfplay.core.weight_format import resolve_weight_sync, shm_path, write_safetensors
 from selfplay.core.precision import local_device, resolve_dtype
 
 T = TypeVar("T")
@@ -228,7 +228,7 @@ class VLLMEngine:
 
     async def weight_transfer(self, method: str, payload: dict[str, Any] | None = None) -> None:
         """One call of vLLM's weight-sync control plane, as issued by vLLM's trainer engine through
-        :class:`selfplay.core.weight_publishing.EngineWeightSyncClient`: ``init_weight_transfer_engine`` (once),
+        :class:`learners.weight_publisher.EngineWeightSyncClient`: ``init_weight_transfer_engine`` (once),
         then each round ``start_weight_update``, ``update_weights``, ``finish_weight_update``."""
         await self._on_loop(self._weight_transfer(method, payload))
 

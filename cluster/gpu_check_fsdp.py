@@ -36,7 +36,7 @@ from learners.ranks import leave_rank_group  # noqa: E402
 from learners.sharded import ShardedLearner  # noqa: E402
 from selfplay.core.config_schema import TrainerConfig  # noqa: E402
 from selfplay.core.samples import Sample  # noqa: E402
-from selfplay.core.weight_publishing import free_port  # noqa: E402
+from learners.ranks import free_port  # noqa: E402
 
 SHAPE = ROOT / "selfplay" / "core" / "model_configs" / "Qwen2.5-0.5B"
 #: Dense bf16 tensor-core peak per GPU (vendor datasheets), matched by name; else MFU is omitted.

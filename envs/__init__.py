@@ -16,12 +16,15 @@ GAMES = {
     "selfplay/SimpleNegotiation-v0": "envs.negotiation:SimpleNegotiationEnv",
 }
 
+#: LeaP's id, for the application's LeaP-specific checks and its evaluation table.
+LEAP_ID = "selfplay/LeaP-v0"
+
 # Single-agent tasks (one player, no opponent): not GAMES, which `selfplay play`, evaluation
 # against fixed opponents and the two-player tests iterate. ``num_players`` reads 1 for them.
 TASKS = {
     "selfplay/SAT-v0": "envs.sat_env:SatEnv",
     # N reasoning paths of the one policy on one problem (each path a player, no opponent).
-    "selfplay/LeaP-v0": "envs.leap_env:LeaPEnv",
+    LEAP_ID: "envs.leap_env:LeaPEnv",
 }
 
 for _env_id, _entry in {**GAMES, **TASKS}.items():
@@ -44,4 +47,4 @@ def num_players(env_id: str) -> int:
     return n
 
 
-__all__ = ["GAMES", "TASKS", "num_players"]
+__all__ = ["GAMES", "TASKS", "LEAP_ID", "num_players"]

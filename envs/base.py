@@ -1,4 +1,23 @@
-"""The turn-based, multi-agent text environment contract on a plain ``gymnasium.Env``.
+"""The text environment contract on a plain ``gymnasium.Env``: what a runner needs, and the
+turn-based game base class.
+
+**What the episode runner needs** (:class:`TextEpisodeEnv`; ``actors.episodes`` drives every
+environment from this alone):
+
+* ``turn_requests(obs, info)``: the turns to generate next, as :class:`TurnRequest` s. Several
+  requests are independent of each other (LeaP's paths in one phase, ``info["pending"]``): the
+  runner may generate them at once, then steps them in the given order. A request says who acts,
+  the chat to answer (``observation`` under ``system_prompt``) or that the turn ``extends`` the
+  player's previous answer in the same assistant message, text to ``insert`` first (after dropping
+  ``trim_chars`` characters of the player's last turn), the turn's token limit and stop strings.
+* ``step(reply)``: the runner reports back a :data:`Reply` (the text, whether the engine finished
+  on its own, how many tokens it wrote); environments that need only the text read it with
+  :func:`action_text`, so a plain string is a valid action too.
+* ``system_prompt``; ``bounded`` (episodes end by construction, so the runner's turn limit does
+  not apply); ``stats_prefix`` (the group of the figures in ``info["stats"]`` at the end);
+  ``invalid_action`` (what an invalid action does: ``"lose"`` ends the episode).
+
+**Turn-based games** (:class:`TurnBasedTextEnv`):
 
 A game subclasses :class:`TurnBasedTextEnv` and supplies its rules through a handful of hooks;
 the base class does the Gymnasium plumbing, action extraction, the invalid-action rule and the
@@ -20,6 +39,8 @@ from __future__ import annotations
 
 import string
 from abc import abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -33,13 +54,67 @@ MAX_OBS_CHARS = 16_384
 MAX_ACTION_CHARS = 8_192
 INVALID_RULES = ("lose", "random")
 
+#: A game turn's system prompt: a short line keeps small instruct models on task without changing
+#: the game's text.
+GAME_SYSTEM_PROMPT = "You are playing a game. Follow the rules and answer in the requested format."
+
+#: What the runner reports back for a turn: ``{"text": str, "finished": bool, "tokens": int}``
+#: (``finished``: the engine ended the turn itself, at end of sequence or a stop string).
+Reply = Mapping[str, Any]
+
+
+def action_text(action: Any) -> Any:
+    """The text of an action: a :data:`Reply`'s ``"text"``, else the action as it is (a string;
+    anything else is left for the environment's parser to refuse as invalid)."""
+    return action.get("text") if isinstance(action, Mapping) else action
+
+
+@dataclass(frozen=True)
+class TurnRequest:
+    """One turn for the runner to generate (see the module docstring)."""
+
+    player: int
+    #: The user message of a fresh chat; for a turn that ``extends``, what opens the message the
+    #: first time (the player has no answer yet).
+    observation: str
+    #: Continue the player's previous answer in the same assistant message (token by token),
+    #: instead of answering ``observation`` in a fresh chat.
+    extends: bool = False
+    #: Text the environment adds before the player writes (masked out of the loss).
+    insert: str = ""
+    #: Characters of the player's last turn to drop first (before ``insert``).
+    trim_chars: int = 0
+    #: The turn's token limit; None: the runner's own (``rollout.max_new_tokens``).
+    max_tokens: int | None = None
+    #: Strings that end the turn (kept in the text).
+    stop: tuple[str, ...] = ()
+
+
+class TextEpisodeEnv(gym.Env):
+    """What every selfplay environment tells the episode runner (see the module docstring). The
+    defaults describe a turn-based game: one turn at a time, ``info["player"]`` answering its
+    observation in a fresh chat under :data:`GAME_SYSTEM_PROMPT`."""
+
+    num_players: int = 2
+    system_prompt: str | None = GAME_SYSTEM_PROMPT
+    #: True where episodes end by construction (LeaP's phases): no turn limit applies.
+    bounded: bool = False
+    #: The group name of ``info["stats"]``'s figures in metric names ("" when there are none).
+    stats_prefix: str = ""
+    invalid_action: str = "lose"
+
+    def turn_requests(self, observation: str, info: dict[str, Any]) -> list[TurnRequest]:
+        """The turns to generate next: here, the player to move answering ``observation``."""
+        return [TurnRequest(player=int(info["player"]), observation=observation)]
+
+
 ANSWER_FORMAT = (
     "Think briefly if you like, then give your final answer as \\boxed{ACTION}, "
     "where ACTION is exactly one of the legal actions."
 )
 
 
-class TurnBasedTextEnv(gym.Env):
+class TurnBasedTextEnv(TextEpisodeEnv):
     """Base class for turn-based text games; see the module docstring for the contract."""
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
@@ -114,11 +189,11 @@ class TurnBasedTextEnv(gym.Env):
         self._new_game(dict(options or {}))
         return self._obs(), self._info(invalid=False)
 
-    def step(self, action: str):
+    def step(self, action: str | Reply):
         if self._done:
             raise RuntimeError("step() called on a finished episode; call reset() first")
         player = self.current_player()
-        parsed = self.parse_action(action)
+        parsed = self.parse_action(action_text(action))
         invalid = parsed is None
         self._turn += 1
         if invalid:
@@ -175,4 +250,5 @@ class TurnBasedTextEnv(gym.Env):
         return info
 
 
-__all__ = ["TurnBasedTextEnv", "ANSWER_FORMAT", "CHARSET", "candidate", "lenient_match"]
+__all__ = ["TextEpisodeEnv", "TurnBasedTextEnv", "TurnRequest", "Reply", "action_text", "ANSWER_FORMAT",
+           "GAME_SYSTEM_PROMPT", "CHARSET", "candidate", "lenient_match"]

@@ -43,11 +43,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.base import CHARSET, MAX_ACTION_CHARS, MAX_OBS_CHARS
+from envs.base import CHARSET, MAX_ACTION_CHARS, MAX_OBS_CHARS, TextEpisodeEnv, TurnRequest
 from envs.leap import (ROUTERS, SUMMARY_STOP, SUMMARY_TRIGGER, comment_block, route, similarity,
                        trim_partial_paragraph)
 from envs.leap_problems import Problem, ProblemSource
@@ -88,7 +87,7 @@ def _close_summary(text: str) -> tuple[str, str]:
     return text.replace(THINK_STOP, "").strip(), "... " + SUMMARY_STOP
 
 
-class LeaPEnv(gym.Env):
+class LeaPEnv(TextEpisodeEnv):
     """See the module docstring."""
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
@@ -97,6 +96,9 @@ class LeaPEnv(gym.Env):
     num_players = 4
     #: The policy answers the question itself: no game system prompt.
     system_prompt: str | None = None
+    #: Episodes end by construction (segments, then the forced answer): no runner turn limit.
+    bounded = True
+    stats_prefix = "leap"
 
     def __init__(self, source: str = "arithmetic", level: Any = None, dataset: str | None = None,
                  num_paths: int = 4, segment_tokens: int = 64, num_segments: int = 2, peers: int = 4,
@@ -209,6 +211,17 @@ class LeaPEnv(gym.Env):
             limit, insert, trim, stop = min(self.answer_tokens, left), path.pending + ANSWER_PROMPT, 0, []
         return {"player": p, "phase": self.phase, "max_tokens": max(limit, 0), "insert": insert,
                 "trim_chars": trim, "stop": stop, "segment": self.segment}
+
+    def turn_requests(self, observation: str, info: dict[str, Any]) -> list[TurnRequest]:
+        """Every pending path's turn: each continues its own answer to the question, token by
+        token (the runner splices the inserted text in); they may be generated at once."""
+        out = []
+        for p in info.get("pending", []):
+            r = self.request(p)
+            out.append(TurnRequest(player=p, observation=self.problem.question, extends=True,
+                                   insert=r["insert"], trim_chars=r["trim_chars"],
+                                   max_tokens=r["max_tokens"], stop=tuple(r["stop"])))
+        return out
 
     def _read_action(self, action: Any, limit: int) -> tuple[str, bool, int]:
         if isinstance(action, str):

@@ -15,10 +15,9 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-import gymnasium as gym
 from gymnasium import spaces
 
-from envs.base import CHARSET, MAX_ACTION_CHARS, MAX_OBS_CHARS
+from envs.base import CHARSET, MAX_ACTION_CHARS, MAX_OBS_CHARS, Reply, TextEpisodeEnv, action_text
 
 #: The release this adapter was written and tested against.
 TEXTARENA_VERSION = "0.7.4"
@@ -54,7 +53,7 @@ def fit_text(text: str, max_chars: int = MAX_OBS_CHARS) -> str:
     return text
 
 
-class TextArenaEnv(gym.Env):
+class TextArenaEnv(TextEpisodeEnv):
     """A TextArena game behind the selfplay environment contract.
 
     ## Description
@@ -148,10 +147,11 @@ class TextArenaEnv(gym.Env):
         self._fetch_observation()
         return self._obs, self._info(invalid=False)
 
-    def step(self, action: str):
+    def step(self, action: str | Reply | None):
         if self._done:
             raise RuntimeError("step() called on a finished episode; call reset() first")
-        text = "" if action is None else str(action)
+        text = action_text(action)
+        text = "" if text is None else str(text)
         player = self._player
         errors_before = self._error_count()
         try:

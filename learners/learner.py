@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, TypeVar
 
 import torch
 from torch import Tensor
@@ -38,6 +38,7 @@ from selfplay.core.samples import Sample
 __all__ = ["Learner", "FlatParams", "pack_micro_batches", "resolve_device_dtype"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def resolve_device_dtype(trainer: TrainerConfig) -> tuple[torch.device, torch.dtype, str]:
@@ -106,7 +107,11 @@ class FlatParams:
 
 
 class Learner:
-    """Policy model + AdamW + the gradient step. ``step`` counts ``train_step`` calls."""
+    """Policy model + AdamW + the gradient step. ``step`` counts ``train_step`` calls.
+
+    One process: rank 0 of a world of 1 (:class:`learners.policy_learner.PolicyLearner`)."""
+
+    rank, world_size = 0, 1
 
     def __init__(self, model_path: str, trainer: TrainerConfig, seed: int = 0,
                  temperature: float = 1.0) -> None:
@@ -203,6 +208,13 @@ class Learner:
         self.optimizer.step()
         self.flat.after_step()
         return float(norm)
+
+    def from_rank0(self, obj: T) -> T:
+        """One process is rank 0: ``obj`` as it is."""
+        return obj
+
+    def barrier(self) -> None:
+        """One process: nothing to wait for."""
 
     # -- weights in and out ----------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """The learner's worker: turns finished episodes into an update, and owns what the update needs.
 
-It holds the policy (:class:`learners.learner.Learner`), the advantage estimator and the weight
+It holds the policy (a :class:`learners.policy_learner.PolicyLearner`), the advantage estimator and the weight
 publisher together, so credit assignment happens in one process (SPIRAL split it between actors
 and learner) and the driver makes one call per step for each of update, publish and checkpoint.
 A plain class; the driver wraps it with ``ray.remote`` and passes the rollout workers' episode
@@ -11,6 +11,7 @@ without passing through the driver.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +19,16 @@ import numpy as np
 import torch
 
 from learners.advantages import AdvantageEstimator, make_estimator
-from learners.checkpoint import begin_checkpoint, finish_checkpoint, load_checkpoint, save_checkpoint
+from learners.checkpoint import begin_checkpoint, finish_checkpoint, load_checkpoint
 from learners.fsdp_model import drain
-from learners.learner import Learner
-from learners.ranks import barrier, from_rank0
+from learners.policy_learner import PolicyLearner, make_learner
+from learners.ranks import free_port
+from learners.weight_publisher import (NCCL, NCCLPublisher, WeightPublisher, choose_transports,
+                                       weight_passes)
 from selfplay.core import metric_names as names
 from selfplay.core.config_schema import AdvantageConfig, TrainerConfig
 from selfplay.core.precision import resolve_dtype, torch_dtype
 from selfplay.core.samples import Episode, Sample
-from selfplay.core.weight_publishing import NCCLPublisher, WeightPublisher, free_port
 
 
 def select_samples(episodes: list[Episode], estimator: AdvantageEstimator, trainer: TrainerConfig,
@@ -72,21 +74,16 @@ class LearnerWorker:
         if num_threads:  # Ray caps actors at their CPU share; the loop is synchronous, so use all
             torch.set_num_threads(num_threads)
         self.rank, self.world_size = rank, world_size
-        if world_size > 1:
-            from learners.sharded import ShardedLearner
-
-            self.learner: Learner | ShardedLearner = ShardedLearner(
-                model_path, trainer, rank=rank, world_size=world_size, master_addr=master_addr,
-                master_port=master_port, seed=seed, temperature=temperature)
-        else:
-            self.learner = Learner(model_path, trainer, seed=seed, temperature=temperature)
+        self.learner: PolicyLearner = make_learner(
+            model_path, trainer, seed=seed, temperature=temperature, rank=rank, world_size=world_size,
+            master_addr=master_addr, master_port=master_port)
         self.trainer, self.seed = trainer, seed
         self.estimator = make_estimator(advantage)
         # The engines' dtype, resolved as the engines resolve it, so weight files need no cast there.
         self.engine_dtype = torch_dtype(resolve_dtype(engine_dtype, engine_device)[0])
         self.publisher: WeightPublisher | None = None
         self.workers: list[Any] = []
-        self.local: list[bool] = []
+        self.transports: list[str] = []  # per rollout worker: learners.weight_publisher
         self.failed: list[int] = []  # workers whose last publish failed
         #: The weights' version: the number of updates applied (the driver's step). Sent with every
         #: publish; each rollout worker reports the version it generated with.
@@ -100,8 +97,7 @@ class LearnerWorker:
             episodes = [e for episodes in episode_lists for e in episodes]
             samples, stats = select_samples(episodes, self.estimator, self.trainer,
                                             np.random.default_rng([self.seed, self.learner.step]))
-        if self.world_size > 1:
-            samples = from_rank0(samples, self.learner.device)
+        samples = self.learner.from_rank0(samples)
         self.version += 1
         if samples:
             stats.update(self.learner.train_step(samples))
@@ -112,23 +108,26 @@ class LearnerWorker:
 
     # -- weight publishing -------------------------------------------------------------------------
 
-    def connect(self, workers: list[Any], local: list[bool], nccl: bool = False) -> None:
-        """Reach the rollout workers (Ray actor handles) for publishing: ``local[i]`` says whether
-        worker ``i`` shares this node (RAM file) or not (object store); ``nccl`` joins vLLM's NCCL
-        weight-transfer group with them instead (GPUs)."""
+    def connect(self, workers: list[Any], worker_nodes: list[str], weight_sync: str = "auto",
+                ranks_per_engine: int = 1) -> list[str]:
+        """Reach the rollout workers (Ray actor handles, on Ray nodes ``worker_nodes``) for
+        publishing; returns each one's transport (:func:`choose_transports`). With NCCL, rank 0
+        joins vLLM's weight-transfer group with the engines, ``ranks_per_engine`` ranks each."""
         import ray
 
-        self.workers, self.local = list(workers), list(local)
+        self.workers = list(workers)
+        self.transports = choose_transports(weight_sync, self.node_id(), worker_nodes)
         if self.rank > 0:
-            return  # rank 0 publishes; this rank only helps gather the weights (publish)
+            return self.transports  # rank 0 publishes; this rank only helps gather the weights
         publisher_nccl = None
-        if nccl:
+        if NCCL in self.transports:
             def call(i: int, method: str, payload: dict | None) -> Any:
                 return ray.get(workers[i].weight_transfer.remote(method, payload, weight_version=self.version))
 
             publisher_nccl = NCCLPublisher(self.learner.model, call, len(workers),
-                                           ray.util.get_node_ip_address(), free_port())
+                                           ray.util.get_node_ip_address(), free_port(), ranks_per_engine)
         self.publisher = self._publisher(list(range(len(workers))), publisher_nccl)
+        return self.transports
 
     def _publisher(self, targets: list[int], nccl: NCCLPublisher | None = None) -> WeightPublisher:
         """A publisher to the workers ``targets``. A worker whose call fails (its process died)
@@ -149,14 +148,14 @@ class LearnerWorker:
             return results
 
         return WeightPublisher(lambda: self.learner.named_weights(copy=False), self.engine_dtype,
-                               fan_out, [self.local[i] for i in targets], put=ray.put, nccl=nccl)
+                               fan_out, [self.transports[i] for i in targets], put=ray.put, nccl=nccl)
 
     def publish(self, targets: list[int] | None = None) -> tuple[dict[str, float], list[int]]:
         """Send the current weights to every rollout engine (or to ``targets`` only: a restarted
         worker); returns ``sync/*`` figures and the workers whose update failed."""
-        if self.rank > 0:  # gather with rank 0, once per pass it makes over the weights
-            local = [self.local[i] for i in (targets if targets is not None else range(len(self.local)))]
-            for _ in range(any(local) + (not all(local))):
+        if self.rank > 0:  # gather with rank 0: the same passes over the weights as its publisher
+            chosen = targets if targets is not None else range(len(self.transports))
+            for _ in weight_passes([self.transports[i] for i in chosen]):
                 drain(self.learner.named_weights(copy=False))
             return {}, []
         if self.publisher is None:
@@ -183,14 +182,17 @@ class LearnerWorker:
     def save(self, run_dir: str, step: int, extra: dict[str, Any], keep_last: int) -> str:
         """Write a checkpoint atomically; returns its folder."""
         state = dict(extra, advantage=self.estimator.state_dict())
-        if self.world_size == 1:
-            return str(save_checkpoint(Path(run_dir), step, self.learner, state, keep_last=keep_last))
-        # Sharded: every rank writes its part into rank 0's temporary folder, then rank 0 alone
-        # completes and publishes it (estimator state, RNG, rename).
-        tmp = from_rank0(begin_checkpoint(Path(run_dir), step) if self.rank == 0 else None,
-                         self.learner.device)
-        self.learner.save(tmp)
-        barrier()
+        # Every rank writes its part into rank 0's temporary folder (one process: all of it), then
+        # rank 0 alone completes and publishes it (estimator state, RNG, rename): a kill at any
+        # point leaves the last complete checkpoint as it was.
+        tmp = self.learner.from_rank0(begin_checkpoint(Path(run_dir), step) if self.rank == 0 else None)
+        try:
+            self.learner.save(tmp)
+        except BaseException:
+            if self.rank == 0:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.learner.barrier()
         if self.rank > 0:
             return str(tmp)
         return str(finish_checkpoint(Path(run_dir), step, tmp, state, keep_last))

@@ -2,7 +2,7 @@
 
 One learner rank is one process (a Ray actor on a cluster, a spawned process in the tests). All
 ranks call :func:`join_rank_group` with the same ``master_addr:master_port`` (rank 0's host and a
-free port there, e.g. ``selfplay.core.weight_publishing.free_port()`` run on rank 0's node) and
+free port there, e.g. :func:`free_port` run on rank 0's node) and
 their own ``rank``. NCCL on GPUs, gloo on CPUs: FSDP2 runs on both, so the CPU tests exercise the
 very code path a GPU cluster runs.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import socket
 import sys
 
 import torch
@@ -18,7 +19,14 @@ import torch.distributed as dist
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 
 __all__ = ["join_rank_group", "leave_rank_group", "all_sum", "all_max", "backend_for",
-           "spawn_local_ranks"]
+           "spawn_local_ranks", "free_port"]
+
+
+def free_port() -> int:
+    """A TCP port free on this host now, for a rendezvous store (the learner's ranks, NCCL)."""
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        return int(sock.getsockname()[1])
 
 
 def backend_for(device: torch.device) -> str:
@@ -87,8 +95,6 @@ def spawn_local_ranks(fn, world_size: int, *args, threads_per_rank: int = 1) -> 
     (torch's spawn: no Ray), rendezvousing at a free local port; waits for all, and raises if any
     rank failed. ``fn`` must be importable (module level). For tests, benchmarks, GPU checks."""
     import torch.multiprocessing as mp
-
-    from selfplay.core.weight_publishing import free_port
 
     mp.spawn(_spawned_rank, args=(fn, world_size, free_port(), threads_per_rank, args),
              nprocs=world_size, join=True)

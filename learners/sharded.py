@@ -26,7 +26,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -40,13 +40,14 @@ from learners.learner import resolve_device_dtype
 from learners.loss import token_logprobs
 from learners.micro_batch import (MicroBatch, StepTotals, collate, micro_batch_loss,
                                   pack_micro_batches, split_by_tokens, warmup_lr)
-from learners.ranks import all_max, all_sum, join_rank_group, leave_rank_group
+from learners.ranks import all_max, all_sum, barrier, from_rank0, join_rank_group, leave_rank_group
 from selfplay.core.config_schema import TrainerConfig
 from selfplay.core.samples import Sample
 
 __all__ = ["ShardedLearner", "SHARDED_DIR"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: The folder, inside a checkpoint, of the sharded master weights, AdamW state and step.
 SHARDED_DIR = "sharded"
@@ -84,6 +85,14 @@ class ShardedLearner:
                                            weight_decay=trainer.weight_decay, foreach=True)
         self.step = 0
         self._tokenizer = None  # loaded on first save
+
+    def from_rank0(self, obj: T) -> T:
+        """Rank 0's ``obj`` on every rank (collective)."""
+        return from_rank0(obj, self.device)  # type: ignore[return-value]
+
+    def barrier(self) -> None:
+        """Wait until every rank gets here (collective)."""
+        barrier()
 
     def close(self) -> None:
         """Leave the process group (after the last collective call)."""

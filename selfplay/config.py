@@ -202,7 +202,7 @@ def validate(cfg: Config) -> None:
     from envs.opponents import FIXED_OPPONENTS
     from learners.advantages import make_estimator
     from selfplay.core.samples import SNAPSHOT
-    from selfplay.core.weight_publishing import WEIGHT_SYNCS
+    from selfplay.core.weight_format import WEIGHT_SYNCS
     from selfplay.layout import PLACEMENT_STRATEGIES
 
     _check(cfg.format_version == CONFIG_FORMAT, "format_version", cfg.format_version,

@@ -56,14 +56,13 @@ class Driver:
         self.rollout = RolloutPool(cfg, model_path, layout, pg, first_bundle=len(layout.learners))
         self.rollout.resync = self._resync
         self.metrics.scalars(self.rollout.start(), 0)
-        # Workers on the learner's node read weights from a RAM file; others get them through
-        # Ray's object store (a CPU cluster has no NCCL).
-        node = self._learner(self.learner.call("node_id"))
+        # The learner chooses each worker's weight transport from where it runs
+        # (learners.weight_publisher.choose_transports).
         nodes = self.rollout.call_all("node_id")
-        log.info("learner on node %s; rollout workers on %s", node[:8],
-                 ", ".join(f"{i}: {n[:8]}" for i, n in enumerate(nodes)))
-        self._learner(self.learner.call("connect", self.rollout.workers, [n == node for n in nodes],
-                                        nccl=r.weight_sync == "nccl"))
+        transports = self._learner(self.learner.call("connect", self.rollout.workers, nodes, r.weight_sync,
+                                                     layout.workers[0].tensor_parallel))
+        log.info("rollout workers' weight transports: %s",
+                 ", ".join(f"{i}: {t} (node {n[:8]})" for i, (t, n) in enumerate(zip(transports, nodes))))
 
     def _learner(self, refs: list[Any]) -> Any:
         """Rank 0's answer to a learner call (made on every rank: :class:`LearnerGroup`); a
@@ -216,7 +215,7 @@ def train(cfg: Config, resume: bool = False, verbose: bool = False) -> None:
     """Run (or resume) a training run described by ``cfg``."""
     from learners.checkpoint import FORMAT_VERSION, checkpoint_format, latest_checkpoint
     from selfplay.core.models import resolve_model
-    from selfplay.core.weight_publishing import sweep_stale_weight_files
+    from selfplay.core.weight_format import sweep_stale_weight_files
     from selfplay.dry_run import check_memory
     from selfplay.preflight import check_before_start
 

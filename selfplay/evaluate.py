@@ -219,10 +219,11 @@ def answer_logprob(model: Any, prompt: list[int], answer: list[int]) -> float:
 def model_policy(model: Any, tokenizer: Any) -> dict[str, dict[str, float]]:
     """The model's action probabilities at every information set (both roles)."""
     from actors.prompting import prompt_ids
+    from envs.kuhn_poker import KuhnPokerEnv
 
     policy = {}
     for key, (observation, legal) in kuhn_eval.infoset_prompts().items():
-        ids = prompt_ids(tokenizer, observation)
+        ids = prompt_ids(tokenizer, observation, KuhnPokerEnv.system_prompt)
         scores = [answer_logprob(model, ids, tokenizer.encode(f"\\boxed{{{a}}}", add_special_tokens=False))
                   for a in legal]
         top = max(scores)

@@ -29,6 +29,12 @@ class Slot:
     cpus: float
     gpus: float
 
+    @property
+    def tensor_parallel(self) -> int:
+        """A rollout worker's vLLM tensor-parallel size: its whole GPUs, at least 1 (a fraction of
+        one GPU, or none, is one engine rank)."""
+        return max(1, int(self.gpus))
+
     def bundle(self) -> dict[str, float]:
         """Its placement-group bundle (Ray refuses zero amounts in a bundle)."""
         return {k: v for k, v in (("CPU", self.cpus), ("GPU", self.gpus)) if v > 0}

@@ -25,11 +25,11 @@ import json
 from dataclasses import replace
 from typing import Any
 
+from envs import LEAP_ID as LEAP
 from selfplay.config import Config, ConfigError
 from selfplay.core.config_schema import EnvConfig
 from selfplay.core.samples import Episode
 
-LEAP = "selfplay/LeaP-v0"
 #: LeaP's evaluation sampling (its scripts: temperature 0.6, top-p 0.95).
 LEAP_TEMPERATURE, LEAP_TOP_P = 0.6, 0.95
 ROWS = (("LeaP", True), ("independent", False))

@@ -34,7 +34,7 @@ class LearnerGroup:
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         from learners.learner_worker import LearnerWorker
-        from selfplay.core.weight_publishing import free_port
+        from learners.ranks import free_port
 
         cl, r = cfg.cluster, cfg.rollout
         ranks = len(layout.learners)

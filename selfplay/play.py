@@ -15,6 +15,7 @@ import gymnasium as gym
 
 import envs
 from actors.episodes import EnginePlayer, EpisodeLimits, EpisodeSpec, FixedPlayer, Player, Turn, play_episode
+from envs.base import TurnRequest
 
 #: No turn, prompt or time limit binds a person's game.
 HUMAN_LIMITS = EpisodeLimits(max_turns=10_000, max_prompt_tokens=10**9, timeout_s=10**9)
@@ -40,8 +41,8 @@ class HumanPlayer:
     def __init__(self, read: Callable[[str], str], write: Callable[[str], None]) -> None:
         self.read, self.write = read, write
 
-    async def act(self, env: Any, observation: str, role: int) -> Turn:
-        self.write("\n" + observation)
+    async def act(self, env: Any, request: TurnRequest) -> Turn:
+        self.write("\n" + request.observation)
         while True:
             try:
                 text = self.read("your action> ")
@@ -62,8 +63,8 @@ class Announced:
     def __init__(self, player: Player, write: Callable[[str], None]) -> None:
         self.player, self.write = player, write
 
-    async def act(self, env: Any, observation: str, role: int) -> Turn:
-        turn = await self.player.act(env, observation, role)
+    async def act(self, env: Any, request: TurnRequest) -> Turn:
+        turn = await self.player.act(env, request)
         self.write(f"\nopponent plays: {turn.text.strip()}")
         return turn
 

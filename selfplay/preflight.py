@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from envs import LEAP_ID as LEAP
 from selfplay.core.config_schema import Config, ConfigError
-
-LEAP = "selfplay/LeaP-v0"
 
 
 def opening_prompt_tokens(env_id: str, kwargs: dict[str, Any], tokenizer: Any, seed: int,
@@ -29,9 +28,7 @@ def _opening_tokens(env: Any, tokenizer: Any, seed: int, options: dict[str, Any]
     if options is None and hasattr(env, "largest_level_options"):
         options = env.largest_level_options()
     obs, _ = env.reset(seed=seed, options=options)
-    # The system prompt an environment asks for (LeaP: none), else the rollout default.
-    system = {"system": env.system_prompt} if hasattr(env, "system_prompt") else {}
-    return len(prompt_ids(tokenizer, obs, **system))
+    return len(prompt_ids(tokenizer, obs, env.system_prompt))
 
 
 def leap_path_tokens(kwargs: dict[str, Any], tokenizer: Any, seed: int) -> tuple[int, int]:

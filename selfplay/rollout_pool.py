@@ -51,7 +51,7 @@ class RolloutPool:
         self.workers = [actor.options(
             num_cpus=slot.cpus, num_gpus=slot.gpus, max_restarts=cl.max_worker_restarts, max_task_retries=0,
             scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=first_bundle + i),
-        ).remote(model_path, r, cfg.envs, cfg.eval, cfg.seed, i, max(1, int(slot.gpus)))
+        ).remote(model_path, r, cfg.envs, cfg.eval, cfg.seed, i, slot.tensor_parallel)
             for i, slot in enumerate(layout.workers)]
 
     def __len__(self) -> int:

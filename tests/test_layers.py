@@ -2,7 +2,7 @@
 
 * ``envs`` (games) imports nothing of the project but itself;
 * ``selfplay.core`` (the shared base: sample types, config schema, metric names, precision,
-  weight publishing, model cache) imports only ``envs`` and itself;
+  weight wire format, model cache) imports only ``envs`` and itself;
 * ``actors`` (rollout side) and ``learners`` (learning side) import the base, ``envs`` and
   themselves, never each other and never the application;
 * the application (the rest of ``selfplay``) and ``cluster`` may import everything.
@@ -67,3 +67,43 @@ def test_the_rule_sees_lazy_imports(tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text("def f():\n    from selfplay.driver import train\n    import learners.learner\n")
     assert project_imports(probe) >= {"selfplay.driver", "learners.learner"}
+
+
+#: What the rollout side may know of the environments: the package (ids), the contract and the
+#: fixed opponents. A runner that imported a concrete environment would branch on it.
+RUNNER_MAY_IMPORT = {"envs", "envs.base", "envs.opponents"}
+CONTRACT_CLASSES = {"TextEpisodeEnv", "TurnBasedTextEnv"}
+
+
+def concrete_env_uses(path: Path) -> list[str]:
+    """Concrete environments a rollout-side file names: imports of env modules beyond the
+    contract, and ``isinstance`` checks against an ``...Env`` class other than the contract's."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "envs":
+            if node.module not in RUNNER_MAY_IMPORT:
+                found.append(f"from {node.module} import ...")
+        elif isinstance(node, ast.Import):
+            found += [f"import {a.name}" for a in node.names
+                      if a.name.split(".")[0] == "envs" and a.name not in RUNNER_MAY_IMPORT]
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "isinstance" and len(node.args) == 2:
+            classes = node.args[1].elts if isinstance(node.args[1], ast.Tuple) else [node.args[1]]
+            for c in classes:
+                name = c.id if isinstance(c, ast.Name) else c.attr if isinstance(c, ast.Attribute) else ""
+                if name.endswith("Env") and name not in CONTRACT_CLASSES:
+                    found.append(f"isinstance(..., {name})")
+    return found
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "actors").glob("*.py")), ids=lambda p: p.name)
+def test_the_rollout_side_knows_environments_only_by_their_contract(path):
+    assert not concrete_env_uses(path), f"{path.name}: {concrete_env_uses(path)}"
+
+
+def test_the_contract_rule_catches_a_runner_that_branches_on_a_concrete_env(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text("from envs.leap_env import LeaPEnv\nimport envs.sat_env\n"
+                     "def run(env):\n    if isinstance(env, LeaPEnv):\n        pass\n"
+                     "    return isinstance(env, (envs.sat_env.SatEnv, int))\n")
+    assert concrete_env_uses(probe) == ["from envs.leap_env import ...", "import envs.sat_env",
+                                        "isinstance(..., LeaPEnv)", "isinstance(..., SatEnv)"]

@@ -12,10 +12,11 @@ import sys
 import pytest
 import torch
 
-from selfplay.core.weight_publishing import (NCCL_ROUND, EngineWeightSyncClient, WeightPublisher,
-                                            engine_init_info, sweep_stale_weight_files,
-                                            iter_safetensors, nccl_update_info, shm_path,
-                                            write_safetensors)
+from learners.weight_publisher import (FILE, NCCL, OBJECT_STORE, EngineWeightSyncClient, NCCLPublisher,
+                                       WeightPublisher, choose_transports, engine_init_info,
+                                       weight_passes)
+from selfplay.core.weight_format import (NCCL_ROUND, iter_safetensors, nccl_update_info, shm_path,
+                                         sweep_stale_weight_files, write_safetensors)
 
 
 def _tensors() -> list[tuple[str, torch.Tensor]]:
@@ -153,7 +154,7 @@ def test_publisher_reaches_local_engines_by_file_and_remote_ones_through_the_sto
         put_calls.append(value)
         return value  # in one process the "object store" is the value itself
 
-    publisher = WeightPublisher(lambda: iter(_tensors()), torch.bfloat16, fan_out, [True, False], put=put)
+    publisher = WeightPublisher(lambda: iter(_tensors()), torch.bfloat16, fan_out, [FILE, OBJECT_STORE], put=put)
     stats = publisher.publish()
     for engine in engines:  # the same weights, in the engines' dtype, the tied one once on file
         assert engine.received["model.embed_tokens.weight"].dtype == torch.bfloat16
@@ -178,7 +179,7 @@ def test_publisher_removes_the_file_when_an_engine_fails():
 
     engine = Failing()
     publisher = WeightPublisher(lambda: iter(_tensors()), torch.float32,
-                                lambda calls: [engine.update_weights_from_file(*calls[0][1])], [True])
+                                lambda calls: [engine.update_weights_from_file(*calls[0][1])], [FILE])
     with pytest.raises(RuntimeError, match="engine died"):
         publisher.publish()
     assert not os.path.exists(engine.paths[0])
@@ -195,3 +196,71 @@ def test_sweep_removes_only_files_whose_writer_is_gone(tmp_path):
         path.write_bytes(b"x")
     assert sweep_stale_weight_files(str(tmp_path)) == [str(orphan)]
     assert not orphan.exists() and mine.exists() and other.exists()
+
+
+def test_transports_follow_the_nodes_and_the_setting():
+    nodes = ["n1", "n2", "n1"]
+    assert choose_transports("auto", "n1", nodes) == [FILE, OBJECT_STORE, FILE]
+    assert choose_transports("cpu", "n3", nodes) == [OBJECT_STORE] * 3
+    assert choose_transports("nccl", "n1", nodes) == [NCCL] * 3
+    with pytest.raises(ValueError, match="weight_sync"):
+        choose_transports("ncl", "n1", nodes)
+
+
+@pytest.mark.parametrize("transports", [[FILE], [OBJECT_STORE], [FILE, OBJECT_STORE],
+                                        [OBJECT_STORE, FILE, FILE]])
+def test_a_publish_reads_the_weights_exactly_as_often_as_weight_passes_says(transports):
+    """The sharded learner's other ranks gather once per entry of ``weight_passes``; a publisher
+    that read the weights a different number of times would leave them waiting (a deadlock)."""
+    reads = []
+
+    def weights():
+        reads.append(1)
+        return iter(_tensors())
+
+    engines = [_Engine() for _ in transports]
+
+    def fan_out(calls):
+        return [getattr(e, method)(*args) for e, (method, args) in zip(engines, calls)]
+
+    WeightPublisher(weights, torch.float32, fan_out, transports, put=lambda v: v).publish()
+    assert len(reads) == len(weight_passes(transports)) == len(set(transports))
+    assert all(e.received for e in engines)
+
+
+def _nccl_publisher(monkeypatch, num_engines: int, ranks_per_engine: int):
+    """A real NCCLPublisher whose one GPU-only call, vLLM's ``trainer_init`` (an NCCL rendezvous),
+    is replaced by a recorder; the engines answer by recording their init info."""
+    from vllm.distributed.weight_transfer import WeightTransferTrainerFactory
+
+    seen: dict = {}
+
+    def trainer_init(info, client, source):
+        seen.update(info=info, client=client, source=source)
+        client.init_weight_transfer_engine({"master_address": info.master_address,
+                                            "master_port": info.master_port,
+                                            "world_size": info.world_size, "rank_offset": 1})
+        return object()
+
+    monkeypatch.setattr(WeightTransferTrainerFactory, "trainer_init", staticmethod(trainer_init))
+    calls: list[tuple[int, str, dict | None]] = []
+    NCCLPublisher(torch.nn.Linear(3, 2), lambda i, m, p: calls.append((i, m, p)), num_engines,
+                  "10.0.0.1", 29500, ranks_per_engine)
+    return seen, calls
+
+
+def test_nccl_publisher_gives_tensor_parallel_engines_disjoint_rank_blocks(monkeypatch):
+    seen, calls = _nccl_publisher(monkeypatch, num_engines=2, ranks_per_engine=2)
+    info = seen["info"]
+    assert (info.master_address, info.master_port, info.rank) == ("10.0.0.1", 29500, 0)
+    assert info.world_size == 1 + 2 * 2  # the trainer, then two engines of two ranks each
+    offsets = sorted((i, p["rank_offset"]) for i, m, p in calls if m == "init_weight_transfer_engine")
+    assert offsets == [(0, 1), (1, 3)]
+    ranks = [r for _, off in offsets for r in range(off, off + 2)]
+    assert sorted(ranks) == list(range(1, info.world_size))  # every rank once, none shared
+
+
+def test_nccl_publisher_with_one_rank_per_engine(monkeypatch):
+    seen, calls = _nccl_publisher(monkeypatch, num_engines=3, ranks_per_engine=1)
+    assert seen["info"].world_size == 4
+    assert sorted(p["rank_offset"] for _, m, p in calls) == [1, 2, 3]

@@ -47,8 +47,9 @@ async def _raw(engine: Engine, n: int, sampling: SamplingSettings) -> dict[str, 
 
     import envs  # noqa: F401
 
-    obs, _ = gym.make(GAME).unwrapped.reset(seed=0)
-    ids = prompt_ids(engine.tokenizer, obs)
+    env = gym.make(GAME).unwrapped
+    obs, _ = env.reset(seed=0)
+    ids = prompt_ids(engine.tokenizer, obs, env.system_prompt)
     start = time.perf_counter()
     gens = await asyncio.gather(*(engine.generate(ids, sampling) for _ in range(n)))
     seconds = time.perf_counter() - start

@@ -22,8 +22,9 @@ from typing import Any
 import torch
 
 from actors.engine import EngineSettings
+from actors.weight_receiver import WeightSyncExtension
 from selfplay.core.precision import cpu_capability, torch_dtype
-from selfplay.core.weight_publishing import WeightSyncExtension, iter_safetensors
+from selfplay.core.weight_format import iter_safetensors
 
 
 class BenchSyncExtension(WeightSyncExtension):
@@ -65,7 +66,7 @@ def bench_sync(model_path: str, repeats: int = 3, dtype: str = "auto", kv_cache_
     """Time weight updates of the model's own full state dict into a running engine; returns the
     medians in seconds and MB/s (keys ``bench/<way>_s``, ``bench/<way>_mb_per_s``, ``bench/mb``)."""
     from actors.vllm_engine import VLLMEngine
-    from selfplay.core.weight_publishing import shm_path, write_safetensors
+    from selfplay.core.weight_format import shm_path, write_safetensors
 
     settings = EngineSettings(dtype=dtype, kv_cache_gib=kv_cache_gib, max_model_len=512,
                               weight_sync="cpu", worker_extension=f"{__name__}.BenchSyncExtension")

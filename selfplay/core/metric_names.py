@@ -105,6 +105,13 @@ def env_metric(env_id: str, stat: str, prefix: str = "game") -> str:
     return f"{prefix}/{short_env(env_id)}/{stat}"
 
 
+def episode_stat(group: str, stat: str) -> str:
+    """The key of a figure an environment reports at the end of an episode (``info["stats"]``),
+    under the environment's ``stats_prefix``: ``leap/pass_at_1``; :func:`env_metric` then files it
+    under its environment."""
+    return f"{group}/{stat}" if group else stat
+
+
 def pool_metric(member: str, stat: str) -> str:
     """``pool/snapshot@4/ordinal``."""
     return f"pool/{member}/{stat}"

@@ -12,6 +12,7 @@ temperature 0.7 differ by 0.05 on average (0.12 at most).
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -33,13 +34,15 @@ def engine(tiny_model):
     eng.shutdown()
 
 
-def _check_sync_figures(figures: dict[str, float], tensors) -> None:
-    """The figures of one CPU update: the RAM file holds the tensors' bytes (float32 engine, no
-    cast), and its writing and the engine's load are disjoint parts of the total."""
+def _check_sync_figures(figures: dict[str, float], tensors, wall_s: float) -> None:
+    """The figures of one CPU update (``wall_s``: a clock around the call): the RAM file holds the
+    tensors' bytes (float32 engine, no cast), its writing and the engine's load are disjoint parts
+    of the total, which fits in the wall clock."""
     assert figures["sync/mb"] == sum(t.numel() * t.element_size() for _, t in tensors) / 1e6
     assert figures["sync/serialize_s"] + figures["sync/load_s"] <= figures["sync/total_s"]
     assert figures["sync/worker_reload_s"] <= figures["sync/load_s"]  # the worker's part of the load
-    assert figures["sync/mb_per_s"] == pytest.approx(figures["sync/mb"] / figures["sync/total_s"])
+    assert 0 < figures["sync/total_s"] <= wall_s
+    assert figures["sync/mb_per_s"] >= figures["sync/mb"] / wall_s  # the bytes over at most the call
 
 
 def _gather(engine, prompts: list[str], sampling: SamplingSettings):
@@ -90,8 +93,9 @@ def test_update_weights_follows_transformers_then_restores(engine, reference, ti
     changed = load_hf(tiny_model)
     changed.load_state_dict(new, strict=False)
 
+    start = time.perf_counter()
     figures = engine.update_weights(new.items())
-    _check_sync_figures(figures, new.items())
+    _check_sync_figures(figures, new.items(), time.perf_counter() - start)
     after = _gather(engine, [prompt], greedy)[0]
     assert after.token_ids == greedy_hf(changed, ids, 8)
     assert (after.token_ids, after.logprobs) != (before.token_ids, before.logprobs)
@@ -115,10 +119,12 @@ def test_update_during_generation_pauses_and_resumes_in_flight_requests(engine, 
         sampling = SamplingSettings(max_new_tokens=200, temperature=1.0, seed=1)
         task = asyncio.ensure_future(engine.generate(token_ids(engine, PROMPTS[2]), sampling))
         await asyncio.sleep(0.3)
+        start = time.perf_counter()
         figures = await asyncio.to_thread(engine.update_weights, same)
-        return await asyncio.wait_for(task, timeout=120), figures
+        wall = time.perf_counter() - start
+        return await asyncio.wait_for(task, timeout=120), figures, wall
 
-    out, figures = asyncio.run(run())
+    out, figures, wall = asyncio.run(run())
     # The request ran to its end: 200 tokens, or fewer only when it stopped on its own.
     assert len(out.token_ids) == len(out.logprobs)
     if out.finish_reason == "length":
@@ -129,7 +135,7 @@ def test_update_during_generation_pauses_and_resumes_in_flight_requests(engine, 
     diffs = [abs(a - b) for a, b in zip(out.logprobs, recompute_logprobs(
         reference, token_ids(engine, PROMPTS[2]), out.token_ids))]
     assert sum(diffs) / len(diffs) < MEAN_TOL and max(diffs) < MAX_TOL
-    _check_sync_figures(figures, same)
+    _check_sync_figures(figures, same, wall)
 
 
 def test_a_stop_string_ends_the_response_and_stays_in_it(engine):

@@ -1,5 +1,6 @@
-"""LeaP episodes on a real engine (the tiny model on vLLM): paths grow by splicing token ids,
-inserted text is masked out of the loss, and each written token is scored in its own context."""
+"""LeaP episodes on a real engine (the tiny model on vLLM), played by the one episode loop: paths
+grow by splicing token ids, inserted text is masked out of the loss, and each written token is
+scored in its own context."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from engine_helpers import recompute_logprobs, vllm_engine
 
 import envs  # noqa: F401
 from actors.engine import SamplingSettings
-from actors.episodes import EpisodeLimits, EpisodeSpec
-from actors.leap_episodes import PathTokens, play_leap_episode
+from actors.contexts import Context
+from actors.episodes import EpisodeLimits, EpisodeRunner, EpisodeSpec
 
 pytestmark = pytest.mark.slow
 LEAP = "selfplay/LeaP-v0"
@@ -44,8 +45,8 @@ def played(engine):
     env = gym.make(LEAP, **KWARGS).unwrapped
     spec = EpisodeSpec(LEAP, seed=0, episode_id="e0", policy_roles=[0, 1, 2, 3], env_kwargs=KWARGS,
                        sampling=SamplingSettings(max_new_tokens=64, temperature=TEMPERATURE))
-    episode = asyncio.run(play_leap_episode(env, recording, engine.tokenizer, spec,
-                                            EpisodeLimits(max_prompt_tokens=960)))
+    runner = EpisodeRunner(recording, engine.tokenizer, EpisodeLimits(max_prompt_tokens=960))
+    episode = asyncio.run(runner.play(env, spec))
     return episode, recording, env
 
 
@@ -117,7 +118,7 @@ def test_trim_keeps_the_longest_token_prefix_that_fits(tiny_model) -> None:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    path = PathTokens()
+    path = Context()
     path.insert(tokenizer.encode("<comment> x </comment>", add_special_tokens=False))
     text = "First paragraph.\n\nA partial sec"
     ids = tokenizer.encode(text, add_special_tokens=False)

@@ -26,6 +26,7 @@ import torch
 
 from actors.engine import SamplingSettings
 from actors.prompting import prompt_ids
+from envs.base import GAME_SYSTEM_PROMPT
 from learners.learner import Learner
 from selfplay.core.config_schema import TrainerConfig
 from selfplay.core.samples import Sample
@@ -54,7 +55,7 @@ def engine(smollm2):
 
 @pytest.fixture(scope="module")
 def prompts(engine) -> list[list[int]]:
-    return [prompt_ids(engine.tokenizer, text) for text in TEXTS]
+    return [prompt_ids(engine.tokenizer, text, GAME_SYSTEM_PROMPT) for text in TEXTS]
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +102,7 @@ def report(label: str, gaps: torch.Tensor) -> None:
 
 def publish(engine, learner: Learner) -> None:
     """The learner's weights to the engine through the RAM-file transport, as training does."""
-    from selfplay.core.weight_publishing import shm_path, write_safetensors
+    from selfplay.core.weight_format import shm_path, write_safetensors
 
     path = shm_path()
     try:

@@ -111,7 +111,7 @@ def test_the_runtime_env_ships_the_code_without_venv_runs_or_caches():
     assert all(isinstance(v, str) for v in env["env_vars"].values())  # Ray wants strings
 
 
-def test_dry_run_prints_the_layout_and_refuses_one_that_cannot_fit(capsys):
+def test_dry_run_prints_the_layout_and_refuses_one_that_cannot_fit(capsys, tiny_model):
     from selfplay import cli
 
     assert cli.main(["train", "--config", "debug", "model=tiny", "rollout.num_workers=2",
