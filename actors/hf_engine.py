@@ -25,6 +25,7 @@ from typing import Any, Iterable
 import torch
 
 from actors.engine import EngineSettings, Generation, SamplingSettings
+from selfplay.core import metric_names as names
 from selfplay.core.precision import local_device, resolve_dtype
 
 #: Tokens decoded to look for a stop string; longer than any stop string the project uses.
@@ -225,8 +226,8 @@ class TransformersEngine:
                 targets[name].data.copy_(tensor)
                 nbytes += tensor.numel() * tensor.element_size()
         total = time.perf_counter() - start
-        return {"sync/total_s": total, "sync/load_s": total, "sync/serialize_s": 0.0,
-                "sync/mb": nbytes / 1e6, "sync/mb_per_s": nbytes / 1e6 / max(total, 1e-9)}
+        return {names.SYNC_TOTAL_S: total, names.SYNC_LOAD_S: total, names.SYNC_SERIALIZE_S: 0.0,
+                names.SYNC_MB: nbytes / 1e6, names.SYNC_MB_PER_S: nbytes / 1e6 / max(total, 1e-9)}
 
     def update_weights_from_file(self, path: str) -> dict[str, float]:
         """Load new weights from a safetensors file."""

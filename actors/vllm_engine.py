@@ -35,8 +35,9 @@ from typing import Any, Coroutine, Iterable, TypeVar
 import torch
 
 from actors.engine import EngineSettings, Generation, SamplingSettings
-from selfplay.core.weight_format import resolve_weight_sync, shm_path, write_safetensors
+from selfplay.core import metric_names as names
 from selfplay.core.precision import local_device, resolve_dtype
+from selfplay.core.weight_format import resolve_weight_sync, shm_path, write_safetensors
 
 T = TypeVar("T")
 LOGPROBS_MODE = "processed_logprobs"
@@ -182,8 +183,8 @@ class VLLMEngine:
             if os.path.exists(path):
                 os.unlink(path)
         total = time.perf_counter() - start
-        figures.update({"sync/total_s": total, "sync/serialize_s": written - start,
-                        "sync/mb": nbytes / 1e6, "sync/mb_per_s": nbytes / 1e6 / total})
+        figures.update({names.SYNC_TOTAL_S: total, names.SYNC_SERIALIZE_S: written - start,
+                        names.SYNC_MB: nbytes / 1e6, names.SYNC_MB_PER_S: nbytes / 1e6 / total})
         return figures
 
     def update_weights_from_file(self, path: str) -> dict[str, float]:
@@ -192,7 +193,7 @@ class VLLMEngine:
         self._check_cpu_sync()
         start = time.perf_counter()
         worker_s = self._blocking(self._swap("selfplay_reload_from_file", path))
-        return {"sync/load_s": time.perf_counter() - start, "sync/worker_reload_s": max(worker_s)}
+        return {names.SYNC_LOAD_S: time.perf_counter() - start, names.SYNC_WORKER_RELOAD_S: max(worker_s)}
 
     def _check_cpu_sync(self) -> None:
         if self.weight_sync == "nccl":

@@ -30,6 +30,7 @@ async def _check(shape_dir: Path, work: Path, n: int) -> dict[str, float | str]:
     from actors.episodes import EpisodeLimits, EpisodeRunner
     from learners.learner import Learner
     from selfplay.bench.rollout import play_games, selfplay_specs
+    from selfplay.core import metric_names as names
     from selfplay.core.config_schema import TrainerConfig
 
     torch.manual_seed(0)
@@ -61,8 +62,8 @@ async def _check(shape_dir: Path, work: Path, n: int) -> dict[str, float | str]:
     start = time.perf_counter()
     stats = learner.train_step(samples)
     _sync()
-    out.update({"learner_step_s": time.perf_counter() - start, "learner_tokens": stats["learner/tokens"],
-                "learner_tokens_per_s": stats["learner/tokens_per_s"], "samples": len(samples),
+    out.update({"learner_step_s": time.perf_counter() - start, "learner_tokens": stats[names.LEARNER_TOKENS],
+                "learner_tokens_per_s": stats[names.LEARNER_TOKENS_PER_S], "samples": len(samples),
                 "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else 0.0})
     engine.shutdown()
     return out

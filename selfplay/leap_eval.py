@@ -26,7 +26,9 @@ from dataclasses import replace
 from typing import Any
 
 from envs import LEAP_ID as LEAP
+from envs.leap_env import LeaPEnv
 from selfplay.config import Config, ConfigError
+from selfplay.core import metric_names as names
 from selfplay.core.config_schema import EnvConfig
 from selfplay.core.samples import Episode
 
@@ -37,20 +39,23 @@ ROWS = (("LeaP", True), ("independent", False))
 
 def summarize_row(episodes: list[Episode]) -> dict[str, float]:
     """The table's figures for one mode from its episodes' ``leap/*`` statistics."""
-    def mean(key: str) -> float:
-        values = [e.extra[key] for e in episodes if key in e.extra]
+    def key(stat: str) -> str:
+        return names.episode_stat(LeaPEnv.stats_prefix, stat)
+
+    def mean(stat: str) -> float:
+        values = [e.extra[key(stat)] for e in episodes if key(stat) in e.extra]
         return sum(values) / len(values) if values else 0.0
 
-    readers = sum(e.extra.get("leap/read_peers", 0.0) for e in episodes)
+    readers = sum(e.extra.get(key("read_peers"), 0.0) for e in episodes)
 
-    def per_reader(key: str) -> float:
-        return sum(e.extra.get(key, 0.0) for e in episodes) / readers if readers else 0.0
+    def per_reader(stat: str) -> float:
+        return sum(e.extra.get(key(stat), 0.0) for e in episodes) / readers if readers else 0.0
 
-    return {"problems": float(len(episodes)), "pass@1": mean("leap/pass_at_1"),
-            "cons@N": mean("leap/cons_at_n"), "tokens": mean("leap/tokens"),
-            "answered": mean("leap/answered"), "read_peers": readers,
-            "changed": per_reader("leap/answer_changes"), "better": per_reader("leap/changes_better"),
-            "worse": per_reader("leap/changes_worse")}
+    return {"problems": float(len(episodes)), "pass@1": mean("pass_at_1"),
+            "cons@N": mean("cons_at_n"), "tokens": mean("tokens"),
+            "answered": mean("answered"), "read_peers": readers,
+            "changed": per_reader("answer_changes"), "better": per_reader("changes_better"),
+            "worse": per_reader("changes_worse")}
 
 
 def format_table(rows: dict[str, dict[str, float]], paths: int) -> str:

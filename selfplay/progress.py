@@ -28,8 +28,8 @@ def progress_line(step: int, total: int, roles: RoleStats, values: dict[str, flo
                             (names.STEP_S, "step", "{:.0f}s")):
         if key in values:
             parts.append(f"{label} {fmt.format(values[key])}")
-    workers = sorted((int(k.split("/")[2]), v) for k, v in values.items()
-                     if k.startswith("perf/worker/") and k.endswith("/tokens_per_s"))
+    workers = sorted((i, v) for k, v in values.items()
+                     if (i := names.worker_index(k, "tokens_per_s")) is not None)
     if len(workers) > 1:  # one figure per worker: a slow node stands out
         parts.append("workers tok/s " + " ".join(f"{v:.0f}" for _, v in workers))
     if names.ROLLOUT_IDLE_SHARE in values and names.LEARNER_IDLE_SHARE in values:

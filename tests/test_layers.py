@@ -6,11 +6,16 @@
 * ``actors`` (rollout side) and ``learners`` (learning side) import the base, ``envs`` and
   themselves, never each other and never the application;
 * the application (the rest of ``selfplay``) and ``cluster`` may import everything.
+
+Two ownership rules on top: the rollout side knows environments only by their contract
+(``envs.base``: no concrete environment imported or tested with ``isinstance``), and metric names
+are built only by ``selfplay.core.metric_names`` (no literal that starts like one elsewhere).
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -107,3 +112,29 @@ def test_the_contract_rule_catches_a_runner_that_branches_on_a_concrete_env(tmp_
                      "    return isinstance(env, (envs.sat_env.SatEnv, int))\n")
     assert concrete_env_uses(probe) == ["from envs.leap_env import ...", "import envs.sat_env",
                                         "isinstance(..., LeaPEnv)", "isinstance(..., SatEnv)"]
+
+
+#: The first segments of metric names (``selfplay.core.metric_names``).
+METRIC_PREFIXES = ("learner", "perf", "sync", "game", "eval", "kuhn", "leap", "pool", "curriculum",
+                   "cluster", "bench", "progress", "episodes")
+_METRIC_LITERAL = re.compile(rf"^({'|'.join(METRIC_PREFIXES)})/([a-z_]|$)")
+NAMES_MODULE = ROOT / "selfplay" / "core" / "metric_names.py"
+
+
+def metric_literals(path: Path) -> list[str]:
+    """String literals (f-strings' literal parts included) that start like a metric name."""
+    return [node.value for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and _METRIC_LITERAL.match(node.value)]
+
+
+@pytest.mark.parametrize("module, path", [(m, p) for m, p in _modules() if p != NAMES_MODULE],
+                         ids=[m for m, p in _modules() if p != NAMES_MODULE])
+def test_metric_names_are_built_only_by_the_names_module(module, path):
+    assert not metric_literals(path), f"{module} spells metric names itself: {metric_literals(path)}"
+
+
+def test_the_metric_rule_catches_literals_and_f_strings(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text('a = {"sync/mb": 1}\nb = f"leap/{k}"\nc = "cluster/README.md"\nd = "game"\n')
+    assert metric_literals(probe) == ["sync/mb", "leap/"]

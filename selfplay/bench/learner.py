@@ -30,6 +30,7 @@ import torch
 
 from learners.learner import Learner, resolve_device_dtype
 from learners.loss import token_logprobs
+from selfplay.core import metric_names as names
 from selfplay.core.config_schema import TrainerConfig
 from selfplay.core.precision import cpu_capability
 from selfplay.core.samples import Sample
@@ -118,7 +119,7 @@ def _sharded_rank(rank: int, world_size: int, port: int, model_path: str, traine
     learner = ShardedLearner(model_path, trainer_cfg, rank=rank, world_size=world_size,
                              master_port=port)
     learner.train_step(samples)
-    times = [learner.train_step(samples)["learner/step_s"] for _ in range(steps)]
+    times = [learner.train_step(samples)[names.LEARNER_STEP_S] for _ in range(steps)]
     if rank == 0:
         Path(out).write_text(json.dumps({"step_s": sum(times) / len(times)}))
 

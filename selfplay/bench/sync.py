@@ -23,6 +23,8 @@ import torch
 
 from actors.engine import EngineSettings
 from actors.weight_receiver import WeightSyncExtension
+from selfplay.core import metric_names as names
+from selfplay.core.metric_names import bench_metric as B
 from selfplay.core.precision import cpu_capability, torch_dtype
 from selfplay.core.weight_format import iter_safetensors
 
@@ -84,18 +86,18 @@ def bench_sync(model_path: str, repeats: int = 3, dtype: str = "auto", kv_cache_
         naive_runs = [_naive(engine, state) for _ in range(repeats if naive else 0)]
     finally:
         engine.shutdown()
-    mb = fast[0]["sync/mb"]
-    out: dict[str, Any] = {"bench/mb": mb, "bench/repeats": float(repeats), "dtype": engine.dtype,
+    mb = fast[0][names.SYNC_MB]
+    out: dict[str, Any] = {B("mb"): mb, B("repeats"): float(repeats), "dtype": engine.dtype,
                            "cpu_capability": cpu_capability()}
-    for key in ("sync/total_s", "sync/serialize_s", "sync/load_s", "sync/worker_reload_s"):
-        out[f"bench/fast_{key.split('/')[1]}"] = statistics.median(f[key] for f in fast)
-    out["bench/floor_s"] = statistics.median(floor)
+    for key in (names.SYNC_TOTAL_S, names.SYNC_SERIALIZE_S, names.SYNC_LOAD_S, names.SYNC_WORKER_RELOAD_S):
+        out[B("fast_" + names.sync_stat(key))] = statistics.median(f[key] for f in fast)
+    out[B("floor_s")] = statistics.median(floor)
     if naive_runs:
-        out["bench/naive_s"] = statistics.median(t for t, _ in naive_runs)
-        out["bench/naive_worker_reload_s"] = statistics.median(w for _, w in naive_runs)
+        out[B("naive_s")] = statistics.median(t for t, _ in naive_runs)
+        out[B("naive_worker_reload_s")] = statistics.median(w for _, w in naive_runs)
     for way in ("fast_total", "floor", "naive"):
-        if f"bench/{way}_s" in out:
-            out[f"bench/{way}_mb_per_s"] = mb / out[f"bench/{way}_s"]
+        if B(f"{way}_s") in out:
+            out[B(f"{way}_mb_per_s")] = mb / out[B(f"{way}_s")]
     return out
 
 
@@ -113,15 +115,16 @@ def main() -> None:
 
 def report(figures: dict[str, Any]) -> None:
     """Print the figures of :func:`bench_sync` for a person."""
-    mb, repeats = figures["bench/mb"], int(figures["bench/repeats"])
-    print(f"weight sync of {mb:.0f} MB ({figures['dtype']}, CPU {figures['cpu_capability']}), median of {repeats}:")
-    print(f"  fast   {figures['bench/fast_total_s']:6.2f} s  {figures['bench/fast_total_mb_per_s']:7.0f} MB/s"
-          f"  (write {figures['bench/fast_serialize_s']:.2f} s, load {figures['bench/fast_load_s']:.2f} s,"
-          f" of which reload in worker {figures['bench/fast_worker_reload_s']:.2f} s)")
-    print(f"  floor  {figures['bench/floor_s']:6.2f} s  {figures['bench/floor_mb_per_s']:7.0f} MB/s"
+    f = {key.removeprefix(B("")): value for key, value in figures.items()}
+    mb, repeats = f["mb"], int(f["repeats"])
+    print(f"weight sync of {mb:.0f} MB ({f['dtype']}, CPU {f['cpu_capability']}), median of {repeats}:")
+    print(f"  fast   {f['fast_total_s']:6.2f} s  {f['fast_total_mb_per_s']:7.0f} MB/s"
+          f"  (write {f['fast_serialize_s']:.2f} s, load {f['fast_load_s']:.2f} s,"
+          f" of which reload in worker {f['fast_worker_reload_s']:.2f} s)")
+    print(f"  floor  {f['floor_s']:6.2f} s  {f['floor_mb_per_s']:7.0f} MB/s"
           "  (reload_weights from tensors already in the worker)")
-    if "bench/naive_s" in figures:
-        print(f"  naive  {figures['bench/naive_s']:6.2f} s  {figures['bench/naive_mb_per_s']:7.0f} MB/s"
+    if "naive_s" in f:
+        print(f"  naive  {f['naive_s']:6.2f} s  {f['naive_mb_per_s']:7.0f} MB/s"
               "  (state dict serialised through collective_rpc)")
 
 

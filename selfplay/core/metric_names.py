@@ -130,3 +130,21 @@ def curriculum_metric(env_id: str, stat: str) -> str:
 def worker_metric(index: int, stat: str) -> str:
     """``perf/worker/1/tokens_per_s``: one rollout worker's figures (a slow node shows here)."""
     return f"perf/worker/{index}/{stat}"
+
+
+def worker_index(name: str, stat: str) -> int | None:
+    """The worker of a :func:`worker_metric` name for ``stat``, or None for any other name."""
+    parts = name.split("/")
+    if len(parts) == 4 and name == worker_metric(int(parts[2]) if parts[2].isdigit() else -1, stat):
+        return int(parts[2])
+    return None
+
+
+def sync_stat(name: str) -> str:
+    """``sync/load_s`` -> ``load_s``: a weight-sync figure's own name (benchmarks re-file it)."""
+    return name.removeprefix("sync/")
+
+
+def bench_metric(stat: str) -> str:
+    """``bench/floor_s``: a benchmark's figure."""
+    return f"bench/{stat}"
