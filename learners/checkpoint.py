@@ -34,7 +34,8 @@ import torch
 log = logging.getLogger(__name__)
 
 __all__ = ["save_checkpoint", "begin_checkpoint", "finish_checkpoint", "latest_checkpoint",
-           "load_checkpoint", "list_checkpoints", "checkpoint_format", "FORMAT_VERSION"]
+           "load_checkpoint", "list_checkpoints", "checkpoint_format", "check_format", "read_state",
+           "CheckpointFormatError", "FORMAT_VERSION", "CHECKPOINTS"]
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
@@ -51,10 +52,33 @@ _LEARNER_STATE = ("optimizer.pt", "sharded/.metadata")
 FORMAT_VERSION = 2
 
 
+#: What changed at each format version, for the refusal's message.
+_FORMAT_CHANGES = {2: "RAE baselines are now kept per opponent kind and max_prompt_tokens is the "
+                      "prompt's own budget"}
+
+
+class CheckpointFormatError(ValueError):
+    """A checkpoint written in a format this code does not read."""
+
+
+def read_state(path: str | Path) -> dict[str, Any]:
+    """The state a checkpoint folder holds (``state.json``: the caller's keys, ``step``, the
+    format version and the RNG states), without loading the learner."""
+    return json.loads((Path(path) / "state.json").read_text())
+
+
 def checkpoint_format(path: str | Path) -> int:
     """The format version a checkpoint folder was written in (1 for those before versions)."""
-    state = json.loads((Path(path) / "state.json").read_text())
-    return int(state.get("format_version", 1))
+    return int(read_state(path).get("format_version", 1))
+
+
+def check_format(path: str | Path) -> None:
+    """Raise :class:`CheckpointFormatError` unless ``path`` is in the format this code reads."""
+    found = checkpoint_format(path)
+    if found != FORMAT_VERSION:
+        why = _FORMAT_CHANGES.get(max(found, FORMAT_VERSION), "")
+        raise CheckpointFormatError(f"{path}: checkpoint format {found}, this code reads format "
+                                    f"{FORMAT_VERSION}" + (f" ({why})" if why else ""))
 
 
 class _Saveable(Protocol):
@@ -196,11 +220,9 @@ def load_checkpoint(path: str | Path, learner: _Saveable, restore_rng: bool = Tr
     the saved state (the caller's keys plus ``step``). Call it after building everything that
     seeds RNGs (``Learner.__init__`` does), so the restored states are the ones left standing."""
     path = Path(path)
-    if checkpoint_format(path) != FORMAT_VERSION:
-        raise ValueError(f"{path}: checkpoint format {checkpoint_format(path)}, this code reads "
-                         f"format {FORMAT_VERSION}")
+    check_format(path)
     learner.load(path)
-    state = json.loads((path / "state.json").read_text())
+    state = read_state(path)
     rng = state.pop("rng")
     if restore_rng:
         _set_rng_state(rng, torch.load(path / "rng_torch.pt", weights_only=True))

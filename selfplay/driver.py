@@ -15,7 +15,6 @@ a learner that dies ends the run with the command that resumes it.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -37,7 +36,8 @@ from selfplay.progress import progress_line
 from selfplay.ray_session import cluster_address, reserve, start_ray, stop_ray
 from selfplay.restarts import learner_lost
 from selfplay.rollout_pool import RolloutPool
-from selfplay.run_dir import prepare_run_dir, setup_logging, with_persistent_run_root
+from selfplay.run_dir import (prepare_run_dir, setup_logging, snapshot_folder, snapshot_folders, tb_folder,
+                              with_persistent_run_root)
 from selfplay.step_figures import idle_shares, worker_figures
 
 log = logging.getLogger("selfplay.train")
@@ -161,7 +161,7 @@ class Driver:
 
     def snapshot(self, step: int) -> None:
         """Freeze the policy into the pool; the workers host the pool's snapshots as opponents."""
-        path = self.cfg.run_dir / "snapshots" / f"step-{step}"
+        path = snapshot_folder(self.cfg.run_dir, step)
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():  # written after the checkpoint a resumed run started from: replace it
             shutil.rmtree(path)
@@ -196,14 +196,12 @@ class Driver:
     def remove_unused_snapshots(self) -> None:
         """Delete snapshot folders that neither the pool nor any kept checkpoint lists, so that a
         resume from any kept checkpoint finds the snapshots it names."""
-        from learners.checkpoint import list_checkpoints
+        from learners.checkpoint import list_checkpoints, read_state
 
-        root = self.cfg.run_dir / "snapshots"
         used = set(self.pool.snapshot_folders().values())
         for _, ckpt in list_checkpoints(self.cfg.run_dir):
-            pool = json.loads((ckpt / "state.json").read_text()).get("pool") or {}
-            used.update(str(path) for _, _, path in pool.get("snapshots", []))
-        for folder in root.glob("step-*") if root.is_dir() else []:
+            used.update(OpponentPool.folders_in(read_state(ckpt).get("pool")))
+        for folder in snapshot_folders(self.cfg.run_dir):
             if str(folder) not in used:
                 shutil.rmtree(folder, ignore_errors=True)
 
@@ -213,7 +211,7 @@ class Driver:
 
 def train(cfg: Config, resume: bool = False, verbose: bool = False) -> None:
     """Run (or resume) a training run described by ``cfg``."""
-    from learners.checkpoint import FORMAT_VERSION, checkpoint_format, latest_checkpoint
+    from learners.checkpoint import CheckpointFormatError, check_format, latest_checkpoint
     from selfplay.core.models import resolve_model
     from selfplay.core.weight_format import sweep_stale_weight_files
     from selfplay.dry_run import check_memory
@@ -224,11 +222,12 @@ def train(cfg: Config, resume: bool = False, verbose: bool = False) -> None:
     plan = check_memory(cfg, model_path)   # the learner's memory per rank, or one line if it cannot fit
     cfg, why = with_persistent_run_root(cfg)  # absolute: actors and Ray's job copies may run elsewhere
     ckpt = latest_checkpoint(cfg.run_dir) if resume else None
-    if ckpt is not None and checkpoint_format(ckpt) != FORMAT_VERSION:
-        raise ConfigError(f"--resume: {ckpt} was written in checkpoint format {checkpoint_format(ckpt)}, "
-                          f"this selfplay reads format {FORMAT_VERSION} (RAE baselines are now kept "
-                          f"per opponent kind and max_prompt_tokens is the prompt's own budget): "
-                          f"start a new run, or resume it with the selfplay that wrote it")
+    try:
+        if ckpt is not None:
+            check_format(ckpt)
+    except CheckpointFormatError as err:
+        raise ConfigError(f"--resume: {err}: start a new run, or resume it with the selfplay that "
+                          f"wrote it") from None
     run_dir = prepare_run_dir(cfg, resume=resume)
     setup_logging(run_dir, logging.DEBUG if verbose else logging.INFO)
     resolved = yaml.safe_dump(to_dict(cfg), sort_keys=False)
@@ -271,7 +270,8 @@ def train(cfg: Config, resume: bool = False, verbose: bool = False) -> None:
                 stop_ray()
         finally:
             # The last line, whatever happened: where the results are.
-            log.info("run directory: %s (TensorBoard: tensorboard --logdir %s)", run_dir, run_dir / "tb")
+            log.info("run directory: %s (TensorBoard: tensorboard --logdir %s)", run_dir,
+                     tb_folder(run_dir))
 
 
 def _loop(cfg: Config, driver: Driver, metrics: MetricsWriter, step: int, counters: dict[str, Any]) -> None:
@@ -298,4 +298,4 @@ def _loop(cfg: Config, driver: Driver, metrics: MetricsWriter, step: int, counte
         log.info(progress_line(step, cfg.trainer.steps, role_stats(episodes), values, eta))
         if step == cfg.trainer.steps or (cfg.checkpoint.every and step % cfg.checkpoint.every == 0):
             driver.checkpoint(step, counters)
-    log.info("done: %d steps; TensorBoard: tensorboard --logdir %s", step, cfg.run_dir / "tb")
+    log.info("done: %d steps; TensorBoard: tensorboard --logdir %s", step, tb_folder(cfg.run_dir))

@@ -10,6 +10,8 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
+from selfplay.run_dir import tb_folder
+
 
 class MetricsWriter:
     """Writes scalars and text to TensorBoard event files under ``<run_dir>/tb``."""
@@ -17,7 +19,7 @@ class MetricsWriter:
     def __init__(self, run_dir: str | Path) -> None:
         from torch.utils.tensorboard import SummaryWriter  # heavy; only where metrics are written
 
-        self.dir = Path(run_dir) / "tb"
+        self.dir = tb_folder(Path(run_dir))
         self.dir.mkdir(parents=True, exist_ok=True)
         self._writer = SummaryWriter(log_dir=str(self.dir))
         self.latest: dict[str, float] = {}
@@ -51,6 +53,6 @@ def read_scalars(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
     """Every scalar series in a run's event files, as ``{name: [(step, value), ...]}``."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(Path(run_dir) / "tb"), size_guidance={"scalars": 0})
+    acc = EventAccumulator(str(tb_folder(Path(run_dir))), size_guidance={"scalars": 0})
     acc.Reload()
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}

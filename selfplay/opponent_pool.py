@@ -166,6 +166,11 @@ class OpponentPool:
             "evicted": list(self._evicted),
         }
 
+    @staticmethod
+    def folders_in(state: dict[str, Any] | None) -> set[str]:
+        """The snapshot folders a saved ``state_dict()`` lists (none for None)."""
+        return {str(path) for _, _, path in (state or {}).get("snapshots", [])}
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore ``state_dict()`` output. Its fixed opponents must match this pool's, and it
         may hold at most ``max_snapshots`` snapshots."""

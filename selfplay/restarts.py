@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from selfplay.run_dir import config_file
+
 
 class RunAborted(RuntimeError):
     """A failure that ends the run and that the user must act on; the message says what happened
@@ -50,7 +52,7 @@ def one_line(text: str, limit: int = 300) -> str:
 def learner_lost(run_dir: Path, last_checkpoint: Path | None, cause: str) -> RunAborted:
     """The error for a dead learner: the run cannot go on without it (the policy and optimizer
     live there), so it says how to resume from the last checkpoint."""
-    config = run_dir / "config.yaml"
+    config = config_file(run_dir)
     if last_checkpoint is None:
         what = (f"no checkpoint was written yet, so start it again: selfplay train --config {config} "
                 f"(set checkpoint.every to lose less next time)")

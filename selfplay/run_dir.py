@@ -1,5 +1,7 @@
-"""The run directory: ``<run_root>/<name>/`` holds the resolved config, the log file,
-TensorBoard event files (``tb/``) and checkpoints (``checkpoints/``).
+"""The run directory: ``<run_root>/<name>/`` holds the resolved config (``config.yaml``), the log
+file (``train.log``), TensorBoard event files (``tb/``), checkpoints (``checkpoints/``, laid out
+by :mod:`learners.checkpoint`) and the opponent pool's frozen snapshots (``snapshots/step-<N>``).
+This module is the one place that layout is spelled; everything else asks it.
 
 It must outlive the run. A job sent with ``ray job submit --working-dir .`` runs in Ray's
 temporary copy of that folder (``.../runtime_resources/working_dir_files/_ray_pkg_<hash>/``),
@@ -21,6 +23,40 @@ import yaml
 from selfplay.config import Config, ConfigError, to_dict
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_SNAPSHOTS = "snapshots"
+
+
+def config_file(run_dir: Path) -> Path:
+    """The resolved config of the run."""
+    return Path(run_dir) / "config.yaml"
+
+
+def log_file(run_dir: Path) -> Path:
+    """The run's log (also on the terminal)."""
+    return Path(run_dir) / "train.log"
+
+
+def tb_folder(run_dir: Path) -> Path:
+    """TensorBoard's event files."""
+    return Path(run_dir) / "tb"
+
+
+def checkpoints_folder(run_dir: Path) -> Path:
+    """Where :mod:`learners.checkpoint` keeps the checkpoints."""
+    from learners.checkpoint import CHECKPOINTS
+
+    return Path(run_dir) / CHECKPOINTS
+
+
+def snapshot_folder(run_dir: Path, step: int) -> Path:
+    """The opponent pool's frozen policy of ``step``."""
+    return Path(run_dir) / _SNAPSHOTS / f"step-{step}"
+
+
+def snapshot_folders(run_dir: Path) -> list[Path]:
+    """Every snapshot folder the run holds."""
+    root = Path(run_dir) / _SNAPSHOTS
+    return sorted(root.glob("step-*")) if root.is_dir() else []
 
 
 def inside_ray_working_dir(cwd: Path) -> bool:
@@ -51,13 +87,15 @@ def with_persistent_run_root(cfg: Config) -> tuple[Config, str]:
 def prepare_run_dir(cfg: Config, resume: bool = False) -> Path:
     """Create the run directory and write the resolved config; refuses to reuse a finished run's
     directory by accident (pass ``resume=True`` to continue it)."""
+    from learners.checkpoint import list_checkpoints
+
     run_dir = cfg.run_dir
-    if run_dir.exists() and any((run_dir / "checkpoints").glob("step-*")) and not resume:
+    if run_dir.exists() and list_checkpoints(run_dir) and not resume:
         raise ConfigError(
             f"name={cfg.name!r}: {run_dir} already holds checkpoints: pass --resume to continue it, "
             f"or choose another name=... (or delete the folder)")
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    checkpoints_folder(run_dir).mkdir(parents=True, exist_ok=True)
+    config_file(run_dir).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     return run_dir
 
 
@@ -66,7 +104,7 @@ def setup_logging(run_dir: Path | None = None, level: int = logging.INFO) -> Non
     the CLI, never at import time."""
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if run_dir is not None:
-        handlers.append(logging.FileHandler(run_dir / "train.log"))
+        handlers.append(logging.FileHandler(log_file(run_dir)))
     logging.basicConfig(level=level, format=LOG_FORMAT, handlers=handlers, force=True)
     for noisy in ("urllib3", "filelock", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -178,3 +178,12 @@ def test_duplicate_snapshot_step_is_rejected():
     pool.add_snapshot(3, "/ckpt/3")
     with pytest.raises(ValueError, match="step 3"):
         pool.add_snapshot(3, "/ckpt/3b")
+
+
+def test_a_saved_pool_state_lists_its_snapshot_folders():
+    pool = OpponentPool(max_snapshots=2)
+    pool.add_snapshot(4, "/run/snapshots/step-4")
+    pool.add_snapshot(8, "/run/snapshots/step-8")
+    state = json.loads(json.dumps(pool.state_dict()))  # as a checkpoint's state.json holds it
+    assert OpponentPool.folders_in(state) == {"/run/snapshots/step-4", "/run/snapshots/step-8"}
+    assert OpponentPool.folders_in(None) == set()
