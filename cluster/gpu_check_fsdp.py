@@ -38,7 +38,7 @@ from selfplay.core.config_schema import TrainerConfig  # noqa: E402
 from selfplay.core.samples import Sample  # noqa: E402
 from learners.ranks import free_port  # noqa: E402
 
-SHAPE = ROOT / "selfplay" / "core" / "model_configs" / "Qwen2.5-0.5B"
+SHAPE = ROOT / "learners" / "model_configs" / "Qwen2.5-0.5B"
 #: Dense bf16 tensor-core peak per GPU (vendor datasheets), matched by name; else MFU is omitted.
 PEAK_BF16_FLOPS = {"H200": 989e12, "H100 PCIe": 756e12, "H100": 989e12, "A100": 312e12,
                    "L40S": 362e12, "L4": 121e12, "A10G": 70e12}

@@ -2,7 +2,7 @@
 
 Pure arithmetic on a model's ``config.json`` (no torch, no weights), so the plan runs offline and
 in a dry run. The architecture configs of the recipe models ship with the package
-(``selfplay/core/model_configs/<name>/config.json``); :func:`load_architecture` finds them by the
+(``learners/model_configs/<name>/config.json``); :func:`load_architecture` finds them by the
 last part of a hub id (``Qwen/Qwen3-4B-Base``), or reads any folder holding a ``config.json``.
 
 What one rank holds (P parameters, N ranks, FSDP2 as :mod:`learners.fsdp_model` sets it up):
@@ -170,7 +170,7 @@ def plan_memory(arch: Architecture, ranks: int, micro_batch_tokens: int,
 
 def shipped_models() -> list[str]:
     """Names of the architecture configs shipped with the package."""
-    folder = resources.files("selfplay.core") / "model_configs"
+    folder = resources.files("learners") / "model_configs"
     return sorted(p.name for p in folder.iterdir() if (p / "config.json").is_file())
 
 
@@ -182,7 +182,7 @@ def load_architecture(model: str) -> Architecture:
         path = path / "config.json"
     if not path.is_file():
         name = model.rstrip("/").split("/")[-1]
-        shipped = resources.files("selfplay.core") / "model_configs" / name / "config.json"
+        shipped = resources.files("learners") / "model_configs" / name / "config.json"
         if not shipped.is_file():
             raise ValueError(f"model={model!r}: no config.json there and none shipped "
                              f"(shipped: {', '.join(shipped_models())})")

@@ -181,7 +181,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _model(args: argparse.Namespace) -> int:
-    from selfplay.core import models
+    from selfplay import model_cache as models
 
     if args.model_command == "prepare":
         for name in args.names:

@@ -212,7 +212,7 @@ class Driver:
 def train(cfg: Config, resume: bool = False, verbose: bool = False) -> None:
     """Run (or resume) a training run described by ``cfg``."""
     from learners.checkpoint import CheckpointFormatError, check_format, latest_checkpoint
-    from selfplay.core.models import resolve_model
+    from selfplay.model_cache import resolve_model
     from selfplay.core.weight_format import sweep_stale_weight_files
     from selfplay.dry_run import check_memory
     from selfplay.preflight import check_before_start

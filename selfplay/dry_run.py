@@ -22,7 +22,7 @@ def memory_plan(cfg: Config, model: str | None = None) -> Any:
     from learners.memory_plan import load_architecture, plan_memory
     from selfplay.core.precision import local_device, resolve_dtype
 
-    from selfplay.core.models import BUILTIN, is_prepared, model_dir
+    from selfplay.model_cache import BUILTIN, is_prepared, model_dir
 
     if model is None and cfg.model in BUILTIN and is_prepared(cfg.model):
         model = str(model_dir(cfg.model))  # its config.json, without preparing anything here

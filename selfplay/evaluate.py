@@ -78,7 +78,7 @@ def run_eval_command(cfg: Config, args: argparse.Namespace) -> int:
     label = args.player if args.player != "model" else (args.model or cfg.model)
     exact = {}
     if args.player == "model" and KUHN in env_ids:
-        from selfplay.core.models import resolve_model
+        from selfplay.model_cache import resolve_model
 
         exact = kuhn_exact(resolve_model(label))
     if args.json:
@@ -108,7 +108,7 @@ def parse_levels(text: str | None) -> list[tuple[int, int, int]]:
 def _eval_levels_command(cfg: Config, args: argparse.Namespace, env_ids: list[str]) -> int:
     """``selfplay eval --envs SAT-v0``: pass@k per level, SATURN's table (reduced by default)."""
     from envs.sat import check_level
-    from selfplay.core.models import resolve_model
+    from selfplay.model_cache import resolve_model
 
     if args.player != "model":
         raise ConfigError(f"--player {args.player}: {', '.join(env_ids)} has no fixed players; evaluate a model")
@@ -139,7 +139,7 @@ def _eval_levels_command(cfg: Config, args: argparse.Namespace, env_ids: list[st
 
 async def _eval_model(cfg: Config, model: str, env_ids: list[str], games: int) -> list[Episode]:
     from actors.rollout_worker import RolloutWorker
-    from selfplay.core.models import resolve_model
+    from selfplay.model_cache import resolve_model
 
     worker = RolloutWorker(resolve_model(model), cfg.rollout, cfg.envs, cfg.eval, cfg.seed)
     await worker.init()

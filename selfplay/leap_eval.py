@@ -102,7 +102,7 @@ async def compare(cfg: Config, model_path: str, games: int) -> tuple[dict[str, d
 
 def run_leap_eval(cfg: Config, args: argparse.Namespace) -> int:
     """Print the LeaP-versus-independent table (or JSON) for ``--model``."""
-    from selfplay.core.models import resolve_model
+    from selfplay.model_cache import resolve_model
     from selfplay.preflight import check_leap_context
 
     if args.player != "model":

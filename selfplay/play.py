@@ -72,7 +72,7 @@ class Announced:
 async def _model_player(model: str) -> tuple[Player, Callable[[], None]]:
     """The model (greedy, on vLLM) as a player, and how to stop its engine."""
     from actors.engine import SamplingSettings, make_engine
-    from selfplay.core.models import resolve_model
+    from selfplay.model_cache import resolve_model
 
     engine = await make_engine("vllm", resolve_model(model))
     return EnginePlayer(engine, engine.tokenizer, SamplingSettings(max_new_tokens=96, temperature=0.0),

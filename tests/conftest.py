@@ -13,7 +13,7 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 @pytest.fixture(scope="session")
 def tiny_model() -> str:
     """Folder of the tiny random Llama (prepared once, then cached)."""
-    from selfplay.core.models import prepare
+    from selfplay.model_cache import prepare
 
     return str(prepare("tiny"))
 
@@ -21,6 +21,6 @@ def tiny_model() -> str:
 @pytest.fixture(scope="session")
 def smollm2() -> str:
     """Folder of the built-in SmolLM2-135M-Instruct (prepared once, then cached)."""
-    from selfplay.core.models import prepare
+    from selfplay.model_cache import prepare
 
     return str(prepare("smollm2-135m-instruct"))

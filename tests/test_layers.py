@@ -2,7 +2,7 @@
 
 * ``envs`` (games) imports nothing of the project but itself;
 * ``selfplay.core`` (the shared base: sample types, config schema, metric names, precision,
-  weight wire format, model cache) imports only ``envs`` and itself;
+  weight wire format) imports only ``envs`` and itself;
 * ``actors`` (rollout side) and ``learners`` (learning side) import the base, ``envs`` and
   themselves, never each other and never the application;
 * the application (the rest of ``selfplay``) and ``cluster`` may import everything.

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from selfplay.core import models
+from selfplay import model_cache as models
 from selfplay.core.config_schema import ConfigError
 
 
@@ -49,7 +49,7 @@ def test_a_half_written_folder_is_never_used(fresh_cache):
 
 
 def test_concurrent_prepares_wait_for_each_other(fresh_cache):
-    code = "from selfplay.core.models import prepare; print(prepare('tiny', verify_vllm=False))"
+    code = "from selfplay.model_cache import prepare; print(prepare('tiny', verify_vllm=False))"
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=300)[0].strip() for p in procs]
     assert all(p.returncode == 0 for p in procs)

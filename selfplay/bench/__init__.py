@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from selfplay.config import Config
-from selfplay.core.models import resolve_model
+from selfplay.model_cache import resolve_model
 
 log = logging.getLogger(__name__)
 

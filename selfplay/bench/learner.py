@@ -157,7 +157,7 @@ def bench_sharded(model_path: str, trainer_cfg: TrainerConfig, ranks: int, num_s
 
 
 if __name__ == "__main__":
-    from selfplay.core.models import resolve_model
+    from selfplay.model_cache import resolve_model
 
     args = sys.argv[1:]
     model = resolve_model(args[0] if args else "smollm2-135m-instruct")

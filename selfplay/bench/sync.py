@@ -102,7 +102,7 @@ def bench_sync(model_path: str, repeats: int = 3, dtype: str = "auto", kv_cache_
 
 
 def main() -> None:
-    from selfplay.core.models import DEFAULT_MODEL, resolve_model
+    from selfplay.model_cache import DEFAULT_MODEL, resolve_model
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model", nargs="?", default=DEFAULT_MODEL, help="built-in name or folder")

@@ -35,7 +35,7 @@ def test_a_run_resumed_from_an_earlier_checkpoint_has_its_state_and_snapshots(tm
 
     from ray.util.placement_group import remove_placement_group
 
-    from selfplay.core.models import resolve_model
+    from selfplay.model_cache import resolve_model
     from selfplay.driver import Driver, train
     from selfplay.layout import plan_layout
     from selfplay.metrics_writer import MetricsWriter

@@ -7,6 +7,6 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tiny_path() -> str:
-    from selfplay.core.models import prepare
+    from selfplay.model_cache import prepare
 
     return str(prepare("tiny"))

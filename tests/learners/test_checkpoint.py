@@ -24,7 +24,7 @@ from selfplay.core.samples import Sample
 
 @pytest.fixture(scope="module")
 def tiny_path() -> str:
-    from selfplay.core.models import prepare
+    from selfplay.model_cache import prepare
 
     return str(prepare("tiny"))
 
