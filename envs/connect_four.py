@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.base import ANSWER_FORMAT
-from envs.grid_game import GridGameEnv
+from envs.grid_game import MARKS, GridGameEnv
 
 ROWS, COLS, CONNECT = 6, 7, 4
-MARKS = ("X", "O")
 
 
 class ConnectFourBoard:
@@ -126,25 +124,12 @@ class ConnectFourEnv(GridGameEnv):
     title = "Connect Four"
     board_cls = ConnectFourBoard
 
-    def observation(self, player: int) -> str:
-        mark, other = MARKS[player], MARKS[1 - player]
-        history = ", ".join(f"{MARKS[i % 2]} {col}" for i, col in enumerate(self.board.moves))
-        return "\n".join([
-            f"You are playing Connect Four as {mark} (player {player}) against {other} "
-            f"(player {1 - player}). X moves first.",
-            "Rules: players take turns dropping a disc into one of 7 columns (0-6) of a 6-row grid; "
-            "the disc falls to the lowest empty cell. Four of your discs in a row horizontally, "
-            "vertically or diagonally win (+1, the opponent gets -1); a full board without four in "
-            "a row is a draw (0 each). A full column cannot be played.",
-            "",
-            "Board (top row first, . is empty, column numbers underneath):",
-            self.board.ascii(),
-            "",
-            f"Moves so far (mark and column): {history or 'none'}.",
-            f"You are {mark}; it is your move.",
-            f"Legal actions: {', '.join(self.legal_actions())}",
-            ANSWER_FORMAT,
-        ])
+    rules = ("Rules: players take turns dropping a disc into one of 7 columns (0-6) of a 6-row grid; "
+             "the disc falls to the lowest empty cell. Four of your discs in a row horizontally, "
+             "vertically or diagonally win (+1, the opponent gets -1); a full board without four in "
+             "a row is a draw (0 each). A full column cannot be played.")
+    board_heading = "Board (top row first, . is empty, column numbers underneath):"
+    history_label = "Moves so far (mark and column)"
 
 
 # ----- search on bitboards ----------------------------------------------------------------------

@@ -1,11 +1,15 @@
 """The shared adapter for two-player grid games whose rules are a board class (TicTacToe,
-Connect Four): the Gymnasium hooks are one-line delegations to the board."""
+Connect Four): the Gymnasium hooks are one-line delegations to the board, and the prompt is one
+template filled from the game's rules line and the board's drawing."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from envs.base import TurnBasedTextEnv
+from envs.base import ANSWER_FORMAT, TurnBasedTextEnv
+
+#: The players' marks: player 0 is X and moves first.
+MARKS = ("X", "O")
 
 
 class GridGameEnv(TurnBasedTextEnv):
@@ -14,6 +18,10 @@ class GridGameEnv(TurnBasedTextEnv):
 
     board_cls: type
     min_return = -1.0
+    #: The prompt's rules line, the heading above the board, and the label of the move history.
+    rules: str
+    board_heading = "Board:"
+    history_label = "Moves so far"
 
     def __init__(self, invalid_action: str = "lose", lenient: bool = False,
                  render_mode: str | None = None) -> None:
@@ -40,3 +48,20 @@ class GridGameEnv(TurnBasedTextEnv):
         if winner is None:
             return {0: 0.0, 1: 0.0}
         return {winner: 1.0, 1 - winner: -1.0}
+
+    def observation(self, player: int) -> str:
+        mark, other = MARKS[player], MARKS[1 - player]
+        history = ", ".join(f"{MARKS[i % 2]} {move}" for i, move in enumerate(self.board.moves))
+        return "\n".join([
+            f"You are playing {self.title} as {mark} (player {player}) against {other} "
+            f"(player {1 - player}). X moves first.",
+            self.rules,
+            "",
+            self.board_heading,
+            self.board.ascii(),
+            "",
+            f"{self.history_label}: {history or 'none'}.",
+            f"You are {mark}; it is your move.",
+            f"Legal actions: {', '.join(self.legal_actions())}",
+            ANSWER_FORMAT,
+        ])

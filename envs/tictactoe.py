@@ -12,10 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
-from envs.base import ANSWER_FORMAT
-from envs.grid_game import GridGameEnv
+from envs.grid_game import MARKS, GridGameEnv
 
-MARKS = ("X", "O")
 # Every line of three: rows, columns, then the two diagonals.
 LINES = (
     (0, 1, 2), (3, 4, 5), (6, 7, 8),
@@ -116,25 +114,10 @@ class TicTacToeEnv(GridGameEnv):
     title = "Tic-Tac-Toe"
     board_cls = TicTacToeBoard
 
-    def observation(self, player: int) -> str:
-        mark, other = MARKS[player], MARKS[1 - player]
-        history = ", ".join(f"{MARKS[i % 2]} {cell}" for i, cell in enumerate(self.board.moves))
-        return "\n".join([
-            f"You are playing Tic-Tac-Toe as {mark} (player {player}) against {other} "
-            f"(player {1 - player}). X moves first.",
-            "Rules: players take turns marking one empty cell of a 3x3 grid. Three of your marks in "
-            "a row, column or diagonal win (+1, the opponent gets -1); a full grid without such a "
-            "line is a draw (0 each). Cells are numbered 0-8 row by row; an empty cell shows its "
-            "number.",
-            "",
-            "Board:",
-            self.board.ascii(),
-            "",
-            f"Moves so far: {history or 'none'}.",
-            f"You are {mark}; it is your move.",
-            f"Legal actions: {', '.join(self.legal_actions())}",
-            ANSWER_FORMAT,
-        ])
+    rules = ("Rules: players take turns marking one empty cell of a 3x3 grid. Three of your marks in "
+             "a row, column or diagonal win (+1, the opponent gets -1); a full grid without such a "
+             "line is a draw (0 each). Cells are numbered 0-8 row by row; an empty cell shows its "
+             "number.")
 
 
 @lru_cache(maxsize=None)

@@ -35,7 +35,7 @@ from selfplay.core.config_schema import TrainerConfig
 from selfplay.core.precision import local_device, resolve_dtype, torch_dtype
 from selfplay.core.samples import Sample
 
-__all__ = ["Learner", "FlatParams", "pack_micro_batches", "resolve_device_dtype"]
+__all__ = ["Learner", "LearnerBase", "FlatParams", "pack_micro_batches", "resolve_device_dtype"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -106,7 +106,26 @@ class FlatParams:
             self.grad.zero_()
 
 
-class Learner:
+class LearnerBase:
+    """What both learners (this one and :class:`learners.sharded.ShardedLearner`) set up first:
+    the seed, the policy's folder, the trainer config, the sampling temperature, device and dtype;
+    and the learning-rate schedule."""
+
+    def __init__(self, model_path: str, trainer: TrainerConfig, seed: int, temperature: float) -> None:
+        torch.manual_seed(seed)
+        self.model_path = str(model_path)
+        self.cfg = trainer
+        # The engines report log-probs of the tempered distribution they sample from; the
+        # learner's policy is that same distribution, so ratios compare like with like.
+        self.temperature = temperature
+        self.device, self.dtype, self.dtype_reason = resolve_device_dtype(trainer)
+
+    def lr_at(self, step: int) -> float:
+        """Linear warm-up over ``warmup_steps`` train steps, then constant."""
+        return warmup_lr(self.cfg, step)
+
+
+class Learner(LearnerBase):
     """Policy model + AdamW + the gradient step. ``step`` counts ``train_step`` calls.
 
     One process: rank 0 of a world of 1 (:class:`learners.policy_learner.PolicyLearner`)."""
@@ -115,13 +134,8 @@ class Learner:
 
     def __init__(self, model_path: str, trainer: TrainerConfig, seed: int = 0,
                  temperature: float = 1.0) -> None:
-        torch.manual_seed(seed)
-        self.model_path = str(model_path)
-        self.cfg = trainer
-        # The engines report log-probs of the tempered distribution they sample from; the
-        # learner's policy is that same distribution, so ratios compare like with like.
-        self.temperature = temperature
-        self.device, self.dtype, why = resolve_device_dtype(trainer)
+        super().__init__(model_path, trainer, seed, temperature)
+        why = self.dtype_reason
         log.info("learner: %s on %s (%s)", str(self.dtype).removeprefix("torch."), self.device, why)
         self.model = self._load_model(self.model_path)
         for p in self.model.parameters():
@@ -148,10 +162,6 @@ class Learner:
         # eval(): no dropout, so the learner's log-probs match the engine's. Gradient
         # checkpointing in transformers only acts in train mode, so it needs train().
         return model.train() if self.cfg.gradient_checkpointing else model.eval()
-
-    def lr_at(self, step: int) -> float:
-        """Linear warm-up over ``warmup_steps`` train steps, then constant."""
-        return warmup_lr(self.cfg, step)
 
     # -- the step -------------------------------------------------------------------------------
 

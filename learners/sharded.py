@@ -36,10 +36,10 @@ from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_di
 from torch.distributed.tensor import DTensor
 
 from learners.fsdp_model import build_sharded_policy, drain, iter_full_weights
-from learners.learner import resolve_device_dtype
+from learners.learner import LearnerBase
 from learners.loss import token_logprobs
 from learners.micro_batch import (MicroBatch, StepTotals, collate, micro_batch_loss,
-                                  pack_micro_batches, split_by_tokens, warmup_lr)
+                                  pack_micro_batches, split_by_tokens)
 from learners.ranks import all_max, all_sum, barrier, from_rank0, join_rank_group, leave_rank_group
 from selfplay.core.config_schema import TrainerConfig
 from selfplay.core.samples import Sample
@@ -54,17 +54,14 @@ SHARDED_DIR = "sharded"
 _SHARD_BYTES = 2 * 2**30  # safetensors files of the HF folder: at most about this size
 
 
-class ShardedLearner:
+class ShardedLearner(LearnerBase):
     """One rank of the sharded learner. ``step`` counts ``train_step`` calls."""
 
     def __init__(self, model_path: str, trainer: TrainerConfig, *, rank: int, world_size: int,
                  master_addr: str = "127.0.0.1", master_port: int = 29500, seed: int = 0,
                  temperature: float = 1.0) -> None:
-        torch.manual_seed(seed)
-        self.model_path = str(model_path)
-        self.cfg = trainer
-        self.temperature = temperature
-        self.device, self.dtype, why = resolve_device_dtype(trainer)
+        super().__init__(model_path, trainer, seed, temperature)
+        why = self.dtype_reason
         if self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", torch.cuda.current_device())
         self.mesh = join_rank_group(rank, world_size, master_addr, master_port, self.device)
@@ -97,10 +94,6 @@ class ShardedLearner:
     def close(self) -> None:
         """Leave the process group (after the last collective call)."""
         leave_rank_group()
-
-    def lr_at(self, step: int) -> float:
-        """Linear warm-up over ``warmup_steps`` train steps, then constant."""
-        return warmup_lr(self.cfg, step)
 
     # -- the step -------------------------------------------------------------------------------
 
