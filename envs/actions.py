@@ -1,4 +1,6 @@
-"""Action extraction: the one place that turns a model's free text into a game action.
+"""Answer extraction: the one place that reads what a model's free text commits to (a game's
+action here; SAT's bits and arithmetic's numbers read their boxes through :func:`boxed_answers`
+and :func:`last_boxed`).
 
 Every game shares it. The rule: take the *last* ``\\boxed{...}`` in the text; failing that, the
 last ``[...]``; failing that, the whole text when it is short (a bare answer such as ``"4"``).
@@ -11,9 +13,11 @@ raises on any input string.
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Any, Sequence
 
 _BOXED = re.compile(r"\\boxed\s*\{([^{}]*)\}")
+_BOX_OPEN = re.compile(r"\\boxed\s*\{")
+_BRACE = re.compile(r"[{}]")
 _BRACKETED = re.compile(r"\[([^\[\]]*)\]")
 _SPACES = re.compile(r"\s+")
 # Models often write \boxed{\text{call}}: unwrap such formatting before looking for the box.
@@ -28,6 +32,30 @@ def unwrap_formatting(text: str) -> str:
     return _TEXT_WRAPPER.sub(r"\1", text)
 
 
+def boxed_answers(text: str) -> list[str]:
+    """The contents of every innermost ``\\boxed{...}`` (no braces inside), in order: what games
+    and SAT read their answer from (the last one)."""
+    return _BOXED.findall(text)
+
+
+def last_boxed(text: Any) -> str | None:
+    """The content of the last ``\\boxed{...}`` (braces balanced), or None when there is none or
+    the last one never closes (a cut-off answer commits to nothing)."""
+    if not isinstance(text, str):
+        return None
+    box = None
+    for box in _BOX_OPEN.finditer(text):
+        pass
+    if box is None:
+        return None
+    depth = 1
+    for brace in _BRACE.finditer(text, box.end()):
+        depth += 1 if brace[0] == "{" else -1
+        if depth == 0:
+            return text[box.end():brace.start()]
+    return None
+
+
 def normalise(text: str) -> str:
     """Lower-case, collapse whitespace, strip quotes and trailing punctuation."""
     text = _SPACES.sub(" ", text).strip().lower()
@@ -39,8 +67,7 @@ def candidate(text: str) -> str | None:
     if not isinstance(text, str):
         return None
     text = unwrap_formatting(text)
-    for pattern in (_BOXED, _BRACKETED):
-        found = pattern.findall(text)
+    for found in (boxed_answers(text), _BRACKETED.findall(text)):
         if found:
             return normalise(found[-1])
     bare = normalise(text)

@@ -19,8 +19,8 @@ from typing import Any, Sequence, Union
 
 import numpy as np
 
-from envs.actions import unwrap_formatting
-from envs.rows import as_int
+from envs.actions import last_boxed, unwrap_formatting
+from envs.jsonl_rows import as_int
 
 OPS = ("+", "-", "*")
 _PREC = {"+": 1, "-": 1, "*": 2}
@@ -167,32 +167,12 @@ def make_dataset(levels: Sequence[int], per_level: int, seed: int = 0) -> list[A
 
 
 # ----- answers -----------------------------------------------------------------------------------
-_BOXED = re.compile(r"\\boxed\s*\{")
-_BRACE = re.compile(r"[{}]")
 _FRAC = re.compile(r"^(-?)\\[dt]?frac\{(\d+)\}\{(\d+)\}$")
 _THOUSANDS = re.compile(r"^-?\d{1,3}(,\d{3})+$")
 # No exponent: Fraction("1e999999999") would build a billion-digit integer.
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$|^-?\d+/\d+$")
 # Longest candidate read: a 64-operand product of 18-digit numbers has at most 1152 digits.
 MAX_ANSWER_CHARS = 2_000
-
-
-def last_boxed(text: Any) -> str | None:
-    """The content of the last ``\\boxed{...}`` (braces balanced), or None when there is none or
-    the last one never closes (a cut-off answer commits to nothing)."""
-    if not isinstance(text, str):
-        return None
-    box = None
-    for box in _BOXED.finditer(text):
-        pass
-    if box is None:
-        return None
-    depth = 1
-    for brace in _BRACE.finditer(text, box.end()):
-        depth += 1 if brace[0] == "{" else -1
-        if depth == 0:
-            return text[box.end():brace.start()]
-    return None
 
 
 def parse_number(text: str) -> Fraction | None:
@@ -229,5 +209,5 @@ def check_answer(text: Any, answer: str | int) -> bool:
 
 
 __all__ = ["LEVELS", "OPS", "Level", "ArithmeticProblem", "check_params", "generate",
-           "generate_custom", "make_dataset", "evaluate", "render", "last_boxed", "parse_number",
+           "generate_custom", "make_dataset", "evaluate", "render", "parse_number",
            "check_answer"]

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from envs import arithmetic, qa_data, sat, sat_env
+from envs.actions import last_boxed
 
 SOURCES = ("arithmetic", "sat", "jsonl")
 #: Appended to every question: where the final answer goes (LeaP's MATH instruction).
@@ -43,7 +44,7 @@ class Problem:
         None when it has none."""
         if self.source == "sat":
             return sat.extract_bits(text, self.num_vars)
-        boxed = arithmetic.last_boxed(text)
+        boxed = last_boxed(text)
         return None if boxed is None else "".join(boxed.split()) or None
 
     def check(self, text: str) -> bool:

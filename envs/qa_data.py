@@ -27,7 +27,7 @@ from typing import Any, Iterable
 from math_verify import parse, verify
 from math_verify.errors import TimeoutException
 
-from envs import rows
+from envs import jsonl_rows as rows
 
 #: Only the tail of a model's text is read: the final answer is at the end, and math-verify's
 #: extraction slows down on huge inputs (350,000 characters of "\\boxed{" took 2.6 s).

@@ -23,15 +23,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from envs.actions import unwrap_formatting
-from envs.rows import as_int
+from envs.actions import boxed_answers, unwrap_formatting
+from envs.jsonl_rows import as_int
 
 Clause = tuple[int, ...]
 LETTERS = string.ascii_uppercase
 #: The answer shape shared by every verdict below.
 OUTCOMES = ("satisfied", "unsatisfied", "malformed")
 
-_BOXED = re.compile(r"\\boxed\s*\{([^{}]*)\}")
 _BITS = re.compile(r"[01]+")
 _BARE_BITS = re.compile(r"\b[01]+\b")
 _SPACES = re.compile(r"\s+")
@@ -215,7 +214,7 @@ def extract_bits(text: Any, k: int, lenient: bool = False) -> str | None:
     if not isinstance(text, str):
         return None
     text = unwrap_formatting(text)
-    boxes = _BOXED.findall(text)
+    boxes = boxed_answers(text)
     if boxes:
         bits = _SPACES.sub("", boxes[-1])
         return bits if len(bits) == k and _BITS.fullmatch(bits) else None

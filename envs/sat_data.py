@@ -29,7 +29,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from envs import rows
+from envs import jsonl_rows as rows
 from envs.sat import SatInstance, check_level, format_formula, generate, parse_formula
 
 FORMATS = ("selfplay", "saturn")

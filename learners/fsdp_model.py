@@ -29,7 +29,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_
 from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 
-from learners.micro_batch import MicroBatch, gathered_logits, head_only
+from learners.step_parts import MicroBatch, gathered_logits, head_only
 
 __all__ = ["ShardedPolicy", "build_sharded_policy", "iter_full_weights", "drain"]
 
@@ -45,7 +45,7 @@ class ShardedPolicy(nn.Module):
 
     def forward(self, ids: Tensor, attention: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
         """Float32 tempered logits ``[N, V]`` at positions ``(rows, cols)`` (see
-        :func:`learners.micro_batch.gathered_logits`). Integer arguments only: FSDP casts
+        :func:`learners.step_parts.gathered_logits`). Integer arguments only: FSDP casts
         floating-point forward inputs to the compute dtype."""
         mb = MicroBatch(ids, attention, rows, cols, rows, rows, rows)  # loss fields unused here
         return gathered_logits(self.lm, mb, self.only_head, self.temperature)

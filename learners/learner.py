@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from learners.loss import token_logprobs
-from learners.micro_batch import (MicroBatch, StepTotals, collate, gathered_logits, head_only,
+from learners.step_parts import (MicroBatch, StepTotals, collate, gathered_logits, head_only,
                                   micro_batch_loss, pack_micro_batches, warmup_lr)
 from selfplay.core.config_schema import TrainerConfig
 from selfplay.core.precision import local_device, resolve_dtype, torch_dtype

@@ -7,7 +7,7 @@ holds 1/N of the float32 master weights, gradients and AdamW state. Every method
 all ranks call it, in the same order, with the same arguments.
 
 One step: every rank receives the same batch (advantages already set: they are computed once,
-before the split), takes its share by :func:`learners.micro_batch.split_by_tokens`, and packs it
+before the split), takes its share by :func:`learners.step_parts.split_by_tokens`, and packs it
 into micro-batches. Ranks run the same number of micro-batches (a rank with fewer runs empty ones:
 each forward and backward is a collective), every loss is divided by the *global* number of loss
 tokens, and gradients are summed across ranks, so N ranks make the update one rank makes on the
@@ -38,7 +38,7 @@ from torch.distributed.tensor import DTensor
 from learners.fsdp_model import build_sharded_policy, drain, iter_full_weights
 from learners.learner import LearnerBase
 from learners.loss import token_logprobs
-from learners.micro_batch import (MicroBatch, StepTotals, collate, micro_batch_loss,
+from learners.step_parts import (MicroBatch, StepTotals, collate, micro_batch_loss,
                                   pack_micro_batches, split_by_tokens)
 from learners.ranks import all_max, all_sum, barrier, from_rank0, join_rank_group, leave_rank_group
 from selfplay.core.config_schema import TrainerConfig

@@ -214,7 +214,7 @@ def train(cfg: Config, resume: bool = False, verbose: bool = False) -> None:
     from learners.checkpoint import CheckpointFormatError, check_format, latest_checkpoint
     from selfplay.model_cache import resolve_model
     from selfplay.core.weight_format import sweep_stale_weight_files
-    from selfplay.dry_run import check_memory
+    from selfplay.memory_check import check_memory
     from selfplay.preflight import check_before_start
 
     model_path = resolve_model(cfg.model)  # before anything is written or started: bad input

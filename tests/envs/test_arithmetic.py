@@ -8,8 +8,9 @@ import re
 import numpy as np
 import pytest
 
+from envs.actions import last_boxed
 from envs.arithmetic import (LEVELS, OPS, check_answer, check_params, generate, generate_custom,
-                             last_boxed, make_dataset, parse_number, render)
+                             make_dataset, parse_number, render)
 
 _TOKENS = re.compile(r"\d+|[-+*()]| ")
 

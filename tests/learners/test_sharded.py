@@ -11,7 +11,7 @@ from sharded_helpers import checkpoint_round_trip, run_ranks
 
 from learners.checkpoint import list_checkpoints
 from learners.learner import Learner
-from learners.micro_batch import pack_micro_batches, split_by_tokens
+from learners.step_parts import pack_micro_batches, split_by_tokens
 
 
 def test_split_by_tokens_balances_longest_first_and_keeps_order():
