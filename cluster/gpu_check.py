@@ -29,7 +29,7 @@ async def _check(shape_dir: Path, work: Path, n: int) -> dict[str, float | str]:
     from actors.engine import SamplingSettings, make_engine
     from actors.episodes import EpisodeLimits, EpisodeRunner
     from learners.learner import Learner
-    from selfplay.bench.rollout import play_games, selfplay_specs
+    from selfplay.commands.bench.rollout import play_games, selfplay_specs
     from selfplay.core import metric_names as names
     from selfplay.core.config_schema import TrainerConfig
 

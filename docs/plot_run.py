@@ -15,7 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from selfplay.metrics_writer import read_scalars  # noqa: E402
+from selfplay.stats.metrics_writer import read_scalars  # noqa: E402
 
 PANELS = (("invalid_rate", "invalid-action rate"), ("win_rate", "win rate"), ("return", "return"))
 LEAP_STATS = ("pass_at_1", "cons_at_n", "answered")

@@ -1,3 +1,3 @@
-from selfplay.cli import main
+from selfplay.commands.cli import main
 
 raise SystemExit(main())

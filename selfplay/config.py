@@ -203,7 +203,7 @@ def validate(cfg: Config) -> None:
     from learners.advantages import make_estimator
     from selfplay.core.samples import SNAPSHOT
     from selfplay.core.weight_format import WEIGHT_SYNCS
-    from selfplay.layout import PLACEMENT_STRATEGIES
+    from selfplay.placement.layout import PLACEMENT_STRATEGIES
 
     _check(cfg.format_version == CONFIG_FORMAT, "format_version", cfg.format_version,
            f"{CONFIG_FORMAT}, the format this selfplay reads (in format 1 rollout.max_prompt_tokens "

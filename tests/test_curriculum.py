@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from selfplay.curriculum import LevelCurriculum
+from selfplay.league.curriculum import LevelCurriculum
 
 LEVELS = [{"n": 3, "k": 5, "l": 5}, {"n": 3, "k": 5, "l": 6}, {"n": 3, "k": 5, "l": 7}]
 
@@ -46,7 +46,7 @@ def test_bad_settings_are_clear_errors(kwargs, message):
 def test_unbiased_pass_at_k_by_hand():
     from math import comb
 
-    from selfplay.episode_stats import pass_at_k
+    from selfplay.stats.episode_stats import pass_at_k
 
     assert pass_at_k(12, 0, 3) == 0.0 and pass_at_k(12, 12, 1) == 1.0
     assert pass_at_k(12, 3, 1) == pytest.approx(3 / 12)  # pass@1 is the pass rate

@@ -47,6 +47,6 @@ def test_eval_of_a_model_prints_every_game_opponent_and_seat_and_exact_kuhn_figu
         (g, o, s) for g in ("TicTacToe-v0", "KuhnPoker-v0") for o in ("random", "strong") for s in (0, 1))
     assert all(r["games"] == 2 for r in out["results"])
     # The exact figures are those of the tiny model's own action probabilities, computed here.
-    from selfplay.evaluate import kuhn_exact
+    from selfplay.commands.evaluate import kuhn_exact
 
     assert out["kuhn_exact"] == pytest.approx(kuhn_exact(tiny_model), abs=1e-6)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from envs import kuhn_eval
-from selfplay.evaluate import evaluate_policy, model_policy
+from selfplay.commands.evaluate import evaluate_policy, model_policy
 
 
 def test_the_equilibrium_evaluates_to_minus_one_eighteenth_and_zero_exploitability():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from selfplay.core.samples import Episode
-from selfplay.leap_eval import format_table, summarize_row
+from selfplay.commands.leap_eval import format_table, summarize_row
 
 
 def episode(**stats: float) -> Episode:

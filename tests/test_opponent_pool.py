@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from selfplay.opponent_pool import OpponentPool
+from selfplay.league.opponent_pool import OpponentPool
 from selfplay.core.samples import Episode
 
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from selfplay.play import play_terminal, resolve_game
+from selfplay.commands.play import play_terminal, resolve_game
 
 
 @pytest.mark.parametrize("name", ["TicTacToe", "tictactoe", "TicTacToe-v0", "selfplay/TicTacToe-v0"])

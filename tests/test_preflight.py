@@ -10,7 +10,7 @@ import pytest
 
 from selfplay.config import load_config
 from selfplay.core.config_schema import ConfigError
-from selfplay.preflight import check_before_start, opening_prompt_tokens
+from selfplay.placement.preflight import check_before_start, opening_prompt_tokens
 
 
 def test_a_prompt_budget_below_the_opening_prompt_names_the_field_and_the_need(tiny_model):

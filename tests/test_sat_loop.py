@@ -38,9 +38,9 @@ def test_a_one_player_env_is_evaluated_without_opponents_once_per_problem_and_sa
 
 @pytest.mark.slow
 def test_the_curriculum_moves_up_is_saved_and_resumes_at_its_level(tmp_path, tiny_model, monkeypatch):
-    from selfplay.curriculum import LevelCurriculum
-    from selfplay.driver import train
-    from selfplay.metrics_writer import read_scalars
+    from selfplay.league.curriculum import LevelCurriculum
+    from selfplay.loop.driver import train
+    from selfplay.stats.metrics_writer import read_scalars
 
     overrides = ["model=tiny", f"run_root={tmp_path}", "name=sat", "rollout.max_new_tokens=8",
                  "rollout.kv_cache_gib=1", "rollout.episodes_per_step=8", "curriculum.every=1",

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from selfplay import cli
+from selfplay.commands import cli
 
 STEPS_LINE = "step 1/"
 START_DEADLINE_S = 300  # Ray, the learner and a vLLM engine start on a shared 2-core machine

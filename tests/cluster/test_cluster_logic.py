@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from selfplay.core import metric_names as names
-from selfplay.progress import progress_line
-from selfplay.ray_session import private_env, token_trap_note
-from selfplay.restarts import RestartBook, RunAborted, learner_lost
-from selfplay.run_dir import resolve_run_root
-from selfplay.step_figures import idle_shares, worker_figures
+from selfplay.stats.progress import progress_line
+from selfplay.placement.ray_session import private_env, token_trap_note
+from selfplay.loop.restarts import RestartBook, RunAborted, learner_lost
+from selfplay.placement.run_dir import resolve_run_root
+from selfplay.stats.step_figures import idle_shares, worker_figures
 
 
 def test_a_worker_may_die_up_to_the_limit_then_the_run_ends_naming_it():
@@ -112,7 +112,7 @@ def test_the_runtime_env_ships_the_code_without_venv_runs_or_caches():
 
 
 def test_dry_run_prints_the_layout_and_refuses_one_that_cannot_fit(capsys, tiny_model):
-    from selfplay import cli
+    from selfplay.commands import cli
 
     assert cli.main(["train", "--config", "debug", "model=tiny", "rollout.num_workers=2",
                      "cluster.num_cpus=2", "--dry-run"]) == 0
@@ -126,7 +126,7 @@ def test_dry_run_prints_the_layout_and_refuses_one_that_cannot_fit(capsys, tiny_
 
 
 def test_dry_run_shows_the_learner_ranks_and_refuses_a_plan_that_cannot_fit(capsys):
-    from selfplay import cli
+    from selfplay.commands import cli
 
     assert cli.main(["train", "--config", "spiral_kuhn_qwen3_4b", "--dry-run"]) in (0, 2)
     out = capsys.readouterr().out

@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from selfplay.metrics_writer import read_scalars
+from selfplay.stats.metrics_writer import read_scalars
 
 pytestmark = pytest.mark.slow
 
@@ -66,7 +66,7 @@ def head(tmp_path_factory, tiny_model):
                 marker[0]: marker[1]})
     # The trap: a local debug Ray first, in this HOME. It must leave no ~/.ray/auth_token.
     subprocess.run([sys.executable, "-c", "from selfplay.config import load_config\n"
-                    "from selfplay.ray_session import start_ray, stop_ray\n"
+                    "from selfplay.placement.ray_session import start_ray, stop_ray\n"
                     "start_ray(load_config('debug')); stop_ray()"],
                    env=env, cwd=ROOT, check=True, capture_output=True, timeout=120)
     assert not (home / ".ray" / "auth_token").exists()

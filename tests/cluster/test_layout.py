@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from selfplay.config import ConfigError, load_config
-from selfplay.layout import Layout, Slot, check_fits, describe, place, plan_layout
+from selfplay.placement.layout import Layout, Slot, check_fits, describe, place, plan_layout
 
 
 def _layout(overrides=(), workers=2, local=True, cpus=2.0) -> Layout:

@@ -15,10 +15,10 @@ PROMPT = list(range(100, 132))  # any token ids: a greedy answer and its log-pro
 def test_two_workers_generate_with_the_same_updated_weights(tmp_path, tiny_model):
     import ray
 
-    from selfplay.driver import Driver
-    from selfplay.layout import plan_layout
-    from selfplay.metrics_writer import MetricsWriter
-    from selfplay.ray_session import reserve, start_ray, stop_ray
+    from selfplay.loop.driver import Driver
+    from selfplay.placement.layout import plan_layout
+    from selfplay.stats.metrics_writer import MetricsWriter
+    from selfplay.placement.ray_session import reserve, start_ray, stop_ray
 
     cfg = load_config("debug", ["model=tiny", "rollout.num_workers=2", "rollout.episodes_per_step=4",
                                 "rollout.max_new_tokens=8", "rollout.kv_cache_gib=1", "trainer.lr=1e-3",

@@ -20,7 +20,7 @@ import uuid
 import psutil
 import pytest
 
-from selfplay.metrics_writer import read_scalars
+from selfplay.stats.metrics_writer import read_scalars
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from selfplay.metrics_writer import read_scalars
+from selfplay.stats.metrics_writer import read_scalars
 
 pytestmark = pytest.mark.slow
 

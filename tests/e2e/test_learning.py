@@ -19,7 +19,7 @@ import sys
 
 import pytest
 
-from selfplay.metrics_writer import read_scalars
+from selfplay.stats.metrics_writer import read_scalars
 
 RUN_LIMIT_S = 1200
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(RUN_LIMIT_S + 120)]

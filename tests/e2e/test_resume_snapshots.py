@@ -36,11 +36,11 @@ def test_a_run_resumed_from_an_earlier_checkpoint_has_its_state_and_snapshots(tm
     from ray.util.placement_group import remove_placement_group
 
     from selfplay.model_cache import resolve_model
-    from selfplay.driver import Driver, train
-    from selfplay.layout import plan_layout
-    from selfplay.metrics_writer import MetricsWriter
-    from selfplay.ray_session import reserve, start_ray, stop_ray
-    from selfplay.run_dir import with_persistent_run_root
+    from selfplay.loop.driver import Driver, train
+    from selfplay.placement.layout import plan_layout
+    from selfplay.stats.metrics_writer import MetricsWriter
+    from selfplay.placement.ray_session import reserve, start_ray, stop_ray
+    from selfplay.placement.run_dir import with_persistent_run_root
 
     cfg = load_config("debug", [*OVERRIDES, f"run_root={tmp_path}", "trainer.steps=3"])
     train(cfg)

@@ -13,7 +13,7 @@ import sys
 import pytest
 import yaml
 
-from selfplay.metrics_writer import read_scalars
+from selfplay.stats.metrics_writer import read_scalars
 
 pytestmark = pytest.mark.slow
 

@@ -206,7 +206,7 @@ def test_largest_level_options_of_a_dataset_is_its_longest_row(dataset):
 
 
 def test_the_preflight_measures_the_largest_level():
-    from selfplay.preflight import opening_prompt_tokens
+    from selfplay.placement.preflight import opening_prompt_tokens
 
     class WordTokenizer:  # no chat template: the preflight tokenizes the bare prompt
         chat_template = None

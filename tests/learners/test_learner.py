@@ -8,7 +8,7 @@ import pytest
 import torch
 from learner_helpers import fp32_trainer, random_samples
 
-from selfplay.bench.learner import bench_learner
+from selfplay.commands.bench.learner import bench_learner
 from learners.learner import Learner, pack_micro_batches
 from selfplay.core.config_schema import TrainerConfig
 from selfplay.core.samples import Sample

@@ -1,6 +1,6 @@
 """Restart bookkeeping for rollout workers, and the errors that end a run on a lost actor.
 
-Pure (no Ray): :class:`selfplay.rollout_pool.RolloutPool` records each restart here and this
+Pure (no Ray): :class:`selfplay.loop.rollout_pool.RolloutPool` records each restart here and this
 module decides when a worker has died too often, and words the messages the user reads.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from selfplay.run_dir import config_file
+from selfplay.placement.run_dir import config_file
 
 
 class RunAborted(RuntimeError):

@@ -9,7 +9,7 @@ Members are ``"policy"`` (the learning policy), the fixed opponents named at con
 snapshots ``"snapshot@<step>"`` (each holding a checkpoint folder given by the caller). Ratings are
 openskill's Plackett-Luce (mu, sigma); ``ordinal = mu - 3 sigma`` is a conservative skill estimate.
 A game's result for a player is the sign of its return (positive win, zero draw, negative loss),
-as in ``selfplay.episode_stats``. Metrics: ``pool/<member>/{mu,sigma,ordinal}`` and ``pool/size`` (the
+as in ``selfplay.stats.episode_stats``. Metrics: ``pool/<member>/{mu,sigma,ordinal}`` and ``pool/size`` (the
 number of snapshots). Pure Python: no Ray, torch or I/O; the state is plain JSON.
 """
 

@@ -26,8 +26,8 @@ from envs.opponents import opponent_names
 from selfplay.config import Config, ConfigError, check_env_ids
 from selfplay.core import metric_names as names
 from selfplay.core.samples import Episode
-from selfplay.episode_stats import eval_table, format_eval_table
-from selfplay.leap_eval import LEAP, run_leap_eval
+from selfplay.stats.episode_stats import eval_table, format_eval_table
+from selfplay.commands.leap_eval import LEAP, run_leap_eval
 
 KUHN = "selfplay/KuhnPoker-v0"
 
@@ -162,7 +162,7 @@ def level_rows(episodes: list[Episode], level: tuple[int, int, int], instances: 
     """One table row: unbiased pass@k over ``instances`` problems of ``samples`` answers each
     (episodes in problem order, as :func:`actors.schedule.plan_evaluation` plans them)."""
     from envs.sat import difficulty
-    from selfplay.episode_stats import pass_at_k
+    from selfplay.stats.episode_stats import pass_at_k
 
     passed = [sum(e.rewards.get(0, 0.0) > 0 for e in episodes[i * samples:(i + 1) * samples])
               for i in range(instances)]

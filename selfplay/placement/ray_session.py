@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from selfplay.config import Config, ConfigError
-from selfplay.layout import Layout, Node, check_fits, shortfall
+from selfplay.placement.layout import Layout, Node, check_fits, shortfall
 
 log = logging.getLogger("selfplay.train")
 

@@ -1,6 +1,6 @@
 """How long a weight update into a running vLLM engine takes, against the floor and the naive way.
 
-``python -m selfplay.bench.sync [model]`` starts one engine on the model (a built-in name or a
+``python -m selfplay.commands.bench.sync [model]`` starts one engine on the model (a built-in name or a
 folder; default the built-in SmolLM2-135M), then times three ways to load its full state dict:
 
 * ``fast``: :meth:`actors.vllm_engine.VLLMEngine.update_weights`, the path training uses (tensors

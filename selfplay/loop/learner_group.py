@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from selfplay.config import Config
-from selfplay.layout import Layout
+from selfplay.placement.layout import Layout
 
 
 def rank0_address(pg: Any) -> str:

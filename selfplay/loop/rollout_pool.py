@@ -3,7 +3,7 @@ Ray restarts when their process dies, and a step's collection that survives such
 
 When a call to worker ``i`` fails, the pool asks the worker what happened (:meth:`RolloutWorker
 .status`). An actor Ray restarted has run its constructor again but not ``init()``: the pool
-counts the death (:class:`selfplay.restarts.RestartBook`), starts its engine, lets the driver
+counts the death (:class:`selfplay.loop.restarts.RestartBook`), starts its engine, lets the driver
 give it the current weights and the pool's snapshot opponents (``resync``), and replays what was
 lost. A lost batch is replayed by the same worker with the same worker index, so its episodes
 are the same episodes (same ids and seeds) and none is counted twice; the batches the other
@@ -20,8 +20,8 @@ from typing import Any, Callable
 
 from selfplay.config import Config
 from selfplay.core import metric_names as names
-from selfplay.layout import Layout
-from selfplay.restarts import RestartBook, RunAborted, one_line
+from selfplay.placement.layout import Layout
+from selfplay.loop.restarts import RestartBook, RunAborted, one_line
 
 log = logging.getLogger("selfplay.train")
 

@@ -19,7 +19,7 @@ def run(what: str, cfg: Config, ranks: int = 0) -> dict[str, Any]:
     learner on 1 and ``ranks`` ranks (``learner`` only)."""
     model = resolve_model(cfg.model)
     if what == "learner" and ranks > 0:
-        from selfplay.bench.learner import bench_sharded
+        from selfplay.commands.bench.learner import bench_sharded
 
         figures = bench_sharded(model, cfg.trainer, ranks)
         print(f"sharded learner: 1 rank {figures['tokens_per_s_1_ranks']:.1f} tokens/s   {ranks} ranks "
@@ -29,12 +29,12 @@ def run(what: str, cfg: Config, ranks: int = 0) -> dict[str, Any]:
               f"{figures['threads_per_rank']:.0f} threads a rank]")
         return {"bench": "learner", **figures}
     if what == "rollout":
-        from selfplay.bench.rollout import bench_rollout
+        from selfplay.commands.bench.rollout import bench_rollout
 
         return bench_rollout(model, n=32, max_new_tokens=64, dtype=cfg.rollout.dtype,
                              kv_cache_gib=cfg.rollout.kv_cache_gib)
     if what == "learner":
-        from selfplay.bench.learner import bench_learner
+        from selfplay.commands.bench.learner import bench_learner
 
         figures = bench_learner(model, cfg.trainer)
         print(f"learner: {figures['learner_tokens_per_s']:.1f} tokens/s   bare torch loop: "
@@ -42,7 +42,7 @@ def run(what: str, cfg: Config, ranks: int = 0) -> dict[str, Any]:
               f"   [{figures['device']}, {figures['dtype']}, CPU {figures['cpu_capability']}]")
         return {"bench": "learner", **figures}
     if what == "sync":
-        from selfplay.bench.sync import bench_sync, report
+        from selfplay.commands.bench.sync import bench_sync, report
 
         figures = bench_sync(model, dtype=cfg.rollout.dtype)
         report(figures)

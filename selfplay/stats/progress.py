@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from selfplay.core import metric_names as names
-from selfplay.episode_stats import RoleStats
+from selfplay.stats.episode_stats import RoleStats
 
 
 def _fmt_eta(seconds: float) -> str:

@@ -103,7 +103,7 @@ async def compare(cfg: Config, model_path: str, games: int) -> tuple[dict[str, d
 def run_leap_eval(cfg: Config, args: argparse.Namespace) -> int:
     """Print the LeaP-versus-independent table (or JSON) for ``--model``."""
     from selfplay.model_cache import resolve_model
-    from selfplay.preflight import check_leap_context
+    from selfplay.placement.preflight import check_leap_context
 
     if args.player != "model":
         raise ConfigError(f"--player {args.player}: {LEAP} has no fixed players; evaluate a model")

@@ -12,7 +12,7 @@ import threading
 from typing import Iterator, Sequence
 
 from selfplay.config import ConfigError, load_config, shipped_configs, to_dict
-from selfplay.restarts import RunAborted
+from selfplay.loop.restarts import RunAborted
 
 log = logging.getLogger("selfplay")
 
@@ -127,14 +127,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from selfplay.run_dir import setup_logging
+    from selfplay.placement.run_dir import setup_logging
 
     try:
         if args.command == "model":
             setup_logging(level=logging.DEBUG if args.verbose else logging.INFO)
             return _model(args)
         if args.command == "play":
-            from selfplay.play import play_terminal
+            from selfplay.commands.play import play_terminal
             play_terminal(args.game, opponent=args.opponent, model=args.model,
                           role=args.role, seed=args.seed)
             return 0
@@ -144,7 +144,7 @@ def _run(args: argparse.Namespace) -> int:
             print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
             return 0
         if args.command == "train" and args.dry_run:
-            from selfplay.dry_run import dry_run
+            from selfplay.placement.dry_run import dry_run
             text, error = dry_run(cfg)
             print(text)
             if error:
@@ -152,15 +152,15 @@ def _run(args: argparse.Namespace) -> int:
                 return 2
             return 0
         if args.command == "train":
-            from selfplay.driver import train
+            from selfplay.loop.driver import train
             train(cfg, resume=args.resume, verbose=args.verbose)
             return 0
         setup_logging(level=logging.DEBUG if args.verbose else logging.INFO)
         if args.command == "eval":
-            from selfplay.evaluate import run_eval_command
+            from selfplay.commands.evaluate import run_eval_command
             return run_eval_command(cfg, args)
         if args.command == "bench":
-            from selfplay import bench
+            from selfplay.commands import bench
             figures = bench.run(args.bench_command, cfg, ranks=getattr(args, "ranks", 0))
             if args.json:
                 print(json.dumps(figures))

@@ -8,10 +8,10 @@ On a cluster it connects, reads the alive nodes' resources and disconnects.
 from __future__ import annotations
 
 from selfplay.config import Config, ConfigError
-from selfplay.layout import check_fits, describe, plan_layout
-from selfplay.memory_check import plan_report
-from selfplay.ray_session import cluster_address, join_ray, local_nodes, nodes_now, stop_ray
-from selfplay.run_dir import with_persistent_run_root
+from selfplay.placement.layout import check_fits, describe, plan_layout
+from selfplay.placement.memory_check import plan_report
+from selfplay.placement.ray_session import cluster_address, join_ray, local_nodes, nodes_now, stop_ray
+from selfplay.placement.run_dir import with_persistent_run_root
 
 
 def dry_run(cfg: Config) -> tuple[str, str | None]:

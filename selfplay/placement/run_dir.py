@@ -87,10 +87,8 @@ def with_persistent_run_root(cfg: Config) -> tuple[Config, str]:
 def prepare_run_dir(cfg: Config, resume: bool = False) -> Path:
     """Create the run directory and write the resolved config; refuses to reuse a finished run's
     directory by accident (pass ``resume=True`` to continue it)."""
-    from learners.checkpoint import list_checkpoints
-
     run_dir = cfg.run_dir
-    if run_dir.exists() and list_checkpoints(run_dir) and not resume:
+    if run_dir.exists() and any(checkpoints_folder(run_dir).glob("step-*")) and not resume:
         raise ConfigError(
             f"name={cfg.name!r}: {run_dir} already holds checkpoints: pass --resume to continue it, "
             f"or choose another name=... (or delete the folder)")

@@ -13,7 +13,7 @@ sharded learner (FSDP2) instead: the same global batch on one rank and on N rank
 processes, gloo on CPUs, NCCL on GPUs), each rank with the same share of the host's cores, and
 reports tokens/s per rank and the speed-up of N ranks over one (ideal: N).
 
-``python -m selfplay.bench.learner [model] [num_samples] [seq_len] [ranks]`` prints the figures as
+``python -m selfplay.commands.bench.learner [model] [num_samples] [seq_len] [ranks]`` prints the figures as
 JSON.
 """
 

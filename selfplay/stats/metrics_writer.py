@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
-from selfplay.run_dir import tb_folder
+from selfplay.placement.run_dir import tb_folder
 
 
 class MetricsWriter:

@@ -1,0 +1,1 @@
+"""The commands: the CLI and what it runs besides training (evaluation, play, benchmarks)."""

@@ -1,0 +1,1 @@
+"""The league: the opponent pool with its ratings, and the level curriculum."""
