@@ -190,6 +190,32 @@ def prepare(name: str = DEFAULT_MODEL, verify_vllm: bool | None = None) -> Path:
     return final
 
 
+def tokenizer_folder(name: str) -> str:
+    """A folder (or hub id) to load ``name``'s tokenizer from, without preparing its weights: the
+    checks made before a run starts need only the tokenizer, and a built-in's first preparation
+    takes most of a minute (dequantising, then loading it in transformers and vLLM). Both
+    built-ins share SmolLM2's tokenizer; it is written once, atomically, under the cache. For
+    anything else this is :func:`resolve_model` (with its one-line errors)."""
+    if name not in BUILTIN:
+        return resolve_model(name)
+    if is_prepared(name):
+        return str(model_dir(name))
+    final = cache_root() / "tokenizers" / DEFAULT_MODEL
+    if not (final / "tokenizer_config.json").is_file():
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tokenizer-", dir=final.parent))
+        try:
+            _tokenizer_from_gguf().save_pretrained(tmp)
+            try:
+                os.replace(tmp, final)  # atomic; another process may have won the race
+            except OSError:
+                if not (final / "tokenizer_config.json").is_file():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return str(final)
+
+
 def _tokenizer_from_gguf():
     from transformers import AutoTokenizer
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -65,3 +66,18 @@ def test_a_leap_dataset_that_is_missing_is_one_line(tiny_model):
     cfg = load_config("leap_r1_distill_14b", ["envs.0.kwargs.dataset=/nonexistent/aime24.jsonl"])
     with pytest.raises(ConfigError, match=r"envs\[0\].kwargs=.*selfplay/LeaP-v0 rejects them .*No such file"):
         check_before_start(cfg, tiny_model)
+
+
+def test_a_prompt_budget_error_on_first_use_comes_before_the_model_is_prepared(tmp_path):
+    """On a fresh machine the built-in model is not prepared yet (most of a minute); a config that
+    the tokenizer alone can refuse is refused in seconds, and nothing of the model is built."""
+    env = dict(os.environ, SELFPLAY_CACHE=str(tmp_path / "cache"))
+    proc = subprocess.run([sys.executable, "-m", "selfplay", "train", "--config", "debug",
+                           "rollout.max_prompt_tokens=16", f"run_root={tmp_path}"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("config error: rollout.max_prompt_tokens=16: "), line
+    # Not prepared (that took about 60 s here; this run about 10 s): only the tokenizer was.
+    assert not (tmp_path / "cache" / "models" / "smollm2-135m-instruct").exists()
+    assert (tmp_path / "cache" / "models" / "tokenizers" / "smollm2-135m-instruct").is_dir()

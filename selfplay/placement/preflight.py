@@ -68,7 +68,8 @@ def check_leap_context(cfg: Config, model_path: str, tokenizer: Any = None) -> N
 
 def check_before_start(cfg: Config, model_path: str) -> None:
     """Every environment builds with its kwargs, and its opening prompt fits
-    ``rollout.max_prompt_tokens``; raises :class:`ConfigError` naming the field otherwise."""
+    ``rollout.max_prompt_tokens``; raises :class:`ConfigError` naming the field otherwise.
+    ``model_path`` need only hold the tokenizer."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
