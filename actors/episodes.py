@@ -230,7 +230,7 @@ def _episode(env: TextEpisodeEnv, spec: EpisodeSpec, limits: EpisodeLimits, prog
         policy_roles=list(range(env.num_players)) if spec.opponent == SELF else list(spec.policy_roles),
         opponent=spec.opponent, outcome=outcome, num_turns=progress.turns,
         invalid_counts=list(progress.invalid_counts), transcript="\n".join(progress.transcript),
-        generated_tokens=progress.tokens,
+        generated_tokens=progress.tokens, group_id=spec.group_id,
         extra={names.episode_stat(env.stats_prefix, k): v for k, v in stats.items()})
 
 

@@ -50,3 +50,22 @@ def test_eval_of_a_model_prints_every_game_opponent_and_seat_and_exact_kuhn_figu
     from selfplay.commands.evaluate import kuhn_exact
 
     assert out["kuhn_exact"] == pytest.approx(kuhn_exact(tiny_model), abs=1e-6)
+
+
+def test_sat_pass_at_k_groups_answers_by_problem_not_by_position():
+    """Two problems of three answers each, delivered interleaved: problem a solved 3 times of 3,
+    problem b never. pass@1 = (1 + 0) / 2 = 1/2 and pass@3 = (1 + 0) / 2 = 1/2. Grouped by
+    position instead, (a, b, a) and (b, a, b) hold 2 and 1 solved answers: pass@1 is again 1/2
+    but pass@3 would be (1 + 1) / 2 = 1."""
+    from selfplay.commands.evaluate import level_rows
+    from selfplay.core.samples import Episode
+
+    def answer(i: int, problem: str, solved: bool) -> Episode:
+        return Episode("selfplay/SAT-v0", f"e{i}", [], {0: 1.0 if solved else 0.0}, [0], group_id=problem)
+
+    order = [("a", True), ("b", False)] * 3
+    row = level_rows([answer(i, p, s) for i, (p, s) in enumerate(order)], (3, 5, 20), instances=2, samples=3)
+    assert row["pass@1"] == pytest.approx(0.5)
+    assert row["pass@3"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="expected 2 problems of 3 answers"):
+        level_rows([answer(i, p, s) for i, (p, s) in enumerate(order[:5])], (3, 5, 20), instances=2, samples=3)

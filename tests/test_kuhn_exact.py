@@ -26,3 +26,22 @@ def test_a_model_policy_covers_every_infoset_with_a_distribution_over_legal_acti
         assert set(policy[info.key]) == set(info.actions)
         assert sum(policy[info.key].values()) == pytest.approx(1.0)
     assert evaluate_policy(policy)["kuhn/exploitability"] > 0  # a random model is exploitable
+
+
+def test_batched_answer_scores_equal_one_forward_pass_per_answer(tiny_model):
+    """The answers of an information set are scored in one padded batch; each score must equal
+    the unpadded single-sequence computation (padding never leaks into an answer's logits)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from selfplay.commands.evaluate import answer_logprobs
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
+    prompt, answers = [1, 50, 60, 70, 80], [[90], [91, 92, 93], [94, 95]]
+    batched = answer_logprobs(model, prompt, answers)
+    with torch.no_grad():
+        for answer, score in zip(answers, batched):
+            ids = torch.tensor([prompt + answer])
+            logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)
+            alone = sum(float(logp[len(prompt) - 1 + j, t]) for j, t in enumerate(answer))
+            assert score == pytest.approx(alone, abs=1e-4)

@@ -159,13 +159,20 @@ PASS_KS = (1, 3, 5, 7, 10)
 
 def level_rows(episodes: list[Episode], level: tuple[int, int, int], instances: int,
                samples: int) -> dict[str, Any]:
-    """One table row: unbiased pass@k over ``instances`` problems of ``samples`` answers each
-    (episodes in problem order, as :func:`actors.schedule.plan_evaluation` plans them)."""
+    """One table row: unbiased pass@k over ``instances`` problems of ``samples`` answers each, the
+    episodes grouped by the problem they were played on (``Episode.group_id``), whatever their
+    order."""
     from envs.sat import difficulty
     from selfplay.stats.episode_stats import pass_at_k
 
-    passed = [sum(e.rewards.get(0, 0.0) > 0 for e in episodes[i * samples:(i + 1) * samples])
-              for i in range(instances)]
+    problems: dict[str | None, list[Episode]] = {}
+    for e in episodes:
+        problems.setdefault(e.group_id, []).append(e)
+    sizes = sorted(len(group) for group in problems.values())
+    if None in problems or len(problems) != instances or sizes != [samples] * instances:
+        raise ValueError(f"level {level}: expected {instances} problems of {samples} answers each, "
+                         f"got {len(problems)} groups of sizes {sizes}")
+    passed = [sum(e.rewards.get(0, 0.0) > 0 for e in group) for group in problems.values()]
     row: dict[str, Any] = {"level": ",".join(map(str, level)), "D": round(difficulty(*level), 2),
                            "instances": instances, "samples": samples}
     for k in (k for k in PASS_KS if k <= samples):
@@ -204,16 +211,23 @@ def format_level_table(rows: list[dict[str, Any]]) -> str:
 
 # ----- Kuhn Poker, exactly ------------------------------------------------------------------------
 
-def answer_logprob(model: Any, prompt: list[int], answer: list[int]) -> float:
-    """log p(answer | prompt) under ``model`` (a causal LM), summed over the answer's tokens."""
+def answer_logprobs(model: Any, prompt: list[int], answers: list[list[int]]) -> list[float]:
+    """log p(answer | prompt) under ``model`` (a causal LM), summed over each answer's tokens: all
+    answers in one forward pass, right-padded (a causal model's logits at a token never see the
+    padding after it)."""
     import torch
 
     from learners.loss import token_logprobs
 
+    width = max(len(a) for a in answers)
+    rows = [prompt + a + [0] * (width - len(a)) for a in answers]
+    mask = [[1] * (len(prompt) + len(a)) + [0] * (width - len(a)) for a in answers]
     with torch.no_grad():
-        ids = torch.tensor([prompt + answer], device=model.device)
-        logits = model(input_ids=ids).logits[0, len(prompt) - 1:-1]
-        return float(token_logprobs(logits, ids[0, len(prompt):]).sum())
+        ids = torch.tensor(rows, device=model.device)
+        logits = model(input_ids=ids, attention_mask=torch.tensor(mask, device=model.device)).logits
+        return [float(token_logprobs(logits[i, len(prompt) - 1:len(prompt) - 1 + len(a)],
+                                     ids[i, len(prompt):len(prompt) + len(a)]).sum())
+                for i, a in enumerate(answers)]
 
 
 def model_policy(model: Any, tokenizer: Any) -> dict[str, dict[str, float]]:
@@ -224,8 +238,8 @@ def model_policy(model: Any, tokenizer: Any) -> dict[str, dict[str, float]]:
     policy = {}
     for key, (observation, legal) in kuhn_eval.infoset_prompts().items():
         ids = prompt_ids(tokenizer, observation, KuhnPokerEnv.system_prompt)
-        scores = [answer_logprob(model, ids, tokenizer.encode(f"\\boxed{{{a}}}", add_special_tokens=False))
-                  for a in legal]
+        scores = answer_logprobs(model, ids, [tokenizer.encode(f"\\boxed{{{a}}}", add_special_tokens=False)
+                                              for a in legal])
         top = max(scores)
         weights = [math.exp(s - top) for s in scores]
         policy[key] = {a: w / sum(weights) for a, w in zip(legal, weights)}

@@ -83,6 +83,9 @@ class Episode:
     transcript: str = ""
     generated_tokens: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The problem it was played on, shared by episodes on the same problem (SAT's samples of one
+    #: instance, LeaP's problem): what pass@k groups by.
+    group_id: str | None = None
 
     def summary(self) -> "Episode":
         """This episode without its samples and transcript: what metrics need, a few hundred bytes."""
