@@ -33,7 +33,16 @@ def test_a_one_player_env_is_evaluated_without_opponents_once_per_problem_and_sa
     specs = plan_evaluation(cfg.envs, [SAT], ["random", "strong"], games=3, seed=1,
                             sampling=train_sampling(cfg.rollout),
                             options={"n": 2, "k": 3, "l": 2}, repeats=2)
-    assert [(s.opponent, s.seed) for s in specs] == [("self", 100_003 + g) for g in range(3) for _ in range(2)]
+    seeds = [s.seed for s in specs]
+    assert [s.opponent for s in specs] == ["self"] * 6  # no opponent, whatever was listed
+    assert seeds[0::2] == seeds[1::2] and len(set(seeds)) == 3  # 3 problems, each sampled twice
+    assert [s.group_id for s in specs][0::2] == [s.group_id for s in specs][1::2]
+    again = plan_evaluation(cfg.envs, [SAT], [], games=3, seed=1, sampling=train_sampling(cfg.rollout),
+                            options={"n": 2, "k": 3, "l": 2}, repeats=2)
+    assert [s.seed for s in again] == seeds  # the same problems for the same seed
+    other = plan_evaluation(cfg.envs, [SAT], [], games=3, seed=2, sampling=train_sampling(cfg.rollout),
+                            options={"n": 2, "k": 3, "l": 2}, repeats=2)
+    assert not {s.seed for s in other} & set(seeds)  # another seed, other problems
 
 
 @pytest.mark.slow

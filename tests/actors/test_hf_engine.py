@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 
 import pytest
 import torch
@@ -77,14 +78,15 @@ def test_update_weights_in_place_then_restore(engine, reference, tiny_model):
     greedy = SamplingSettings(max_new_tokens=8, temperature=0.0)
     original = {k: v.detach().clone() for k, v in reference.named_parameters()}
     new = perturbed_state(reference, seed=1)
+    start = time.perf_counter()
     figures = engine.update_weights(new.items())
+    wall = time.perf_counter() - start
     # Every tensor sent is copied once: the figure is their bytes, not an estimate.
     assert figures["sync/mb"] == sum(t.numel() * t.element_size() for t in new.values()) / 1e6
-    # An in-place copy has nothing to serialise: the whole time is the load, and the rate is the
-    # bytes over that time.
-    assert figures["sync/serialize_s"] == 0.0
-    assert figures["sync/total_s"] == figures["sync/load_s"] + figures["sync/serialize_s"]
-    assert figures["sync/mb_per_s"] == pytest.approx(figures["sync/mb"] / figures["sync/total_s"])
+    # The parts of the update add up within the whole, which fits in a clock around the call; so
+    # the rate is at least the bytes over that clock.
+    assert figures["sync/serialize_s"] + figures["sync/load_s"] <= figures["sync/total_s"] <= wall
+    assert figures["sync/mb_per_s"] >= figures["sync/mb"] / wall
     changed = load_hf(tiny_model)
     changed.load_state_dict(new, strict=False)
     out = asyncio.run(engine.generate(ids, greedy))
