@@ -16,8 +16,8 @@ command with ``trainer.lr`` as shown, 2026-12-06:
 * broken learner (lr 1e-12: no update survives bf16), 3 runs: 0.08, -0.02, 0.10 (mean 0.05,
   sd 0.07); its per-step rate wanders by about 0.06 (sd) around 0.65-0.70;
 * the demo's own 8 steps are too short to test: the old statistic (last two steps at least 0.15
-  below the first two) gave 0.14 and 0.51 in two runs of the same config, the first a false
-  failure.
+  below the first two) gave 0.14 and 0.51 in two runs of the same config (0.69 -> 0.55 and
+  0.64 -> 0.14), the first a false failure.
 
 Threshold: a fall of at least 0.20, 2.7 working standard deviations below the working mean (a
 false failure about 0.4% of the time under a normal approximation of the measured spread) and 2.3
