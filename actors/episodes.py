@@ -165,7 +165,6 @@ class _Progress:
     transcript: list[str] = field(default_factory=list)
     turns: int = 0
     tokens: int = 0
-    invalid_counts: list[int] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
 
     def record(self, request: TurnRequest, turn: Turn, info: dict[str, Any]) -> None:
@@ -173,7 +172,7 @@ class _Progress:
             self.contexts.setdefault(id(turn.context), turn.context)
             self.tokens += turn.tokens
         self.turns += 1
-        self.invalid_counts, self.info = list(info.get("invalid_counts", [])), info
+        self.info = info
         action = info.get("action", "INVALID" if info.get("invalid") else None)
         self.transcript.append(f"[player {request.player}] {turn.text.strip()!r}"
                                + (f" -> {action}" if action is not None else ""))
@@ -195,7 +194,7 @@ async def _play(env: TextEpisodeEnv, players: dict[int, Player], limits: Episode
                 spec: EpisodeSpec, progress: _Progress) -> str:
     """Run the episode; returns its outcome (``finished``, ``invalid`` or ``truncated``)."""
     obs, info = env.reset(seed=spec.seed, options=spec.options)
-    progress.invalid_counts = list(info.get("invalid_counts", []))
+    progress.info = info  # what the episode reports if it is cut short before any step
     while True:
         if not env.bounded and progress.turns >= limits.max_turns:
             return "truncated"
@@ -229,7 +228,8 @@ def _episode(env: TextEpisodeEnv, spec: EpisodeSpec, limits: EpisodeLimits, prog
         env_id=spec.env_id, episode_id=spec.episode_id, samples=samples, rewards=rewards,
         policy_roles=list(range(env.num_players)) if spec.opponent == SELF else list(spec.policy_roles),
         opponent=spec.opponent, outcome=outcome, num_turns=progress.turns,
-        invalid_counts=list(progress.invalid_counts), transcript="\n".join(progress.transcript),
+        invalid_counts=list(progress.info.get("invalid_counts", [])),
+        transcript="\n".join(progress.transcript),
         generated_tokens=progress.tokens, group_id=spec.group_id,
         extra={names.episode_stat(env.stats_prefix, k): v for k, v in stats.items()})
 

@@ -198,8 +198,11 @@ def tokenizer_folder(name: str) -> str:
     anything else this is :func:`resolve_model` (with its one-line errors)."""
     if name not in BUILTIN:
         return resolve_model(name)
-    if is_prepared(name):
-        return str(model_dir(name))
+    return str(model_dir(name)) if is_prepared(name) else str(_shared_tokenizer())
+
+
+def _shared_tokenizer() -> Path:
+    """The built-ins' tokenizer (SmolLM2's, read from the GGUF file once) as a folder."""
     final = cache_root() / "tokenizers" / DEFAULT_MODEL
     if not (final / "tokenizer_config.json").is_file():
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -213,7 +216,7 @@ def tokenizer_folder(name: str) -> str:
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    return str(final)
+    return final
 
 
 def _tokenizer_from_gguf():

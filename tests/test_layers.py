@@ -87,7 +87,8 @@ def project_imports(path: Path, module: str = "") -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                package = _package_of(module, path)[:len(_package_of(module, path)) - node.level + 1]
+                package = _package_of(module, path)
+                package = package[:len(package) - node.level + 1]
                 base = ".".join(package + ([node.module] if node.module else []))
             found.add(base)  # and each name that is a module itself (``from selfplay import cli``)
             found.update(f"{base}.{a.name}" for a in node.names if _exists(f"{base}.{a.name}"))

@@ -212,15 +212,17 @@ class Driver:
 def train(cfg: Config, resume: bool = False, verbose: bool = False) -> None:
     """Run (or resume) a training run described by ``cfg``."""
     from learners.checkpoint import CheckpointFormatError, check_format, latest_checkpoint
-    from selfplay.model_cache import resolve_model, tokenizer_folder
+    from selfplay.model_cache import BUILTIN, resolve_model, tokenizer_folder
     from selfplay.core.weight_format import sweep_stale_weight_files
     from selfplay.placement.memory_check import check_memory
     from selfplay.placement.preflight import check_before_start
 
     # Bad input fails in seconds with one line, before anything is written or started: the
     # checks that need only the tokenizer run before a built-in model's weights are prepared.
-    check_before_start(cfg, tokenizer_folder(cfg.model))
-    model_path = resolve_model(cfg.model)
+    # (For any other model the tokenizer's folder is the model's: resolved, and checked, once.)
+    tokenizer = tokenizer_folder(cfg.model)
+    check_before_start(cfg, tokenizer)
+    model_path = resolve_model(cfg.model) if cfg.model in BUILTIN else tokenizer
     plan = check_memory(cfg, model_path)   # the learner's memory per rank, or one line if it cannot fit
     cfg, why = with_persistent_run_root(cfg)  # absolute: actors and Ray's job copies may run elsewhere
     ckpt = latest_checkpoint(cfg.run_dir) if resume else None
