@@ -79,32 +79,36 @@ def _best_response(policy: Policy, seat: int) -> tuple[float, dict[str, dict[str
     sign = 1 if seat == 0 else -1
     response: dict[str, dict[str, float]] = {}
 
-    def values(card: str, history: tuple[str, ...]) -> dict[str, float]:
-        """For each opponent card: the responder's payoff times the opponent's reach probability.
+    def values(card: str, history: tuple[str, ...], reach: dict[str, float]) -> dict[str, float]:
+        """For each opponent card ``o``: the responder's payoff below ``history``, weighted by
+        ``reach[o]``, the probability that the opponent holding ``o`` played its part of
+        ``history``.
 
         The responder's information set at ``history`` holds exactly the two deals that differ
-        in the opponent's card, so choosing the action that maximises the sum over them is
-        choosing for the whole information set (perfect recall makes this backward pass exact).
+        in the opponent's card. Its best action maximises the *reach-weighted* sum over them: an
+        opponent card that rarely leads here must count for little (weighting only at the
+        opponent's nodes above, after the choice, gives a lower bound, not the best response).
+        Perfect recall makes this backward pass exact.
         """
-        others = [c for c in CARDS if c != card]
         if history not in DECISIONS:
-            deals = {o: (card, o) if seat == 0 else (o, card) for o in others}
-            return {o: sign * hand_payoff(*deals[o], history) for o in others}
+            deals = {o: (card, o) if seat == 0 else (o, card) for o in reach}
+            return {o: r * sign * hand_payoff(*deals[o], history) for o, r in reach.items()}
         actions = DECISIONS[history]
         if len(history) % 2 == seat:
-            options = {a: values(card, history + (a,)) for a in actions}
+            options = {a: values(card, history + (a,), reach) for a in actions}
             best = max(actions, key=lambda a: sum(options[a].values()))
             response[infoset_key(card, history)] = {a: float(a == best) for a in actions}
             return options[best]
-        out = dict.fromkeys(others, 0.0)
+        out = dict.fromkeys(reach, 0.0)
         for a in actions:
-            child = values(card, history + (a,))
-            for o in others:
-                out[o] += _probs(policy, infoset_key(o, history))[a] * child[o]
+            child = values(card, history + (a,),
+                           {o: r * _probs(policy, infoset_key(o, history))[a] for o, r in reach.items()})
+            for o in out:
+                out[o] += child[o]
         return out
 
     # The full backward pass visits every responder information set, reached or not.
-    total = sum(sum(values(card, ()).values()) for card in CARDS)
+    total = sum(sum(values(card, (), {o: 1.0 for o in CARDS if o != card}).values()) for card in CARDS)
     return total / len(DEALS), response
 
 
