@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from collections import defaultdict
 from typing import Any, Iterable
 
+import envs
 from selfplay.core.config_schema import AdvantageConfig
 from selfplay.core import metric_names as names
 from selfplay.core.samples import Sample, opponent_kind
@@ -124,8 +125,12 @@ class GroupNorm(AdvantageEstimator):
     """Group-normalised advantages (GRPO, arXiv 2402.03300).
 
     Samples sharing ``group_id`` (one SAT instance, one LeaP problem) form a group; a sample with
-    no ``group_id`` forms a group with its own episode only. Each (episode, role) in the group
-    contributes one return (its first sample's), so long episodes do not weigh more::
+    no ``group_id`` forms a group with its own episode only. In a game the group is further split
+    by role: the two seats of a zero-sum game are different tasks, and in self-play their returns
+    cancel, so a group mixing them would baseline each seat against its own negation. A task's
+    players (LeaP's reasoning paths, SAT's one solver) are interchangeable and share one group.
+    Each (episode, role) in the group contributes one return (its first sample's), so long
+    episodes do not weigh more::
 
         A = (ret - mean(group returns)) / (std(group returns) + eps)     # normalize_std
         A =  ret - mean(group returns)                                   # otherwise
@@ -143,7 +148,8 @@ class GroupNorm(AdvantageEstimator):
 
     def compute(self, samples: list[Sample]) -> None:
         groups = _units(samples, lambda s: (s.env_id, s.group_id if s.group_id is not None
-                                            else f"episode:{s.episode_id}"))
+                                            else f"episode:{s.episode_id}",
+                                            None if s.env_id in envs.TASKS else s.role))
         self._groups, self._uniform_groups = len(groups), 0
         for group in groups.values():
             units = _units(group, lambda s: (s.episode_id, s.role))

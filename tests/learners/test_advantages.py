@@ -107,6 +107,28 @@ def test_grpo_singleton_group_is_zero():
     assert advantages(s) == [0.0, 0.0, 0.0]  # alone; then equal returns (std 0) give 0 as well
 
 
+def test_grpo_on_a_game_never_mixes_roles_in_a_group():
+    # Three self-play episodes of one deal (group "g"): role 0 wins 2, loses 1, wins 1; role 1
+    # the negation. Mixing roles would give mean 0 and baseline nothing; per role the means are
+    # 2/3 and -2/3.
+    game = "selfplay/KuhnPoker-v0"
+    s = []
+    for e, r in zip("abc", (2.0, -1.0, 1.0)):
+        s += [sample(game, e, 0, r, group="g"), sample(game, e, 1, -r, turn=1, group="g")]
+    GroupNorm(normalize_std=False).compute(s)
+    assert advantages(s) == pytest.approx([4 / 3, -4 / 3, -5 / 3, 5 / 3, 1 / 3, -1 / 3])
+    # A sample's group holds its own role only: each role's advantages sum to zero on their own.
+    for role in (0, 1):
+        assert sum(x.advantage for x in s if x.role == role) == pytest.approx(0.0)
+
+
+def test_grpo_keeps_a_tasks_interchangeable_players_in_one_group():
+    # LeaP's paths are players of one episode; they are compared with one another.
+    s = [sample("selfplay/LeaP-v0", "a", p, r, group="q") for p, r in enumerate((1.0, 0.0, 1.0, 0.0))]
+    GroupNorm().compute(s)
+    assert advantages(s) == pytest.approx([1, -1, 1, -1], abs=1e-5)
+
+
 def test_make_estimator_picks_by_type_and_rejects_unknown():
     rae = make_estimator(AdvantageConfig(type="rae", decay=0.8))
     assert isinstance(rae, RAE) and rae.decay == 0.8
