@@ -9,13 +9,18 @@ twelve. Actions missing from an entry have probability 0. Seats here are positio
 (P0 acts first), which in the default one-hand environment are players 0 and 1.
 
 Everything is computed by walking the 6 equally likely deals and the tiny betting tree, so
-values are exact up to float rounding (no sampling).
+values are exact up to float rounding. :func:`sampled_exploitability` applies the same exact
+computation to the action frequencies of sampled replies (a model's played policy), with a
+bootstrap interval and a refusal to score a policy that mostly fails the answer format.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import permutations
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping, NamedTuple, Sequence
+
+import numpy as np
 
 from envs.kuhn_poker import CARDS, DECISIONS, KuhnPokerEnv, equilibrium_policy, hand_payoff, infoset_key
 
@@ -41,7 +46,8 @@ INFOSET_KEYS: tuple[str, ...] = tuple(i.key for i in INFOSETS)
 _BY_KEY = {i.key: i for i in INFOSETS}
 
 __all__ = ["INFOSETS", "INFOSET_KEYS", "Infoset", "Policy", "best_response", "best_response_value",
-           "equilibrium_policy", "expected_value", "exploitability", "infoset_prompts", "uniform_policy"]
+           "equilibrium_policy", "expected_value", "exploitability", "infoset_env", "infoset_prompts",
+           "MAX_INVALID_SHARE", "SampledExploitability", "sampled_exploitability", "uniform_policy"]
 
 
 def _probs(policy: Policy, key: str) -> dict[str, float]:
@@ -138,22 +144,114 @@ def exploitability(policy: Policy) -> float:
     return (best_response_value(policy, 0) + best_response_value(policy, 1)) / 2
 
 
-def infoset_prompts(env_kwargs: dict[str, Any] | None = None) -> dict[str, tuple[str, list[str]]]:
-    """The prompt and legal actions a player sees at each of the 12 information sets.
+def infoset_env(info: Infoset, env_kwargs: dict[str, Any] | None = None) -> tuple[KuhnPokerEnv, str, dict[str, Any]]:
+    """A real :class:`KuhnPokerEnv` (``env_kwargs`` passed through, first hand only) driven to
+    ``info`` with a fixed deal along the public history: the env, the observation and the
+    ``info`` dict of the player to act there. The opponent's card is hidden from the prompt, so
+    any other card gives the same text."""
+    other = next(c for c in CARDS if c != info.card)
+    cards = [info.card, other] if info.seat == 0 else [other, info.card]
+    env = KuhnPokerEnv(**(env_kwargs or {}))
+    obs, step_info = env.reset(seed=0, options={"cards": cards})
+    for action in info.history:
+        obs, _, _, _, step_info = env.step(action)
+    assert step_info["player"] == info.seat and tuple(step_info["legal_actions"]) == info.actions
+    return env, obs, step_info
 
-    Built by driving a real :class:`KuhnPokerEnv` (``env_kwargs`` passed through, first hand
-    only) with a fixed deal along the public history, so a language model can be scored on the
-    legal actions of each prompt and its answers turned into a policy for the functions above.
-    """
+
+def infoset_prompts(env_kwargs: dict[str, Any] | None = None) -> dict[str, tuple[str, list[str]]]:
+    """The prompt and legal actions a player sees at each of the 12 information sets
+    (:func:`infoset_env`), so a language model can be scored on the legal actions of each prompt
+    and its answers turned into a policy for the functions above."""
     prompts: dict[str, tuple[str, list[str]]] = {}
     for info in INFOSETS:
-        # The opponent's card is hidden from the prompt, so any other card gives the same text.
-        other = next(c for c in CARDS if c != info.card)
-        cards = [info.card, other] if info.seat == 0 else [other, info.card]
-        env = KuhnPokerEnv(**(env_kwargs or {}))
-        obs, step_info = env.reset(seed=0, options={"cards": cards})
-        for action in info.history:
-            obs, _, _, _, step_info = env.step(action)
-        assert step_info["player"] == info.seat and tuple(step_info["legal_actions"]) == info.actions
+        _, obs, step_info = infoset_env(info, env_kwargs)
         prompts[info.key] = (obs, list(step_info["legal_actions"]))
     return prompts
+
+
+# ----- exploitability of a sampled policy --------------------------------------------------------
+
+#: Above this share of invalid replies at any information set, a sampled exploitability is not
+#: reported: a policy that mostly fails the format must never score well on its valid remainder.
+MAX_INVALID_SHARE = 0.05
+
+
+@dataclass(frozen=True)
+class SampledExploitability:
+    """Exploitability of the action frequencies of sampled replies, with a bootstrap interval.
+
+    ``exploitability``, ``low`` and ``high`` are None (not applicable) when some information set
+    has an invalid share above ``max_invalid``; ``invalid_share`` is per information set.
+    """
+
+    exploitability: float | None
+    low: float | None
+    high: float | None
+    invalid_share: dict[str, float]
+    replies: int
+    policy: dict[str, dict[str, float]]
+
+    @property
+    def applicable(self) -> bool:
+        return self.exploitability is not None
+
+    def describe(self) -> str:
+        """One line: the figure and its 95% interval, or why there is none."""
+        worst = max(self.invalid_share, key=self.invalid_share.get)
+        if self.exploitability is None:
+            return (f"n/a (invalid share {self.invalid_share[worst]:.2f} at {worst!r} > "
+                    f"{MAX_INVALID_SHARE}; {self.replies} replies per information set)")
+        return (f"{self.exploitability:.3f} [95% CI {self.low:.3f}, {self.high:.3f}] "
+                f"({self.replies} replies per information set, max invalid share "
+                f"{self.invalid_share[worst]:.2f})")
+
+
+def _frequencies(actions: Sequence[str | None], legal: tuple[str, ...]) -> dict[str, float] | None:
+    """Valid replies' action frequencies over ``legal`` (None if there is no valid reply)."""
+    valid = [a for a in actions if a is not None]
+    if not valid:
+        return None
+    return {a: valid.count(a) / len(valid) for a in legal}
+
+
+def sampled_exploitability(replies: Mapping[str, Sequence[str | None]], boots: int = 1000,
+                           seed: int = 0, max_invalid: float = MAX_INVALID_SHARE) -> SampledExploitability:
+    """Exploitability of the policy that sampled ``replies`` (``{infoset key: [the action each
+    reply named, None if invalid]}``, every information set present, the same number of replies
+    each), computed exactly on the valid replies' renormalised frequencies, with a 95% percentile
+    bootstrap interval: each information set's replies are resampled with replacement ``boots``
+    times (the basic bootstrap, which corrects for the plug-in estimate's upward bias: near an
+    equilibrium sampling noise alone looks exploitable)."""
+    missing = [k for k in INFOSET_KEYS if k not in replies]
+    if missing:
+        raise ValueError(f"replies: no replies for information sets {missing}")
+    counts = {len(replies[k]) for k in INFOSET_KEYS}
+    if len(counts) != 1 or 0 in counts:
+        raise ValueError(f"replies: need the same number (>= 1) of replies at every information set, got {sorted(counts)}")
+    n = counts.pop()
+    invalid = {k: sum(a is None for a in replies[k]) / n for k in INFOSET_KEYS}
+    policy = {i.key: _frequencies(replies[i.key], i.actions) for i in INFOSETS}
+    if max(invalid.values()) > max_invalid or any(p is None for p in policy.values()):
+        return SampledExploitability(None, None, None, invalid, n, {k: v for k, v in policy.items() if v})
+    rng = np.random.default_rng(seed)
+    # Each information set's valid replies as 0/1 for its first action; an invalid reply drawn
+    # in a resample is dropped from the renormalisation, like in the point estimate.
+    coded = {i.key: np.array([-1 if a is None else int(a != i.actions[0]) for a in replies[i.key]])
+             for i in INFOSETS}
+    estimates = []
+    for _ in range(boots):
+        boot = {}
+        for i in INFOSETS:
+            draw = rng.choice(coded[i.key], size=n)
+            valid = draw[draw >= 0]
+            p = float((valid == 0).mean()) if valid.size else 1 / len(i.actions)
+            boot[i.key] = {i.actions[0]: p, i.actions[1]: 1 - p}
+        estimates.append(exploitability(boot))
+    # The basic (reflected) bootstrap interval: the plug-in estimate sits above the truth by
+    # about as much as the resamples sit above the estimate, so the percentile interval would
+    # miss an equilibrium policy (true value 0) every time. Exploitability is never negative.
+    point = exploitability(policy)
+    q_low, q_high = np.percentile(estimates, [2.5, 97.5])
+    return SampledExploitability(point, max(0.0, 2 * point - float(q_high)), max(0.0, 2 * point - float(q_low)),
+                                 invalid, n, policy)
