@@ -15,7 +15,12 @@ and are batched together there (continuous batching): no game waits for the slow
 
 An engine player answers a fresh turn in a new chat (the observation through the chat template,
 under the environment's system prompt) and continues a turn that ``extends`` in the same
-assistant message, splicing token ids (:mod:`actors.contexts`); each context is one sample.
+assistant message, splicing token ids (:mod:`actors.contexts`); each context is one sample. A
+request's ``insert`` goes in first either way, tokenized on its own and masked out of the loss: on
+a fresh turn it opens the assistant message (a game's forced-answer prefix, ``\\boxed{``), so the
+sample is chat prompt, then the inserted ids (mask 0), then what the engine wrote (mask 1, with
+its log-probs). The reply says so (``after_insert``): the text is what the engine wrote after the
+insert, and the environment, which owns the insert, reads the two together.
 
 Limits keep a run healthy and never crash the loop:
 
@@ -85,16 +90,20 @@ class PromptTooLong(Exception):
 @dataclass
 class Turn:
     """What a player wrote: the text, whether the engine ended it itself, how many tokens; for the
-    policy being trained, the context it wrote into (a sample at the end)."""
+    policy being trained, the context it wrote into (a sample at the end). ``after_insert``: the
+    text continues the request's ``insert`` (an engine's turn; a fixed opponent or a person
+    answers with a whole action instead)."""
 
     text: str
     finished: bool = True
     tokens: int = 0
     context: Context | None = None
+    after_insert: bool = False
 
     def reply(self) -> dict[str, Any]:
         """What the environment's ``step`` receives (:data:`envs.base.Reply`)."""
-        return {"text": self.text, "finished": self.finished, "tokens": self.tokens}
+        return {"text": self.text, "finished": self.finished, "tokens": self.tokens,
+                "after_insert": self.after_insert}
 
 
 class Player(Protocol):
@@ -149,12 +158,13 @@ class EnginePlayer:
         room = self.max_prompt_tokens + self.sampling.max_new_tokens - len(ctx.prompt) - len(ctx.ids)
         budget = min(limit, room)
         if budget <= 0:
-            return Turn("", finished=False, context=ctx if self.record else None)
+            return Turn("", finished=False, context=ctx if self.record else None, after_insert=True)
         sampling = replace(self.sampling, max_new_tokens=budget,
                            stop=tuple(request.stop) + tuple(self.sampling.stop))
         gen = await self.engine.generate(ctx.prompt + ctx.ids, sampling)
         ctx.generated(list(gen.token_ids), list(gen.logprobs), gen.text)
-        return Turn(gen.text, gen.finish_reason == "stop", len(gen.token_ids), ctx if self.record else None)
+        return Turn(gen.text, gen.finish_reason == "stop", len(gen.token_ids), ctx if self.record else None,
+                    after_insert=True)
 
 
 @dataclass
@@ -207,7 +217,7 @@ async def _play(env: TextEpisodeEnv, players: dict[int, Player], limits: Episode
             obs, _, terminated, truncated, info = env.step(turn.reply())
             progress.record(request, turn, info)
             if terminated or truncated:
-                return "invalid" if info.get("invalid") and env.invalid_action == "lose" else "finished"
+                return "invalid" if info.get("forfeit") is not None else "finished"
 
 
 def _episode(env: TextEpisodeEnv, spec: EpisodeSpec, limits: EpisodeLimits, progress: _Progress,
@@ -231,6 +241,7 @@ def _episode(env: TextEpisodeEnv, spec: EpisodeSpec, limits: EpisodeLimits, prog
         invalid_counts=list(progress.info.get("invalid_counts", [])),
         transcript="\n".join(progress.transcript),
         generated_tokens=progress.tokens, group_id=spec.group_id,
+        forfeit=int(progress.info["forfeit"]) if outcome == "invalid" else None,
         extra={names.episode_stat(env.stats_prefix, k): v for k, v in stats.items()})
 
 
@@ -269,3 +280,31 @@ class EpisodeRunner:
         players = {role: policy if spec.opponent == SELF or role in spec.policy_roles else other
                    for role in range(env.num_players)}
         return await play_episode(env, players, self.limits, spec)
+
+
+#: A decision point: the reset options and the actions (plain legal action strings) that lead
+#: from the reset to the turn to sample.
+DecisionPoint = tuple[dict[str, Any] | None, list[str]]
+
+
+async def sample_replies(engine: Engine, tokenizer: Any, sampling: SamplingSettings, max_prompt_tokens: int,
+                         env_id: str, env_kwargs: dict[str, Any], points: dict[str, DecisionPoint],
+                         n: int) -> dict[str, list[str | None]]:
+    """``n`` replies of the policy at each decision point, each written and parsed exactly as in
+    an episode (the environment's own turn request, prompt and parser): ``{point: [the action
+    each reply played, None where it was invalid]}``. All replies are generated concurrently."""
+
+    async def one(point: DecisionPoint) -> str | None:
+        env = gym.make(env_id, **env_kwargs).unwrapped
+        obs, info = env.reset(seed=0, options=point[0])
+        for action in point[1]:
+            obs, _, _, _, info = env.step(action)
+        request = env.turn_requests(obs, info)[0]
+        turn = await EnginePlayer(engine, tokenizer, sampling, max_prompt_tokens).act(env, request)
+        _, _, _, _, after = env.step(turn.reply())
+        return None if after.get("invalid") else after.get("action")
+
+    keys = list(points)
+    replies = await asyncio.gather(*(one(points[k]) for k in keys for _ in range(n)))
+    return {k: list(replies[i * n:(i + 1) * n]) for i, k in enumerate(keys)}
+

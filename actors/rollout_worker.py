@@ -17,12 +17,12 @@ import numpy as np
 import torch
 
 from actors.engine import Engine, EngineSettings, SamplingSettings, make_engine
-from actors.episodes import EpisodeLimits, EpisodeRunner
-from actors.schedule import eval_sampling, plan_evaluation, plan_training
+from actors.episodes import DecisionPoint, EpisodeLimits, EpisodeRunner, sample_replies
+from actors.schedule import eval_sampling, plan_evaluation, plan_training, train_sampling
 from envs import num_players
 from selfplay.core import metric_names as names
 from selfplay.core.config_schema import EnvConfig, EvalConfig, RolloutConfig
-from selfplay.core.samples import SELF, SNAPSHOT, Episode
+from selfplay.core.samples import INITIAL, SELF, SNAPSHOT, Episode
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +96,9 @@ class RolloutWorker:
         rng = np.random.default_rng([self.seed, step, self.index, 1])
         for spec in specs:  # "snapshot" means any frozen snapshot; self-play until one exists
             if spec.opponent == SNAPSHOT:
-                if self.snapshots:
-                    spec.opponent = str(rng.choice(sorted(self.snapshots)))
+                frozen = sorted(n for n in self.snapshots if n != INITIAL)  # INITIAL: evaluation only
+                if frozen:
+                    spec.opponent = str(rng.choice(frozen))
                 else:
                     spec.opponent, spec.policy_roles = SELF, list(range(num_players(spec.env_id)))
         episodes = await self._runner().run_many(specs)
@@ -116,6 +117,15 @@ class RolloutWorker:
         specs = plan_evaluation(self.envs, env_ids, opponents, games, seed,
                                 eval_sampling(self.rollout, self.evaluation), options, repeats)
         return await self._runner().run_many(specs)
+
+    async def sample_replies(self, env_id: str, points: dict[str, DecisionPoint], n: int
+                             ) -> dict[str, list[str | None]]:
+        """``n`` replies at each decision point, sampled as in training (the training temperature
+        and token limit, the configured environment's keyword arguments): the played policy,
+        for evaluations such as the sampled Kuhn Poker exploitability."""
+        kwargs = next((dict(e.kwargs) for e in self.envs if e.id == env_id), {})
+        return await sample_replies(self._engine(), self._engine().tokenizer, train_sampling(self.rollout),
+                                    self.rollout.max_prompt_tokens, env_id, kwargs, points, n)
 
     async def sync_snapshots(self, wanted: dict[str, str]) -> None:
         """Host exactly the snapshots ``{name: folder}`` as opponents: load the new ones, free the

@@ -46,7 +46,7 @@ INFOSET_KEYS: tuple[str, ...] = tuple(i.key for i in INFOSETS)
 _BY_KEY = {i.key: i for i in INFOSETS}
 
 __all__ = ["INFOSETS", "INFOSET_KEYS", "Infoset", "Policy", "best_response", "best_response_value",
-           "equilibrium_policy", "expected_value", "exploitability", "infoset_env", "infoset_prompts",
+           "decision_points", "equilibrium_policy", "expected_value", "exploitability", "infoset_env", "infoset_prompts",
            "MAX_INVALID_SHARE", "SampledExploitability", "sampled_exploitability", "uniform_policy"]
 
 
@@ -144,16 +144,25 @@ def exploitability(policy: Policy) -> float:
     return (best_response_value(policy, 0) + best_response_value(policy, 1)) / 2
 
 
+def decision_points() -> dict[str, tuple[dict[str, Any], list[str]]]:
+    """Each information set as the reset options (a fixed deal) and the public actions that lead
+    to it. The opponent's card is hidden from the prompt, so any other card gives the same text."""
+    points = {}
+    for info in INFOSETS:
+        other = next(c for c in CARDS if c != info.card)
+        points[info.key] = ({"cards": [info.card, other] if info.seat == 0 else [other, info.card]},
+                            list(info.history))
+    return points
+
+
 def infoset_env(info: Infoset, env_kwargs: dict[str, Any] | None = None) -> tuple[KuhnPokerEnv, str, dict[str, Any]]:
     """A real :class:`KuhnPokerEnv` (``env_kwargs`` passed through, first hand only) driven to
-    ``info`` with a fixed deal along the public history: the env, the observation and the
-    ``info`` dict of the player to act there. The opponent's card is hidden from the prompt, so
-    any other card gives the same text."""
-    other = next(c for c in CARDS if c != info.card)
-    cards = [info.card, other] if info.seat == 0 else [other, info.card]
+    ``info`` (:func:`decision_points`): the env, the observation and the ``info`` dict of the
+    player to act there."""
+    options, history = decision_points()[info.key]
     env = KuhnPokerEnv(**(env_kwargs or {}))
-    obs, step_info = env.reset(seed=0, options={"cards": cards})
-    for action in info.history:
+    obs, step_info = env.reset(seed=0, options=options)
+    for action in history:
         obs, _, _, _, step_info = env.step(action)
     assert step_info["player"] == info.seat and tuple(step_info["legal_actions"]) == info.actions
     return env, obs, step_info

@@ -264,6 +264,8 @@ def validate(cfg: Config) -> None:
     _check(e.temperature >= 0, "eval.temperature", e.temperature, ">= 0")
     _check(0 < e.top_p <= 1, "eval.top_p", e.top_p, "in (0, 1]")
     _check(e.log_episodes >= 0, "eval.log_episodes", e.log_episodes, ">= 0")
+    _check(e.initial_games >= 0, "eval.initial_games", e.initial_games, ">= 0")
+    _check(e.infoset_samples >= 0, "eval.infoset_samples", e.infoset_samples, ">= 0")
     c = cfg.checkpoint
     _check(c.every >= 0, "checkpoint.every", c.every, ">= 0")
     _check(c.keep_last >= 1, "checkpoint.keep_last", c.keep_last, ">= 1")

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from selfplay.core import metric_names as names
+
 
 def _eval(*args: str) -> dict:
     proc = subprocess.run([sys.executable, "-m", "selfplay", "eval", *args, "--json"],
@@ -59,8 +61,8 @@ def test_eval_of_a_model_prints_every_game_opponent_and_seat_and_exact_kuhn_figu
     policy = model_policy(model, AutoTokenizer.from_pretrained(tiny_model))
     eq = kuhn_eval.equilibrium_policy()
     assert _kuhn_value_p0(eq, eq) == pytest.approx(-1 / 18)  # the game's value: the enumeration is right
-    assert out["kuhn_exact"]["kuhn/value_p0_vs_equilibrium"] == pytest.approx(_kuhn_value_p0(policy, eq), abs=1e-5)
-    assert out["kuhn_exact"]["kuhn/value_p1_vs_equilibrium"] == pytest.approx(-_kuhn_value_p0(eq, policy), abs=1e-5)
+    assert out["kuhn_exact"][names.KUHN_EXACT_VALUE_P0] == pytest.approx(_kuhn_value_p0(policy, eq), abs=1e-5)
+    assert out["kuhn_exact"][names.KUHN_EXACT_VALUE_P1] == pytest.approx(-_kuhn_value_p0(eq, policy), abs=1e-5)
 
 
 def _kuhn_value_p0(first: dict, second: dict) -> float:

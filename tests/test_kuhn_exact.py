@@ -5,14 +5,16 @@ from __future__ import annotations
 import pytest
 
 from envs import kuhn_eval
-from selfplay.commands.evaluate import evaluate_policy, model_policy
+from selfplay.commands.evaluate import model_policy
+from selfplay.core import metric_names as names
+from selfplay.stats.kuhn_figures import exact_metrics as evaluate_policy
 
 
 def test_the_equilibrium_evaluates_to_minus_one_eighteenth_and_zero_exploitability():
     figures = evaluate_policy(kuhn_eval.equilibrium_policy())
-    assert figures["kuhn/value_p0_vs_equilibrium"] == pytest.approx(-1 / 18, abs=1e-12)
-    assert figures["kuhn/value_p1_vs_equilibrium"] == pytest.approx(1 / 18, abs=1e-12)
-    assert figures["kuhn/exploitability"] == pytest.approx(0.0, abs=1e-12)
+    assert figures[names.KUHN_EXACT_VALUE_P0] == pytest.approx(-1 / 18, abs=1e-12)
+    assert figures[names.KUHN_EXACT_VALUE_P1] == pytest.approx(1 / 18, abs=1e-12)
+    assert figures[names.KUHN_EXACT_EXPLOITABILITY] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_a_model_policy_covers_every_infoset_with_a_distribution_over_legal_actions(tiny_model):
@@ -25,7 +27,7 @@ def test_a_model_policy_covers_every_infoset_with_a_distribution_over_legal_acti
     for info in kuhn_eval.INFOSETS:
         assert set(policy[info.key]) == set(info.actions)
         assert sum(policy[info.key].values()) == pytest.approx(1.0)
-    assert evaluate_policy(policy)["kuhn/exploitability"] > 0  # a random model is exploitable
+    assert evaluate_policy(policy)[names.KUHN_EXACT_EXPLOITABILITY] > 0  # a random model is exploitable
 
 
 def test_batched_answer_scores_equal_one_forward_pass_per_answer(tiny_model):

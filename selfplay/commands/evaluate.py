@@ -2,11 +2,19 @@
 and role. The evaluated player is a model (through a rollout worker, in this process) or a fixed
 opponent itself (``--player random``), which needs no model and shows what the rules imply.
 
-For Kuhn Poker a model is also evaluated exactly, with no sampling noise: at each of the 12
-information sets the model sees the real environment's prompt (through the same chat template as
-in rollouts); the probability of each legal action is the model's probability of answering
-``\\boxed{<action>}``, renormalised over the legal actions, and :mod:`envs.kuhn_eval` gives the
-exact value of that policy against the equilibrium and its exploitability.
+For Kuhn Poker a model gets two more figures, both through :mod:`envs.kuhn_eval`'s exact
+computation:
+
+* **sampled** (the policy that plays): at each of the 12 information sets,
+  ``eval.infoset_samples`` replies generated exactly as in training (the engine, prompt,
+  temperature and token limit, the environment's own parser); the valid replies' action
+  frequencies give the exploitability, with a 95% bootstrap interval, reported only where at most
+  5% of the replies are invalid at every information set;
+* **exact** (no sampling noise): the model's probability of each legal action's answer,
+  renormalised over the legal actions: ``\\boxed{<action>}`` after the prompt at temperature 1
+  with free answers (a different policy from the one that plays: it reasons first, at the
+  training temperature), or the action's tokens after the prefilled ``answer_prefix`` at the
+  training temperature in forced-answer mode, where it is the played policy.
 """
 
 from __future__ import annotations
@@ -24,9 +32,9 @@ from actors.episodes import EpisodeLimits, EpisodeSpec, FixedPlayer, play_episod
 from envs import kuhn_eval
 from envs.opponents import opponent_names
 from selfplay.config import Config, ConfigError, check_env_ids
-from selfplay.core import metric_names as names
 from selfplay.core.samples import Episode
 from selfplay.stats.episode_stats import eval_table, format_eval_table
+from selfplay.stats.kuhn_figures import exact_metrics, sampled_metrics
 from selfplay.commands.leap_eval import LEAP, run_leap_eval
 
 KUHN = "selfplay/KuhnPoker-v0"
@@ -65,8 +73,9 @@ def run_eval_command(cfg: Config, args: argparse.Namespace) -> int:
     if levelled:
         return _eval_levels_command(cfg, args, levelled)
     games = args.games or cfg.eval.games
+    sampled = None
     if args.player == "model":
-        episodes = asyncio.run(_eval_model(cfg, args.model or cfg.model, env_ids, games))
+        episodes, sampled = asyncio.run(_eval_model(cfg, args.model or cfg.model, env_ids, games))
     else:
         episodes = []
         for env_id in env_ids:
@@ -80,15 +89,34 @@ def run_eval_command(cfg: Config, args: argparse.Namespace) -> int:
     if args.player == "model" and KUHN in env_ids:
         from selfplay.model_cache import resolve_model
 
-        exact = kuhn_exact(resolve_model(label))
+        exact = kuhn_exact(resolve_model(label), kuhn_answer_prefix(cfg), cfg.rollout.temperature)
     if args.json:
-        print(json.dumps({"player": label, "results": rows, "kuhn_exact": exact}))
-    else:
-        print(f"player: {label}\n{format_eval_table(rows)}")
-        if exact:
-            print("Kuhn Poker, exact (the model's action probabilities at all 12 information sets): "
-                  + ", ".join(f"{k.split('/')[1]} {v:+.4f}" for k, v in exact.items()))
+        print(json.dumps({"player": label, "results": rows, "kuhn_exact": exact,
+                          "kuhn_sampled": sampled_json(sampled) if sampled else {}}))
+        return 0
+    print(f"player: {label}\n{format_eval_table(rows)}")
+    if sampled:
+        print(f"Kuhn Poker, sampled as in training (temperature {cfg.rollout.temperature}, "
+              f"{cfg.rollout.max_new_tokens} tokens): exploitability {sampled.describe()}")
+    if exact:
+        what = ("the answer's tokens after the prefilled prefix at the training temperature"
+                if kuhn_answer_prefix(cfg) else "the probability of answering \\boxed{a} at temperature 1")
+        print(f"Kuhn Poker, exact ({what}, renormalised over the legal actions): "
+              + ", ".join(f"{k.split('/')[-1]} {v:+.4f}" for k, v in exact.items()))
     return 0
+
+
+def sampled_json(figures: kuhn_eval.SampledExploitability) -> dict[str, Any]:
+    """The sampled figures as plain JSON: the metrics, the interval and each information set's
+    invalid share."""
+    return {**sampled_metrics(figures), "replies": figures.replies, "invalid_share": figures.invalid_share,
+            "policy": figures.policy}
+
+
+def kuhn_answer_prefix(cfg: Config) -> str | None:
+    """The configured Kuhn Poker environment's forced-answer prefix, if it has one."""
+    env = next((e for e in cfg.envs if e.id == KUHN), None)
+    return (env.kwargs.get("answer_prefix") or None) if env else None
 
 
 def parse_levels(text: str | None) -> list[tuple[int, int, int]]:
@@ -137,14 +165,21 @@ def _eval_levels_command(cfg: Config, args: argparse.Namespace, env_ids: list[st
     return 0
 
 
-async def _eval_model(cfg: Config, model: str, env_ids: list[str], games: int) -> list[Episode]:
+async def _eval_model(cfg: Config, model: str, env_ids: list[str], games: int
+                      ) -> tuple[list[Episode], kuhn_eval.SampledExploitability | None]:
+    """The games, and for Kuhn Poker the sampled exploitability (None where not asked for)."""
     from actors.rollout_worker import RolloutWorker
     from selfplay.model_cache import resolve_model
 
     worker = RolloutWorker(resolve_model(model), cfg.rollout, cfg.envs, cfg.eval, cfg.seed)
     await worker.init()
     try:
-        return await worker.evaluate(env_ids, cfg.eval.opponents, games, seed=cfg.seed)
+        episodes = await worker.evaluate(env_ids, cfg.eval.opponents, games, seed=cfg.seed)
+        sampled = None
+        if KUHN in env_ids and cfg.eval.infoset_samples:
+            replies = await worker.sample_replies(KUHN, kuhn_eval.decision_points(), cfg.eval.infoset_samples)
+            sampled = kuhn_eval.sampled_exploitability(replies, seed=cfg.seed)
+        return episodes, sampled
     finally:
         worker.shutdown()
 
@@ -211,10 +246,11 @@ def format_level_table(rows: list[dict[str, Any]]) -> str:
 
 # ----- Kuhn Poker, exactly ------------------------------------------------------------------------
 
-def answer_logprobs(model: Any, prompt: list[int], answers: list[list[int]]) -> list[float]:
-    """log p(answer | prompt) under ``model`` (a causal LM), summed over each answer's tokens: all
-    answers in one forward pass, right-padded (a causal model's logits at a token never see the
-    padding after it)."""
+def answer_logprobs(model: Any, prompt: list[int], answers: list[list[int]], temperature: float = 1.0
+                    ) -> list[float]:
+    """log p(answer | prompt) under ``model`` (a causal LM) with its logits divided by
+    ``temperature``, summed over each answer's tokens: all answers in one forward pass,
+    right-padded (a causal model's logits at a token never see the padding after it)."""
     import torch
 
     from learners.loss import token_logprobs
@@ -225,39 +261,42 @@ def answer_logprobs(model: Any, prompt: list[int], answers: list[list[int]]) -> 
     with torch.no_grad():
         ids = torch.tensor(rows, device=model.device)
         logits = model(input_ids=ids, attention_mask=torch.tensor(mask, device=model.device)).logits
-        return [float(token_logprobs(logits[i, len(prompt) - 1:len(prompt) - 1 + len(a)],
+        return [float(token_logprobs(logits[i, len(prompt) - 1:len(prompt) - 1 + len(a)] / temperature,
                                      ids[i, len(prompt):len(prompt) + len(a)]).sum())
                 for i, a in enumerate(answers)]
 
 
-def model_policy(model: Any, tokenizer: Any) -> dict[str, dict[str, float]]:
-    """The model's action probabilities at every information set (both roles)."""
+def model_policy(model: Any, tokenizer: Any, answer_prefix: str | None = None,
+                 temperature: float = 1.0) -> dict[str, dict[str, float]]:
+    """The model's action probabilities at every information set (both roles): of answering
+    ``\\boxed{a}`` (at ``temperature``), or with ``answer_prefix``, of writing the action and the
+    closing brace after the prefix, tokenized on its own as the episode runner inserts it."""
     from actors.prompting import prompt_ids
     from envs.kuhn_poker import KuhnPokerEnv
 
     policy = {}
     for key, (observation, legal) in kuhn_eval.infoset_prompts().items():
         ids = prompt_ids(tokenizer, observation, KuhnPokerEnv.system_prompt)
-        scores = answer_logprobs(model, ids, [tokenizer.encode(f"\\boxed{{{a}}}", add_special_tokens=False)
-                                              for a in legal])
+        if answer_prefix:
+            ids = ids + tokenizer.encode(answer_prefix, add_special_tokens=False)
+            answers = [f"{a}}}" for a in legal]
+        else:
+            answers = [f"\\boxed{{{a}}}" for a in legal]
+        scores = answer_logprobs(model, ids, [tokenizer.encode(a, add_special_tokens=False) for a in answers],
+                                 temperature)
         top = max(scores)
         weights = [math.exp(s - top) for s in scores]
         policy[key] = {a: w / sum(weights) for a, w in zip(legal, weights)}
     return policy
 
 
-def evaluate_policy(policy: kuhn_eval.Policy) -> dict[str, float]:
-    """Exact figures: value in each role against the equilibrium, and exploitability."""
-    eq = kuhn_eval.equilibrium_policy()
-    return {names.KUHN_VALUE_P0: kuhn_eval.expected_value(policy, eq),
-            names.KUHN_VALUE_P1: -kuhn_eval.expected_value(eq, policy),
-            names.KUHN_EXPLOITABILITY: kuhn_eval.exploitability(policy)}
-
-
-def kuhn_exact(model_path: str) -> dict[str, float]:
-    """Load a model folder with transformers (float32) and return its exact Kuhn Poker figures."""
+def kuhn_exact(model_path: str, answer_prefix: str | None = None, temperature: float = 0.7) -> dict[str, float]:
+    """Load a model folder with transformers (float32) and return its exact Kuhn Poker figures:
+    free answers at temperature 1, forced answers (``answer_prefix``) at ``temperature``."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
-    return evaluate_policy(model_policy(model, AutoTokenizer.from_pretrained(model_path)))
+    policy = model_policy(model, AutoTokenizer.from_pretrained(model_path), answer_prefix,
+                          temperature if answer_prefix else 1.0)
+    return exact_metrics(policy)

@@ -142,6 +142,13 @@ class EvalConfig:
     """Evaluation nucleus sampling mass (0 < top_p <= 1; ignored when greedy)."""
     log_episodes: int = 2
     """Full episodes written to TensorBoard as text per evaluation."""
+    initial_games: int = 4
+    """Games per (environment, role) against the policy as it was at step 0 (the model the run
+    started from): win rate and return with 95% intervals show self-play progress in games
+    without an exact solution (0 = skip) (>= 0)."""
+    infoset_samples: int = 32
+    """Kuhn Poker: replies sampled at each of the 12 information sets, as in training, for the
+    sampled exploitability (0 = skip it) (>= 0)."""
 
 
 @dataclass

@@ -7,7 +7,8 @@
 * ``eval/...``: the same for evaluation games against fixed opponents and snapshots;
 * ``learner/...``: the optimisation step; ``perf/...``: throughput and timings;
   ``sync/...``: weight publishing; ``pool/<member>/{mu,sigma,ordinal}``: opponent ratings;
-  ``kuhn/...``: exact Kuhn Poker figures; ``episodes/<env>`` (text): a few whole episodes.
+  ``eval/KuhnPoker-v0/{exploitability,exact/...}``: Kuhn Poker's exploitability, sampled and
+  exact; ``episodes/<env>`` (text): a few whole episodes.
 """
 
 from __future__ import annotations
@@ -75,9 +76,17 @@ SYNC_NCCL_S = "sync/nccl_s"
 PROGRESS_EPISODES = "progress/episodes"
 POOL_SIZE = "pool/size"
 
-KUHN_VALUE_P0 = "kuhn/value_p0_vs_equilibrium"
-KUHN_VALUE_P1 = "kuhn/value_p1_vs_equilibrium"
-KUHN_EXPLOITABILITY = "kuhn/exploitability"
+# Kuhn Poker's exact figures, in the evaluation namespace. The sampled ones are the played
+# policy's (replies generated as in training); the exact ones score the probability of each
+# action's answer: ``\\boxed{a}`` at temperature 1 (free answers), or the action's tokens after the
+# prefilled prefix at the training temperature (forced answers, where they are the played policy).
+KUHN_EXPLOITABILITY = "eval/KuhnPoker-v0/exploitability"
+KUHN_EXPLOITABILITY_LOW = "eval/KuhnPoker-v0/exploitability_low"
+KUHN_EXPLOITABILITY_HIGH = "eval/KuhnPoker-v0/exploitability_high"
+KUHN_INVALID_SHARE_MAX = "eval/KuhnPoker-v0/infoset_invalid_share_max"
+KUHN_EXACT_EXPLOITABILITY = "eval/KuhnPoker-v0/exact/exploitability"
+KUHN_EXACT_VALUE_P0 = "eval/KuhnPoker-v0/exact/value_p0_vs_equilibrium"
+KUHN_EXACT_VALUE_P1 = "eval/KuhnPoker-v0/exact/value_p1_vs_equilibrium"
 
 #: Per (environment, opponent, role) statistics of episodes.
 ROLE_STATS = ("return", "win_rate", "draw_rate", "loss_rate", "invalid_rate", "episodes")

@@ -15,6 +15,9 @@ from typing import Any
 SELF = "self"
 #: ``opponent`` kind of every frozen snapshot of the policy; a snapshot's name is ``snapshot@<step>``.
 SNAPSHOT = "snapshot"
+#: ``opponent`` of evaluation games against the policy as it was at step 0 (the model folder the
+#: run started from): head-to-head progress, played at evaluation only, never in training.
+INITIAL = "initial"
 
 
 def opponent_kind(opponent: str) -> str:
@@ -67,8 +70,8 @@ class Episode:
 
     ``rewards`` maps each role to its return. ``policy_roles`` are the roles played by the policy
     being trained (every role in self-play, one against a fixed opponent or a snapshot).
-    ``outcome`` is ``"finished"``, ``"invalid"`` (ended by an invalid action), ``"truncated"``
-    (turn or prompt-length limit) or ``"timeout"``.
+    ``outcome`` is ``"finished"``, ``"invalid"`` (ended by an invalid action: a forfeit, whose
+    author is ``forfeit``), ``"truncated"`` (turn or prompt-length limit) or ``"timeout"``.
     """
 
     env_id: str
@@ -86,6 +89,18 @@ class Episode:
     #: The problem it was played on, shared by episodes on the same problem (SAT's samples of one
     #: instance, LeaP's problem): what pass@k groups by.
     group_id: str | None = None
+    #: The role that forfeited the game by an invalid action (the environment's final
+    #: ``info["forfeit"]``), else None.
+    forfeit: int | None = None
+
+    def result(self, role: int) -> int:
+        """``role``'s result: +1 win, 0 draw, -1 loss. A forfeit is a loss for its author and a
+        win for every other role, whatever the returns (by default the opponent of a forfeit
+        gets 0, see ``envs.base``); otherwise the sign of the role's return."""
+        if self.forfeit is not None:
+            return -1 if role == self.forfeit else 1
+        ret = self.rewards.get(role, 0.0)
+        return (ret > 0) - (ret < 0)
 
     def summary(self) -> "Episode":
         """This episode without its samples and transcript: what metrics need, a few hundred bytes."""

@@ -23,11 +23,13 @@ from typing import Any
 
 import yaml
 
+from envs import kuhn_eval
 from selfplay.config import Config, ConfigError, to_dict
 from selfplay.league.curriculum import LevelCurriculum
 from selfplay.core import metric_names as names
-from selfplay.core.samples import Episode
+from selfplay.core.samples import INITIAL, Episode
 from selfplay.stats.episode_stats import episode_metrics, eval_table, format_eval_table, role_stats
+from selfplay.stats.kuhn_figures import sampled_metrics
 from selfplay.placement.layout import Layout, plan_layout
 from selfplay.loop.learner_group import LearnerGroup
 from selfplay.stats.metrics_writer import MetricsWriter
@@ -42,12 +44,14 @@ from selfplay.stats.step_figures import idle_shares, worker_figures
 
 log = logging.getLogger("selfplay.train")
 
+KUHN = "selfplay/KuhnPoker-v0"
+
 
 class Driver:
     """Owns the actors and the loop's calls to them; one instance per ``selfplay train``."""
 
     def __init__(self, cfg: Config, model_path: str, metrics: MetricsWriter, layout: Layout, pg: object) -> None:
-        self.cfg, self.metrics = cfg, metrics
+        self.cfg, self.metrics, self.model_path = cfg, metrics, model_path
         self.pool = OpponentPool(cfg.pool.max_snapshots, fixed=tuple(cfg.eval.opponents))
         cu = cfg.curriculum
         self.curriculum = LevelCurriculum(cu.env, cu.levels, cu.gate, cu.start) if cu.env else None
@@ -63,6 +67,8 @@ class Driver:
                                                      layout.workers[0].tensor_parallel))
         log.info("rollout workers' weight transports: %s",
                  ", ".join(f"{i}: {t} (node {n[:8]})" for i, (t, n) in enumerate(zip(transports, nodes))))
+        if INITIAL in self.opponent_folders():
+            self.sync_snapshots()
 
     def _learner(self, refs: list[Any]) -> Any:
         """Rank 0's answer to a learner call (made on every rank: :class:`LearnerGroup`); a
@@ -120,22 +126,42 @@ class Driver:
     def _resync(self, i: int) -> None:
         """Bring a restarted worker up to date: current weights, the pool's snapshot opponents."""
         self.publish([i])
-        self.rollout.call(i, "sync_snapshots", self.pool.snapshot_folders())
+        self.rollout.call(i, "sync_snapshots", self.opponent_folders())
+
+    def opponent_folders(self) -> dict[str, str]:
+        """The frozen policies the workers host: the pool's snapshots, and the step-0 policy for
+        head-to-head evaluation where it is asked for."""
+        folders = self.pool.snapshot_folders()
+        if self.cfg.eval.every and self.cfg.eval.initial_games:
+            folders[INITIAL] = self.model_path
+        return folders
 
     def evaluate(self, step: int) -> dict[str, float]:
-        """Games against the fixed opponents (and the pool's snapshots, for the ratings)."""
+        """Games against the fixed opponents, the step-0 policy (head-to-head progress) and the
+        pool's snapshots (ratings); Kuhn Poker's sampled exploitability."""
         ev, env_ids, seed = self.cfg.eval, [e.id for e in self.cfg.envs], self.cfg.seed + step
+        last = len(self.rollout) - 1
         calls = [(0, "evaluate", (env_ids, ev.opponents, ev.games, seed))]
+        if ev.initial_games:
+            calls.append((last, "evaluate", (env_ids, [INITIAL], ev.initial_games, seed)))
         if self.pool.snapshots and self.cfg.pool.eval_games:
-            calls.append((len(self.rollout) - 1, "evaluate",
-                          (env_ids, self.pool.snapshots, self.cfg.pool.eval_games, seed)))
-        episodes = [e for eps in self.rollout.call_many(calls) for e in eps]
+            calls.append((last, "evaluate", (env_ids, self.pool.snapshots, self.cfg.pool.eval_games, seed)))
+        sample_kuhn = KUHN in env_ids and ev.infoset_samples > 0
+        if sample_kuhn:
+            calls.append((0, "sample_replies", (KUHN, kuhn_eval.decision_points(), ev.infoset_samples)))
+        results = self.rollout.call_many(calls)
+        values: dict[str, float] = {}
+        if sample_kuhn:
+            figures = kuhn_eval.sampled_exploitability(results.pop(), seed=seed)
+            log.info("Kuhn Poker exploitability at step %d, sampled as in training: %s", step, figures.describe())
+            values.update(sampled_metrics(figures))
+        episodes = [e for eps in results for e in eps]
         log.info("evaluation at step %d:\n%s", step, format_eval_table(eval_table(episodes)))
         for e in episodes[: ev.log_episodes]:
             self.metrics.text(names.episode_text(e.env_id),
                               f"{e.episode_id} ({e.outcome}, returns {e.rewards})\n{e.transcript}", step)
-        self.pool.record_episodes(episodes)
-        return {**episode_metrics(episodes, prefix="eval"), **self.pool.metrics()}
+        self.pool.record_episodes([e for e in episodes if e.opponent != INITIAL])
+        return {**episode_metrics(episodes, prefix="eval"), **self.pool.metrics(), **values}
 
     def validate(self, step: int) -> dict[str, float]:
         """The curriculum's validation: fresh problems at the current level; moves up once their
@@ -172,7 +198,7 @@ class Driver:
 
     def sync_snapshots(self) -> None:
         """Make every worker host exactly the pool's snapshots."""
-        self.rollout.call_all("sync_snapshots", self.pool.snapshot_folders())
+        self.rollout.call_all("sync_snapshots", self.opponent_folders())
 
     def restore(self, ckpt: Path) -> tuple[int, dict[str, Any]]:
         """Load a checkpoint into the learner, the pool and the workers; returns the step and the
@@ -280,6 +306,10 @@ def train(cfg: Config, resume: bool = False, verbose: bool = False) -> None:
 
 def _loop(cfg: Config, driver: Driver, metrics: MetricsWriter, step: int, counters: dict[str, Any]) -> None:
     t0, first = time.perf_counter(), step
+    if step == 0 and cfg.eval.every:  # where the curves start
+        values = driver.evaluate(0)
+        metrics.scalars(values, 0)
+        log.info(progress_line(0, cfg.trainer.steps, {}, values, 0.0))
     while step < cfg.trainer.steps:
         tick = time.perf_counter()
         episodes, values = driver.step(step)

@@ -28,6 +28,11 @@ def progress_line(step: int, total: int, roles: RoleStats, values: dict[str, flo
                             (names.STEP_S, "step", "{:.0f}s")):
         if key in values:
             parts.append(f"{label} {fmt.format(values[key])}")
+    if names.KUHN_EXPLOITABILITY in values:
+        parts.append(f"kuhn expl {values[names.KUHN_EXPLOITABILITY]:.3f} "
+                     f"[{values[names.KUHN_EXPLOITABILITY_LOW]:.3f}, {values[names.KUHN_EXPLOITABILITY_HIGH]:.3f}]")
+    elif names.KUHN_INVALID_SHARE_MAX in values:  # too many invalid replies for a figure
+        parts.append(f"kuhn expl n/a (invalid up to {values[names.KUHN_INVALID_SHARE_MAX]:.2f})")
     workers = sorted((i, v) for k, v in values.items()
                      if (i := names.worker_index(k, "tokens_per_s")) is not None)
     if len(workers) > 1:  # one figure per worker: a slow node stands out

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow
 
 OVERRIDES = ["model=tiny", "name=tiny", "rollout.episodes_per_step=4", "rollout.max_new_tokens=8",
              "rollout.kv_cache_gib=1", "rollout.opponents=[random, snapshot]", "pool.snapshot_every=1",
-             "pool.eval_games=1", "eval.every=1", "eval.games=1", "checkpoint.every=1",
+             "pool.eval_games=1", "eval.every=1", "eval.games=1", "eval.initial_games=1",
+             "eval.infoset_samples=4", "checkpoint.every=1",
              "checkpoint.keep_last=2", "trainer.micro_batch_tokens=2048"]
 
 
@@ -67,6 +68,14 @@ def test_tensorboard_has_the_documented_metric_hierarchy(run):
     assert any(t.startswith("game/KuhnPoker-v0/") and t.endswith("/invalid_rate") for t in scalars)
     assert any(t.startswith("eval/KuhnPoker-v0/random/") for t in scalars)
     assert any(t.startswith("pool/snapshot@") for t in scalars)
+    # Evaluation starts at step 0 (where the curves start) on a fresh run, not again on resuming;
+    # head-to-head against the step-0 policy and Kuhn Poker's sampled figures at every evaluation.
+    for tag in ("eval/KuhnPoker-v0/initial/p0/win_rate", "eval/KuhnPoker-v0/initial/p1/return",
+                "eval/KuhnPoker-v0/infoset_invalid_share_max"):
+        assert [s for s, _ in scalars[tag]] == [0, 1, 2, 3], tag
+    # The tiny model never answers in the format: no exploitability figure, only the invalid share.
+    assert "eval/KuhnPoker-v0/exploitability" not in scalars
+    assert all(v == 1.0 for _, v in scalars["eval/KuhnPoker-v0/infoset_invalid_share_max"])
     assert [s for s, _ in scalars["learner/loss/pg"]] == [1, 2, 3]  # resumed at step 3, not 1
     # The engines' own load time of each publish (it once read a key the engines never return):
     # logged at every publish, and a part of that publish's whole time, not more.
