@@ -90,6 +90,10 @@ KUHN_EXACT_VALUE_P1 = "eval/KuhnPoker-v0/exact/value_p1_vs_equilibrium"
 
 #: Per (environment, opponent, role) statistics of episodes.
 ROLE_STATS = ("return", "win_rate", "draw_rate", "loss_rate", "invalid_rate", "episodes")
+#: Evaluation adds 95% intervals (Wilson for rates, normal for the mean return) and the
+#: non-losing rate (TicTacToe against the perfect player: the best a policy can do).
+INTERVAL_STATS = ("win_rate_low", "win_rate_high", "non_loss_rate", "non_loss_rate_low",
+                  "non_loss_rate_high", "return_low", "return_high")
 #: Episode outcomes counted as shares per environment (besides ``finished``).
 OUTCOME_SHARES = ("invalid", "truncated", "timeout")
 

@@ -161,7 +161,7 @@ class Driver:
             self.metrics.text(names.episode_text(e.env_id),
                               f"{e.episode_id} ({e.outcome}, returns {e.rewards})\n{e.transcript}", step)
         self.pool.record_episodes([e for e in episodes if e.opponent != INITIAL])
-        return {**episode_metrics(episodes, prefix="eval"), **self.pool.metrics(), **values}
+        return {**episode_metrics(episodes, prefix="eval", intervals=True), **self.pool.metrics(), **values}
 
     def validate(self, step: int) -> dict[str, float]:
         """The curriculum's validation: fresh problems at the current level; moves up once their
