@@ -15,7 +15,9 @@ environment from this alone):
   :func:`action_text`, so a plain string is a valid action too.
 * ``system_prompt``; ``bounded`` (episodes end by construction, so the runner's turn limit does
   not apply); ``stats_prefix`` (the group of the figures in ``info["stats"]`` at the end);
-  ``invalid_action`` (what an invalid action does: ``"lose"`` ends the episode).
+  ``invalid_action`` (what an invalid action does: ``"lose"`` ends the episode);
+  ``info["forfeit"]`` in the final ``info`` of an episode ended by a player's invalid action
+  (that player; see *Forfeits* below).
 
 **Turn-based games** (:class:`TurnBasedTextEnv`):
 
@@ -26,17 +28,31 @@ the base class does the Gymnasium plumbing, action extraction, the invalid-actio
 * ``reset(seed=, options=) -> (obs, info)`` and ``step(text) -> (obs, reward, terminated,
   truncated, info)``; ``obs`` is always the prompt for ``info["player"]``, the player to act next.
 * ``info["legal_actions"]``: the legal action strings (omitted for open-ended games).
-* ``info["rewards"]`` at the end: every player's return; zero-sum games sum to zero.
+* ``info["rewards"]`` at the end: every player's return; zero-sum games sum to zero when played
+  to their end (a forfeit need not, see below).
   ``reward`` from ``step`` is the acting player's return when the game ends, else 0.
 * Any string is a possible action. One that names no legal action is *invalid*; what happens is
-  set by ``invalid_action``: ``"lose"`` (default; the offender gets the game's minimum return and
-  the opponent its negation, which keeps the game zero-sum) or ``"random"`` (a uniformly random
-  legal action is played instead and the episode goes on). Either way ``info["invalid"]`` is True
-  and ``info["invalid_counts"]`` counts it per player.
+  set by ``invalid_action``: ``"lose"`` (default: the offender *forfeits*, see below) or
+  ``"random"`` (a uniformly random legal action is played instead and the episode goes on).
+  Either way ``info["invalid"]`` is True and ``info["invalid_counts"]`` counts it per player.
+
+**Forfeits.** Under ``"lose"`` an invalid action ends the episode at once: the offender gets
+``invalid_reward`` (default None: the game's worst return, ``min_return``) and every other
+player ``opponent_invalid_reward`` (default 0.0), both constructor arguments (so a config's
+``envs[i].kwargs`` sets them). The opponent is not paid for the offender's failure to answer in
+format: in self-play the same policy plays both seats, and a +1 there would credit it for its own
+mistake in the other role. So with the defaults **a forfeited game is not zero-sum** (-1 and 0 in
+a game scored +-1). SPIRAL's values, for games scored +-1, are ``invalid_reward=-1.5`` and
+``opponent_invalid_reward=0.5``; scale them by the game's largest return for other games. The
+final ``info`` of a forfeited game holds ``info["forfeit"]``: the player who forfeited (the key
+is absent otherwise). Statistics count a forfeit as a loss for that player and a win for every
+other, whatever the returns (:meth:`selfplay.core.samples.Episode.result`).
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import string
 from abc import abstractmethod
 from collections.abc import Mapping
@@ -61,6 +77,25 @@ GAME_SYSTEM_PROMPT = "You are playing a game. Follow the rules and answer in the
 #: What the runner reports back for a turn: ``{"text": str, "finished": bool, "tokens": int}``
 #: (``finished``: the engine ended the turn itself, at end of sequence or a stop string).
 Reply = Mapping[str, Any]
+
+
+def check_reward(field: str, value: Any, optional: bool = False) -> float | None:
+    """``value`` as a float, or a one-line ValueError naming ``field``: a finite number (None
+    too where ``optional``)."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        expected = "a finite number or None" if optional else "a finite number"
+        raise ValueError(f"{field}={value!r}: expected {expected}")
+    return float(value)
+
+
+def forfeit_returns(offender: int, num_players: int, offender_return: float,
+                    opponent_return: float) -> dict[int, float]:
+    """Every player's return when ``offender`` forfeits (see the module docstring)."""
+    rewards = {p: float(opponent_return) for p in range(num_players)}
+    rewards[offender] = float(offender_return)
+    return rewards
 
 
 def action_text(action: Any) -> Any:
@@ -119,15 +154,20 @@ class TurnBasedTextEnv(TextEpisodeEnv):
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
     num_players: int = 2
-    #: The return the offender gets under the ``"lose"`` invalid-action rule.
+    #: The game's worst return: what the offender of a forfeit gets unless ``invalid_reward`` says.
     min_return: float = -1.0
     #: Human-readable game name used in prompts.
     title: str = "game"
 
     def __init__(self, invalid_action: str = "lose", lenient: bool = False,
-                 render_mode: str | None = None) -> None:
+                 render_mode: str | None = None, invalid_reward: float | None = None,
+                 opponent_invalid_reward: float = 0.0) -> None:
         if invalid_action not in INVALID_RULES:
             raise ValueError(f"invalid_action={invalid_action!r}: expected one of {INVALID_RULES}")
+        #: The offender's return at a forfeit (None: ``min_return``, read at the forfeit).
+        self.invalid_reward = check_reward("invalid_reward", invalid_reward, optional=True)
+        #: Every other player's return at a forfeit.
+        self.opponent_invalid_reward = check_reward("opponent_invalid_reward", opponent_invalid_reward)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode={render_mode!r}: expected one of {self.metadata['render_modes']}")
         self.invalid_action = invalid_action
@@ -138,6 +178,7 @@ class TurnBasedTextEnv(TextEpisodeEnv):
         self._done = True
         self._rewards: dict[int, float] = {}
         self._invalid_counts: list[int] = []
+        self._forfeit_by: int | None = None
         self._turn = 0
 
     # ----- hooks a game implements -------------------------------------------------------------
@@ -185,6 +226,7 @@ class TurnBasedTextEnv(TextEpisodeEnv):
         self._done = False
         self._rewards = {}
         self._invalid_counts = [0] * self.num_players
+        self._forfeit_by = None
         self._turn = 0
         self._new_game(dict(options or {}))
         return self._obs(), self._info(invalid=False)
@@ -200,6 +242,7 @@ class TurnBasedTextEnv(TextEpisodeEnv):
             self._invalid_counts[player] += 1
             if self.invalid_action == "lose":
                 self._done = True
+                self._forfeit_by = player
                 self._rewards = self._forfeit(player)
                 return self._obs(), self._rewards[player], True, False, self._info(invalid=True)
             parsed = self.random_action()
@@ -217,9 +260,9 @@ class TurnBasedTextEnv(TextEpisodeEnv):
 
     # ----- helpers -----------------------------------------------------------------------------
     def _forfeit(self, offender: int) -> dict[int, float]:
-        rewards = {p: -self.min_return / (self.num_players - 1) for p in range(self.num_players)}
-        rewards[offender] = self.min_return
-        return rewards
+        """Every player's return when ``offender`` forfeits by an invalid action."""
+        offender_return = self.min_return if self.invalid_reward is None else self.invalid_reward
+        return forfeit_returns(offender, self.num_players, offender_return, self.opponent_invalid_reward)
 
     def _obs(self) -> str:
         if self._done:
@@ -242,6 +285,8 @@ class TurnBasedTextEnv(TextEpisodeEnv):
         if self._done:
             info["rewards"] = dict(self._rewards)
             info["player"] = -1
+            if self._forfeit_by is not None:
+                info["forfeit"] = self._forfeit_by
         else:
             info["player"] = self.current_player()
             legal = self.legal_actions()
@@ -251,4 +296,4 @@ class TurnBasedTextEnv(TextEpisodeEnv):
 
 
 __all__ = ["TextEpisodeEnv", "TurnBasedTextEnv", "TurnRequest", "Reply", "action_text", "ANSWER_FORMAT",
-           "GAME_SYSTEM_PROMPT", "CHARSET", "candidate", "lenient_match"]
+           "GAME_SYSTEM_PROMPT", "CHARSET", "candidate", "lenient_match", "check_reward", "forfeit_returns"]

@@ -102,8 +102,11 @@ class ConnectFourEnv(GridGameEnv):
     ``[3]``, else a short bare ``3``.
 
     ## Rewards
-    Win +1, loss -1, draw 0 for both. An invalid action under ``invalid_action="lose"`` gives the
-    offender -1 and the opponent +1. ``reward`` is the acting player's return at the end, else 0.
+    Win +1, loss -1, draw 0 for both. An invalid action under ``invalid_action="lose"`` forfeits
+    the game (``envs.base``): the offender gets ``invalid_reward`` (default -1, the worst return)
+    and the opponent ``opponent_invalid_reward`` (default 0), so with the defaults a forfeited game
+    is not zero-sum; the final ``info["forfeit"]`` is the offender. ``reward`` is the acting
+    player's return at the end, else 0.
 
     ## Starting State
     An empty board, X to move. The start has no randomness.
@@ -114,6 +117,8 @@ class ConnectFourEnv(GridGameEnv):
 
     ## Arguments
     * ``invalid_action``: ``"lose"`` (default) or ``"random"`` (a random open column is played).
+    * ``invalid_reward`` (default None: -1) and ``opponent_invalid_reward`` (default 0.0):
+      the returns of a forfeit (see Rewards).
     * ``lenient``: also accept the legal column named last anywhere in the text.
     * ``render_mode``: None or ``"ansi"``.
 

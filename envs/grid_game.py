@@ -14,7 +14,8 @@ MARKS = ("X", "O")
 
 class GridGameEnv(TurnBasedTextEnv):
     """A thin adapter over ``board_cls``: a board with ``to_move()``, ``legal_moves()``,
-    ``play(move)``, ``is_over()`` and ``winner()`` (None for a draw). Win +1, loss -1, draw 0."""
+    ``play(move)``, ``is_over()`` and ``winner()`` (None for a draw). Win +1, loss -1, draw 0; a
+    forfeit as in ``envs.base`` (by default -1 for the offender, 0 for the opponent)."""
 
     board_cls: type
     min_return = -1.0
@@ -24,8 +25,10 @@ class GridGameEnv(TurnBasedTextEnv):
     history_label = "Moves so far"
 
     def __init__(self, invalid_action: str = "lose", lenient: bool = False,
-                 render_mode: str | None = None) -> None:
-        super().__init__(invalid_action=invalid_action, lenient=lenient, render_mode=render_mode)
+                 render_mode: str | None = None, invalid_reward: float | None = None,
+                 opponent_invalid_reward: float = 0.0) -> None:
+        super().__init__(invalid_action=invalid_action, lenient=lenient, render_mode=render_mode,
+                         invalid_reward=invalid_reward, opponent_invalid_reward=opponent_invalid_reward)
         self.board = self.board_cls()
 
     def _new_game(self, options: dict[str, Any]) -> None:

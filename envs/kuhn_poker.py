@@ -161,9 +161,12 @@ class KuhnPokerEnv(TurnBasedTextEnv):
 
     ## Rewards
     Zero until the end; then every player's net chip change: +-1 or +-2 for one hand, the sum
-    over hands for a match (zero-sum). An invalid action under ``invalid_action="lose"`` gives
-    the offender ``min_return`` = -2 * num_hands (the worst a match can go; chips already won
-    are forfeited) and the opponent its negation.
+    over hands for a match (zero-sum). An invalid action under ``invalid_action="lose"``
+    forfeits the whole match at once (``envs.base``; the hands left are not played): the
+    offender gets ``invalid_reward`` (default ``min_return`` = -2 * num_hands, the worst a match
+    can go) and the opponent ``opponent_invalid_reward`` (default 0). These replace the chip
+    count: chips either player won in earlier hands count for neither. With the defaults a
+    forfeited match is not zero-sum; the final ``info["forfeit"]`` is the offender.
 
     ## Starting State
     Each hand's two cards are dealt from ``np_random`` at reset;
@@ -176,7 +179,9 @@ class KuhnPokerEnv(TurnBasedTextEnv):
 
     ## Arguments
     ``invalid_action`` ("lose" or "random"), ``lenient`` (fall back to the last legal action
-    named anywhere in the text), ``render_mode`` (None or "ansi"), ``num_hands`` (default 1).
+    named anywhere in the text), ``render_mode`` (None or "ansi"), ``num_hands`` (default 1),
+    ``invalid_reward`` (default None: -2 * num_hands) and ``opponent_invalid_reward`` (default
+    0.0), the returns of a forfeit (see Rewards).
 
     ## Roles
     Player 0 and player 1. Player 0 acts first in hands 1, 3, 5, ...; player 1 in hands 2, 4, ...
@@ -195,8 +200,10 @@ class KuhnPokerEnv(TurnBasedTextEnv):
     min_return = -2.0
 
     def __init__(self, invalid_action: str = "lose", lenient: bool = False,
-                 render_mode: str | None = None, num_hands: int = 1) -> None:
-        super().__init__(invalid_action=invalid_action, lenient=lenient, render_mode=render_mode)
+                 render_mode: str | None = None, num_hands: int = 1,
+                 invalid_reward: float | None = None, opponent_invalid_reward: float = 0.0) -> None:
+        super().__init__(invalid_action=invalid_action, lenient=lenient, render_mode=render_mode,
+                         invalid_reward=invalid_reward, opponent_invalid_reward=opponent_invalid_reward)
         if isinstance(num_hands, bool) or not isinstance(num_hands, int) or num_hands < 1:
             raise ValueError(f"num_hands={num_hands!r}: expected an integer >= 1")
         self.num_hands = num_hands

@@ -120,7 +120,9 @@ class LiarsDiceEnv(TurnBasedTextEnv):
 
     ## Rewards
     The round's winner gets +1, the loser -1. An invalid action under ``invalid_action="lose"``
-    gives the offender -1 and the opponent +1.
+    forfeits the round (``envs.base``): the offender gets ``invalid_reward`` (default -1, the
+    worst return) and the opponent ``opponent_invalid_reward`` (default 0), so with the defaults a
+    forfeited round is not zero-sum; the final ``info["forfeit"]`` is the offender.
 
     ## Starting State
     Dice rolled uniformly from ``self.np_random``, or fixed for tests by
@@ -132,6 +134,8 @@ class LiarsDiceEnv(TurnBasedTextEnv):
 
     ## Arguments
     * ``invalid_action``: ``"lose"`` (default) or ``"random"`` (a random legal action is played).
+    * ``invalid_reward`` (default None: -1) and ``opponent_invalid_reward`` (default 0.0):
+      the returns of a forfeit (see Rewards).
     * ``lenient``: also accept the legal action named last anywhere in the text.
     * ``render_mode``: None or ``"ansi"``.
     * ``dice_per_player`` (default 5, at least 1) and ``faces`` (default 6, 2 to 9).
@@ -144,8 +148,10 @@ class LiarsDiceEnv(TurnBasedTextEnv):
     min_return = -1.0
 
     def __init__(self, invalid_action: str = "lose", lenient: bool = False,
-                 render_mode: str | None = None, dice_per_player: int = 5, faces: int = 6) -> None:
-        super().__init__(invalid_action=invalid_action, lenient=lenient, render_mode=render_mode)
+                 render_mode: str | None = None, dice_per_player: int = 5, faces: int = 6,
+                 invalid_reward: float | None = None, opponent_invalid_reward: float = 0.0) -> None:
+        super().__init__(invalid_action=invalid_action, lenient=lenient, render_mode=render_mode,
+                         invalid_reward=invalid_reward, opponent_invalid_reward=opponent_invalid_reward)
         if dice_per_player < 1:
             raise ValueError(f"dice_per_player={dice_per_player}: expected at least 1")
         if not 2 <= faces <= 9:

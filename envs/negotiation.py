@@ -176,8 +176,11 @@ class SimpleNegotiationEnv(TurnBasedTextEnv):
     Zero until the end. With ``g_p`` player p's change of inventory value at its own values,
     ``r0 = (g0 - g1) / S`` and ``r1 = -r0`` (zero-sum: a trade pays if you gain more than the
     other), where ``S`` is the deal's largest possible ``|g0 - g1|`` (all of one player's goods
-    going to the other), so returns lie in [-1, 1]. ``min_return`` = -1: an invalid action
-    under ``"lose"`` costs at least as much as the worst possible trading.
+    going to the other), so returns lie in [-1, 1]. An invalid action under ``"lose"`` forfeits
+    the game (``envs.base``): the offender gets ``invalid_reward`` (default ``min_return`` = -1,
+    at least as bad as the worst possible trading) and the opponent ``opponent_invalid_reward``
+    (default 0; trades already made count for neither), so with the defaults a forfeited game is
+    not zero-sum; the final ``info["forfeit"]`` is the offender.
 
     ## Starting State
     Quantities 0..5 and values 1..10 per resource and player from ``np_random`` (a player with
@@ -190,7 +193,9 @@ class SimpleNegotiationEnv(TurnBasedTextEnv):
     ## Arguments
     ``invalid_action``, ``lenient`` (unused: there is no action list to fall back on),
     ``render_mode``, ``max_turns=8``, ``public_inventories=True`` (show the other's quantities;
-    offers must fit them, so hiding them turns legality into a guess).
+    offers must fit them, so hiding them turns legality into a guess), ``invalid_reward``
+    (default None: -1) and ``opponent_invalid_reward`` (default 0.0), the returns of a forfeit
+    (see Rewards).
 
     ## Roles
     Player 0 (moves on odd-numbered turns, first) and player 1.
@@ -208,8 +213,10 @@ class SimpleNegotiationEnv(TurnBasedTextEnv):
 
     def __init__(self, invalid_action: str = "lose", lenient: bool = False,
                  render_mode: str | None = None, max_turns: int = 8,
-                 public_inventories: bool = True) -> None:
-        super().__init__(invalid_action=invalid_action, lenient=lenient, render_mode=render_mode)
+                 public_inventories: bool = True, invalid_reward: float | None = None,
+                 opponent_invalid_reward: float = 0.0) -> None:
+        super().__init__(invalid_action=invalid_action, lenient=lenient, render_mode=render_mode,
+                         invalid_reward=invalid_reward, opponent_invalid_reward=opponent_invalid_reward)
         if isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1:
             raise ValueError(f"max_turns={max_turns!r}: expected an integer >= 1")
         self.max_turns = max_turns

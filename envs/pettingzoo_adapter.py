@@ -61,7 +61,10 @@ class TextAECEnv(AECEnv[str, str, str]):
     ## Rewards
     Zero on every move but the last; the move that ends the game gives every agent its return
     from the base env's ``info["rewards"]``. ``last()`` reports the reward accumulated since the
-    agent last acted, as PettingZoo requires.
+    agent last acted, as PettingZoo requires. A forfeit (an invalid action under the base env's
+    ``"lose"`` rule) is scored by the base env: ``invalid_reward`` for the offender and
+    ``opponent_invalid_reward`` for the others (by default the worst return and 0: not zero-sum),
+    and every agent's info holds the base env's ``"forfeit"`` (the offender's player index).
 
     ## Starting State
     ``reset(seed=, options=)`` resets the base env with the same arguments.
@@ -179,8 +182,9 @@ def to_aec(env_id_or_env: str | gym.Env, **kwargs: Any) -> TextAECEnv:
         env_id_or_env: a registered id such as ``"selfplay/TicTacToe-v0"`` (built with
             ``gym.make(id, **kwargs)``), or an already built :class:`TurnBasedTextEnv` (or a
             Gymnasium wrapper around one).
-        **kwargs: constructor arguments, e.g. ``invalid_action="random"``, ``render_mode="ansi"``;
-            only with an id, since a built env already has them.
+        **kwargs: constructor arguments, e.g. ``invalid_action="random"``, ``render_mode="ansi"``,
+            ``invalid_reward=-1.5, opponent_invalid_reward=0.5``; only with an id, since a built
+            env already has them.
 
     Returns:
         A :class:`TextAECEnv`; call ``reset()`` before use, as with every PettingZoo env.

@@ -17,7 +17,8 @@ from typing import Any
 
 from gymnasium import spaces
 
-from envs.base import CHARSET, MAX_ACTION_CHARS, MAX_OBS_CHARS, Reply, TextEpisodeEnv, action_text
+from envs.base import (CHARSET, MAX_ACTION_CHARS, MAX_OBS_CHARS, Reply, TextEpisodeEnv, action_text,
+                       check_reward, forfeit_returns)
 
 #: The release this adapter was written and tested against.
 TEXTARENA_VERSION = "0.7.4"
@@ -78,18 +79,22 @@ class TextArenaEnv(TextEpisodeEnv):
     ## Rewards
     Zero until the end; then ``info["rewards"]`` holds TextArena's returns for every player (for
     its two-player zero-sum games such as TicTacToe they are +1/-1 or 0/0) and ``reward`` is the
-    acting player's.
+    acting player's. A game lost by invalid moves is a forfeit, scored as in :mod:`envs.base`
+    rather than by TextArena: the offender gets ``invalid_reward`` (default -1, TextArena's loss)
+    and every other player ``opponent_invalid_reward`` (default 0), so with the defaults a
+    forfeited game is not zero-sum; the final ``info["forfeit"]`` is the offender.
 
     ## Invalid actions
     TextArena's own rule applies (``invalid_action = "textarena"``): in its two-player games a
-    player gets ``error_allowance`` (default 1) retries, then loses. ``info["invalid"]`` and
-    ``info["invalid_counts"]`` are read from TextArena's state (its ``error_count`` and
-    ``game_info[player]["invalid_move"]``); for games whose state keeps neither they stay False/0.
-    An action on which the game's own code raises (TextArena's TicTacToe calls ``int()`` on any
-    digits in brackets, and Python refuses to convert more than 4,300 of them) is an invalid move
-    under the same rule, never an exception out of ``step``: it goes through the state's
-    ``set_invalid_move``, and where even that fails, its author loses the game (-1; the others
-    share +1, so the game stays zero-sum).
+    player gets ``error_allowance`` (default 1) retries, then loses, which ends the game as a
+    forfeit (see Rewards). In games of more players TextArena eliminates the offender and the
+    game goes on; its returns stand there. ``info["invalid"]`` and ``info["invalid_counts"]`` are
+    read from TextArena's state (its ``error_count`` and ``game_info[player]["invalid_move"]``);
+    for games whose state keeps neither they stay False/0. An action on which the game's own code
+    raises (TextArena's TicTacToe calls ``int()`` on any digits in brackets, and Python refuses to
+    convert more than 4,300 of them) is an invalid move under the same rule, never an exception
+    out of ``step``: it goes through the state's ``set_invalid_move``, and where even that fails,
+    its author forfeits the game at once (in a game of any number of players).
 
     ## Starting State
     TextArena's, seeded from ``np_random`` (so ``reset(seed=s)`` is deterministic). TextArena
@@ -102,6 +107,8 @@ class TextArenaEnv(TextEpisodeEnv):
     ## Arguments
     * ``game``: a TextArena env id, e.g. ``"TicTacToe-v0"`` (its default wrappers apply).
     * ``num_players``: passed to TextArena's reset (default 2).
+    * ``invalid_reward`` (default None: -1) and ``opponent_invalid_reward`` (default 0.0): the
+      returns of a forfeit (see Rewards).
     * ``render_mode``: None or ``"ansi"`` (the current observation, or the final summary).
 
     ## Version History
@@ -111,11 +118,16 @@ class TextArenaEnv(TextEpisodeEnv):
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
     #: The invalid-action rule is TextArena's own; this names it for the rollout side.
     invalid_action = "textarena"
+    #: The worst return of TextArena's games as scored (a loss): the default ``invalid_reward``.
+    min_return = -1.0
 
     def __init__(self, game: str = "TicTacToe-v0", num_players: int = 2,
-                 render_mode: str | None = None) -> None:
+                 render_mode: str | None = None, invalid_reward: float | None = None,
+                 opponent_invalid_reward: float = 0.0) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode={render_mode!r}: expected one of {self.metadata['render_modes']}")
+        self.invalid_reward = check_reward("invalid_reward", invalid_reward, optional=True)
+        self.opponent_invalid_reward = check_reward("opponent_invalid_reward", opponent_invalid_reward)
         self._ta = import_textarena()
         self._ta.make(game)  # fail here, not at the first reset, on an unknown id
         self.game = game
@@ -131,6 +143,7 @@ class TextArenaEnv(TextEpisodeEnv):
         self._rewards: dict[int, float] = {}
         self._game_info: dict[int, Any] = {}
         self._invalid_counts: list[int] = []
+        self._forfeit_by: int | None = None
         self._turn = 0
 
     # ----- Gymnasium API -----------------------------------------------------------------------
@@ -143,6 +156,7 @@ class TextArenaEnv(TextEpisodeEnv):
         self._done = False
         self._rewards, self._game_info = {}, {}
         self._invalid_counts = [0] * self.num_players
+        self._forfeit_by = None
         self._turn = 0
         self._fetch_observation()
         return self._obs, self._info(invalid=False)
@@ -162,7 +176,7 @@ class TextArenaEnv(TextEpisodeEnv):
         self._turn += 1
         if done:
             if not self._done:  # (a forfeit in _reject has finished the episode already)
-                self._finish()
+                self._finish(player)
             invalid = bool(self._game_info.get(player, {}).get("invalid_move", False))
         else:
             # A retry after an invalid move raises error_count; a valid move clears it.
@@ -218,32 +232,43 @@ class TextArenaEnv(TextEpisodeEnv):
             state.set_invalid_move(reason=reason)
             return state.step()
         except Exception:
-            others = [p for p in range(self.num_players) if p != player]
-            self._rewards = {player: -1.0, **{p: 1.0 / len(others) for p in others}}
+            self._forfeit(player)
             self._game_info = {p: {"reason": f"Invalid move by player {player}: {reason}",
                                    "invalid_move": p == player} for p in range(self.num_players)}
             self._done, self._player = True, -1
-            scores = ", ".join(f"player {p}: {r:+g}" for p, r in sorted(self._rewards.items()))
-            self._obs = fit_text(f"The TextArena {self.game} game is over. Returns: {scores}. "
-                                 f"Reason: player {player} forfeits: {reason}")
+            self._obs = self._final_text(f" Reason: player {player} forfeits: {reason}")
             return True, {}
+
+    def _forfeit(self, offender: int) -> None:
+        """``offender`` forfeits: the returns of :mod:`envs.base`'s rule replace TextArena's."""
+        offender_return = self.min_return if self.invalid_reward is None else self.invalid_reward
+        self._rewards = forfeit_returns(offender, self.num_players, offender_return,
+                                        self.opponent_invalid_reward)
+        self._forfeit_by = offender
+
+    def _final_text(self, reason: str) -> str:
+        scores = ", ".join(f"player {p}: {r:+g}" for p, r in sorted(self._rewards.items()))
+        return fit_text(f"The TextArena {self.game} game is over. Returns: {scores}.{reason}")
 
     def _error_count(self) -> int:
         return int(getattr(getattr(self._ta_env, "state", None), "error_count", 0) or 0)
 
-    def _finish(self) -> None:
+    def _finish(self, player: int) -> None:
+        """The game is over after ``player``'s move: read TextArena's returns (a forfeit's where
+        that move lost a two-player game as invalid)."""
         closed = self._ta_env.close()
         # textarena 0.7.4 returns (rewards, game_info); some earlier releases returned rewards alone.
         rewards, game_info = closed if isinstance(closed, tuple) else (closed, {})
         self._rewards = {int(p): float(r) for p, r in (rewards or {}).items()}
         self._game_info = dict(game_info or {})
+        own = self._game_info.get(player)
+        if self.num_players == 2 and isinstance(own, dict) and own.get("invalid_move"):
+            self._forfeit(player)
         self._done = True
         self._player = -1
-        scores = ", ".join(f"player {p}: {r:+g}" for p, r in sorted(self._rewards.items()))
         reasons = {str(i["reason"]) for i in self._game_info.values()
                    if isinstance(i, dict) and i.get("reason")}
-        reason = f" Reason: {' '.join(sorted(reasons))}" if reasons else ""
-        self._obs = fit_text(f"The TextArena {self.game} game is over. Returns: {scores}.{reason}")
+        self._obs = self._final_text(f" Reason: {' '.join(sorted(reasons))}" if reasons else "")
 
     def _info(self, invalid: bool, action: str | None = None,
               ta_info: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -259,6 +284,8 @@ class TextArenaEnv(TextEpisodeEnv):
         if self._done:
             info["rewards"] = dict(self._rewards)
             info["game_info"] = self._game_info
+            if self._forfeit_by is not None:
+                info["forfeit"] = self._forfeit_by
         return info
 
 

@@ -92,8 +92,11 @@ class TicTacToeEnv(GridGameEnv):
     is read from the last ``\\boxed{4}``, else the last ``[4]``, else a short bare ``4``.
 
     ## Rewards
-    Win +1, loss -1, draw 0 for both. An invalid action under ``invalid_action="lose"`` gives the
-    offender -1 and the opponent +1. ``reward`` is the acting player's return at the end, else 0.
+    Win +1, loss -1, draw 0 for both. An invalid action under ``invalid_action="lose"`` forfeits
+    the game (``envs.base``): the offender gets ``invalid_reward`` (default -1, the worst return)
+    and the opponent ``opponent_invalid_reward`` (default 0), so with the defaults a forfeited game
+    is not zero-sum; the final ``info["forfeit"]`` is the offender. ``reward`` is the acting
+    player's return at the end, else 0.
 
     ## Starting State
     An empty grid, X to move. The start has no randomness.
@@ -104,6 +107,8 @@ class TicTacToeEnv(GridGameEnv):
 
     ## Arguments
     * ``invalid_action``: ``"lose"`` (default) or ``"random"`` (a random empty cell is marked).
+    * ``invalid_reward`` (default None: -1) and ``opponent_invalid_reward`` (default 0.0):
+      the returns of a forfeit (see Rewards).
     * ``lenient``: also accept the legal cell named last anywhere in the text.
     * ``render_mode``: None or ``"ansi"``.
 

@@ -105,6 +105,19 @@ def test_spiral_recipes_follow_spirals_run_sh(name):
     assert (cfg.advantage.type, cfg.advantage.decay) == ("rae", 0.95)
 
 
+@pytest.mark.parametrize("name", ["spiral_kuhn_qwen3_4b", "spiral_mix_qwen3_4b"])
+def test_spiral_recipes_use_spirals_forfeit_rewards_scaled_to_each_game(name):
+    # SPIRAL, games scored +-1: the offender of an invalid action -1.5, the opponent +0.5.
+    import gymnasium as gym
+
+    import envs  # noqa: F401  (registers the ids)
+
+    for e in load_config(name).envs:
+        env = gym.make(e.id, **e.kwargs).unwrapped
+        scale = -env.min_return  # the game's largest return
+        assert (env.invalid_reward, env.opponent_invalid_reward) == (-1.5 * scale, 0.5 * scale), e.id
+
+
 def test_configs_record_their_format_and_another_format_is_refused(tmp_path):
     from selfplay.config import to_dict
 

@@ -111,7 +111,7 @@ async def _play(env_id: str, opponent: str, model: str, role: int, seed: int | N
         return None
     finally:
         stop()
-    mine = episode.rewards[role]
+    result = episode.result(role)  # an opponent's forfeit is a win, whatever it pays
     write("\n" + env.final_observation() + "\n"
-          + ("You win!" if mine > 0 else "You lose." if mine < 0 else "Draw."))
-    return mine
+          + ("You win!" if result > 0 else "You lose." if result < 0 else "Draw."))
+    return episode.rewards[role]

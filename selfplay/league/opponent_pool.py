@@ -9,8 +9,10 @@ Members are ``"policy"`` (the learning policy), the fixed opponents named at con
 snapshots ``"snapshot@<step>"`` (each holding a checkpoint folder given by the caller). Ratings are
 openskill's Plackett-Luce (mu, sigma); ``ordinal = mu - 3 sigma`` is a conservative skill estimate.
 A game's result for a player is the sign of its return (positive win, zero draw, negative loss),
-as in ``selfplay.stats.episode_stats``. Metrics: ``pool/<member>/{mu,sigma,ordinal}`` and ``pool/size`` (the
-number of snapshots). Pure Python: no Ray, torch or I/O; the state is plain JSON.
+except that a game forfeited by an invalid action is a loss for its author and a win for the
+other side whatever the returns (``Episode.result``, as in ``selfplay.stats.episode_stats``).
+Metrics: ``pool/<member>/{mu,sigma,ordinal}`` and ``pool/size`` (the number of snapshots). Pure
+Python: no Ray, torch or I/O; the state is plain JSON.
 """
 
 from __future__ import annotations
@@ -124,9 +126,10 @@ class OpponentPool:
         self._ratings[a], self._ratings[b] = new_a, new_b
 
     def record_episodes(self, episodes: list[Episode]) -> int:
-        """Rate the policy against named opponents: one game per policy role, scored by the sign
-        of that role's return. Self-play episodes are ignored, and so are episodes against a
-        snapshot evicted while they were in flight; an unknown fixed name raises ValueError.
+        """Rate the policy against named opponents: one game per policy role, scored by that
+        role's result (``Episode.result``: the sign of its return, or who forfeited). Self-play
+        episodes are ignored, and so are episodes against a snapshot evicted while they were in
+        flight; an unknown fixed name raises ValueError.
         Returns the number of games recorded."""
         games = 0
         for e in episodes:
@@ -135,7 +138,7 @@ class OpponentPool:
             if e.opponent.startswith(SNAPSHOT_PREFIX) and e.opponent not in self._snapshots:
                 continue
             for role in e.policy_roles:
-                self.record(POLICY, e.opponent, e.rewards[role])
+                self.record(POLICY, e.opponent, e.result(role))
                 games += 1
         return games
 

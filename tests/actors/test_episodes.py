@@ -50,8 +50,8 @@ def test_self_play_of_every_game_runs_to_the_end_with_correct_roles_returns_and_
 
 def test_garbage_under_the_lose_rule_ends_the_game_against_its_author(engine):
     (ep,) = _run(engine, [_spec("selfplay/TicTacToe-v0", 3)])
-    assert ep.outcome == "invalid" and ep.num_turns == 1
-    assert ep.rewards == {0: -1.0, 1: 1.0} and ep.samples[0].ret == -1.0
+    assert ep.outcome == "invalid" and ep.num_turns == 1 and ep.forfeit == 0
+    assert ep.rewards == {0: -1.0, 1: 0.0} and ep.samples[0].ret == -1.0  # a forfeit pays nobody
 
 
 def test_against_a_fixed_opponent_only_the_policy_seat_yields_samples(engine):

@@ -39,9 +39,24 @@ def assert_random_play_ends_zero_sum(env: TurnBasedTextEnv, games: int, max_turn
         assert sum(info["rewards"].values()) == 0.0
 
 
+def assert_forfeit_returns(env: TurnBasedTextEnv, info: dict, offender: int) -> None:
+    """``info`` ends a game ``offender`` forfeited, scored by ``env``'s forfeit settings: its
+    ``invalid_reward`` (None: ``min_return``) for the offender, ``opponent_invalid_reward`` for
+    every other player."""
+    worst = env.min_return if env.invalid_reward is None else env.invalid_reward
+    expected = {p: env.opponent_invalid_reward for p in range(env.num_players)}
+    expected[offender] = worst
+    assert info["forfeit"] == offender and info["invalid"] and info["player"] == -1
+    assert info["rewards"] == expected
+
+
 def assert_text_action_is_safe(env: TurnBasedTextEnv, text: str) -> None:
-    """Any string as an action returns a valid observation and, if it ends the game, zero-sum."""
+    """Any string as an action returns a valid observation and, if it ends the game, zero-sum
+    returns, or a forfeit's when it was invalid."""
+    player = env.current_player()
     obs, _, terminated, _, info = env.step(text)
     assert env.observation_space.contains(obs)
-    if terminated:
+    if terminated and "forfeit" in info:
+        assert_forfeit_returns(env, info, player)
+    elif terminated:
         assert sum(info["rewards"].values()) == 0.0

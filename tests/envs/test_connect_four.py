@@ -96,7 +96,7 @@ def test_full_column_is_illegal_and_loses() -> None:
     assert not terminated and "0" not in info["legal_actions"]
     _, reward, terminated, _, info = env.step("0")
     assert terminated and info["invalid"] and reward == -1.0
-    assert info["rewards"] == {0: -1.0, 1: 1.0}
+    assert info["rewards"] == {0: -1.0, 1: 0.0} and info["forfeit"] == 0
 
 
 @pytest.mark.parametrize("bad", ["7", "-1", "column three", "", "\\boxed{}", "[3, 4]"])
@@ -104,9 +104,9 @@ def test_unparseable_or_out_of_range_loses(bad: str) -> None:
     env = ConnectFourEnv()
     play(env, "3")
     _, reward, terminated, _, info = env.step(bad)
-    # Player 1 (O) offended: -1 for O, +1 for X.
+    # Player 1 (O) forfeits: -1 for O, 0 for X.
     assert terminated and info["invalid"] and reward == -1.0
-    assert info["rewards"] == {0: 1.0, 1: -1.0}
+    assert info["rewards"] == {0: 0.0, 1: -1.0} and info["forfeit"] == 1
 
 
 @pytest.mark.parametrize("text", ["3", "[3]", "\\boxed{3}", "Centre is best. \\boxed{3}", " 3 "])

@@ -98,12 +98,27 @@ def test_bare_bracketed_and_boxed_answers_are_read(text):
 
 
 @pytest.mark.parametrize("num_hands, r_offender", [(1, -2.0), (3, -6.0)])
-def test_an_invalid_action_gives_the_offender_min_return(num_hands, r_offender):
+def test_an_invalid_action_gives_the_offender_min_return_and_the_opponent_nothing(num_hands, r_offender):
     # Player 0 checks, then player 1 names an action that is not legal here.
     env, (_, reward, terminated, _, info) = play(["K", "J"], ["check", "call"], num_hands=num_hands)
     assert env.min_return == r_offender
     assert terminated and info["invalid"] and info["invalid_counts"] == [0, 1]
-    assert info["rewards"] == {1: r_offender, 0: -r_offender} and reward == r_offender
+    assert info["rewards"] == {1: r_offender, 0: 0.0} and reward == r_offender
+    assert info["forfeit"] == 1
+
+
+def test_a_forfeit_ends_the_whole_match_and_replaces_the_chips_won_so_far():
+    # Hand 1: player 0 (K) bets, player 1 (J) folds: player 0 is one chip up. In hand 2 player 1
+    # acts first and answers junk: the match ends there, hand 3 is never dealt.
+    env, (_, reward, terminated, _, info) = play([["K", "J"], ["Q", "J"], ["K", "Q"]],
+                                                 ["bet", "fold", "junk"], num_hands=3)
+    assert terminated and info["forfeit"] == 1 and len(env.match.records) == 1
+    assert env.match.chips == [1, -1]  # what the hands played had moved ...
+    assert info["rewards"] == {0: 0.0, 1: -6.0} and reward == -6.0  # ... counts for neither
+    # SPIRAL's values scaled to a one-hand game's range: -3 and +1.
+    env, (_, reward, _, _, info) = play(["K", "J"], ["junk"], invalid_reward=-3.0,
+                                        opponent_invalid_reward=1.0)
+    assert info["rewards"] == {0: -3.0, 1: 1.0} and reward == -3.0 and info["forfeit"] == 0
 
 
 def test_the_random_invalid_rule_plays_on():
@@ -155,7 +170,10 @@ def test_random_play_always_ends_zero_sum():
                 break
         assert terminated
         r = info["rewards"]
-        assert r[0] + r[1] == 0 and abs(r[0]) <= 2 * num_hands
+        if "forfeit" in info:  # a forfeit: the worst return for its author, 0 for the other
+            assert r[info["forfeit"]] == -2 * num_hands and r[1 - info["forfeit"]] == 0
+        else:
+            assert r[0] + r[1] == 0 and abs(r[0]) <= 2 * num_hands
 
 
 @settings(max_examples=200, deadline=None)

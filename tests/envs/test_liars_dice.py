@@ -75,8 +75,9 @@ def test_raises_after_bid_3_5(name: str, action: str, legal: bool) -> None:
     _, reward, terminated, _, info = env.step(action)
     assert info["invalid"] == (not legal)
     if not legal:
-        # Player 1 offended: -1 for it, +1 for player 0.
-        assert terminated and reward == -1.0 and info["rewards"] == {0: 1.0, 1: -1.0}
+        # Player 1 forfeits: -1 for it, 0 for player 0.
+        assert terminated and reward == -1.0 and info["rewards"] == {0: 0.0, 1: -1.0}
+        assert info["forfeit"] == 1
 
 
 def test_legal_actions_are_every_raise_then_call() -> None:
@@ -92,7 +93,7 @@ def test_opening_offers_every_bid_and_no_call() -> None:
     assert len(info["legal_actions"]) == 10 * 6 and "call" not in info["legal_actions"]
     _, reward, terminated, _, info = env.step("call")
     assert terminated and info["invalid"] and reward == -1.0
-    assert info["rewards"] == {0: -1.0, 1: 1.0}
+    assert info["rewards"] == {0: -1.0, 1: 0.0} and info["forfeit"] == 0
 
 
 def test_top_bid_leaves_only_the_call() -> None:

@@ -119,8 +119,8 @@ def test_offers_are_read_tolerantly(text, canonical):
 ])
 def test_unparseable_or_infeasible_actions_lose(text):
     _, reward, terminated, _, info = make().step(text)
-    assert terminated and info["invalid"]
-    assert info["rewards"] == {0: -1.0, 1: 1.0} and reward == -1.0
+    assert terminated and info["invalid"] and info["forfeit"] == 0
+    assert info["rewards"] == {0: -1.0, 1: 0.0} and reward == -1.0
 
 
 def test_accept_after_a_deny_is_invalid_for_the_accepter():
@@ -128,7 +128,7 @@ def test_accept_after_a_deny_is_invalid_for_the_accepter():
     env.step("offer 1 wood for 1 sheep")
     env.step("deny")
     _, _, terminated, _, info = env.step("accept")
-    assert terminated and info["rewards"] == {0: -1.0, 1: 1.0}
+    assert terminated and info["rewards"] == {0: -1.0, 1: 0.0} and info["forfeit"] == 0
 
 
 def test_accept_needs_both_players_to_still_own_the_goods():
@@ -209,7 +209,10 @@ def test_random_and_heuristic_play_always_ends_zero_sum():
                 break
         assert terminated
         r = info["rewards"]
-        assert r[0] + r[1] == 0 and -1 <= r[0] <= 1
+        if "forfeit" in info:  # a forfeit: the worst return for its author, 0 for the other
+            assert r[info["forfeit"]] == -1 and r[1 - info["forfeit"]] == 0
+        else:
+            assert r[0] + r[1] == 0 and -1 <= r[0] <= 1
 
 
 @settings(max_examples=200, deadline=None)

@@ -88,18 +88,27 @@ def test_invalid_action_loses_under_lose_rule() -> None:
     env = to_aec("selfplay/TicTacToe-v0")
     env.reset()
     env.step("4")
-    env.step("no idea")  # O's move names no cell: O loses.
+    env.step("no idea")  # O's move names no cell: O forfeits (-1), X gets 0 by default.
     assert env.terminations == {"player_0": True, "player_1": True}
-    assert env.rewards == {"player_0": 1.0, "player_1": -1.0}
+    assert env.rewards == {"player_0": 0.0, "player_1": -1.0}
     assert env.infos["player_0"]["invalid"] is True
-    assert env.infos["player_0"]["rewards"] == {0: 1.0, 1: -1.0}
+    assert env.infos["player_0"]["rewards"] == {0: 0.0, 1: -1.0}
+    assert env.infos["player_0"]["forfeit"] == env.infos["player_1"]["forfeit"] == 1
+
+
+def test_forfeit_rewards_pass_through_as_kwargs() -> None:
+    env = to_aec("selfplay/TicTacToe-v0", invalid_reward=-1.5, opponent_invalid_reward=0.5)
+    env.reset()
+    env.step("no idea")  # X forfeits
+    assert env.rewards == {"player_0": -1.5, "player_1": 0.5}
+    assert env.infos["player_1"]["forfeit"] == 0
 
 
 def test_none_from_live_agent_is_invalid_not_an_error() -> None:
     env = to_aec("selfplay/TicTacToe-v0")
     env.reset()
     env.step(None)
-    assert env.rewards == {"player_0": -1.0, "player_1": 1.0}
+    assert env.rewards == {"player_0": -1.0, "player_1": 0.0}
 
 
 def test_dead_agent_must_step_with_none() -> None:

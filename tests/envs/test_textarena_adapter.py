@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import envs  # noqa: F401  (registers selfplay/TextArena-v0)
-from env_contract import assert_text_action_is_safe
+from env_contract import assert_forfeit_returns, assert_text_action_is_safe
 from envs.textarena_adapter import INSTALL_HINT, TextArenaEnv, fit_text
 
 ENV_ID = "selfplay/TextArena-v0"
@@ -62,8 +62,11 @@ def test_random_game_reaches_zero_sum_end(seed: int) -> None:
         if terminated:
             break
     assert terminated and info["player"] == -1
-    assert set(info["rewards"]) == {0, 1} and sum(info["rewards"].values()) == 0
-    assert reward == info["rewards"][mover]
+    assert set(info["rewards"]) == {0, 1} and reward == info["rewards"][mover]
+    if "forfeit" in info:  # lost by invalid moves: -1 for the offender, 0 for the other
+        assert_forfeit_returns(env, info, mover)
+    else:
+        assert sum(info["rewards"].values()) == 0
 
 
 def test_second_invalid_move_in_a_row_loses() -> None:
@@ -71,9 +74,32 @@ def test_second_invalid_move_in_a_row_loses() -> None:
     env.reset(seed=0)
     _, _, done, _, info = env.step("no move")  # TextArena grants one retry ...
     assert not done and info["invalid"] and info["player"] == 0
-    _, reward, done, _, info = env.step("still none")  # ... and the second one loses.
-    assert done and reward == -1.0 and info["rewards"] == {0: -1.0, 1: 1.0}
-    assert info["invalid_counts"] == [2, 0]
+    _, reward, done, _, info = env.step("still none")  # ... and the second one forfeits:
+    assert done and reward == -1.0 and info["rewards"] == {0: -1.0, 1: 0.0}  # not TextArena's +1
+    assert info["invalid_counts"] == [2, 0] and info["forfeit"] == 0
+    assert TextArenaEnv.min_return == -1.0
+
+
+def test_forfeit_rewards_are_kwargs_as_in_the_games() -> None:
+    env = gym.make(ENV_ID, invalid_reward=-1.5, opponent_invalid_reward=0.5).unwrapped
+    env.reset(seed=0)
+    env.step("[4]")
+    env.step("no move")
+    obs, reward, done, _, info = env.step("still none")  # player 1's second invalid move in a row
+    assert done and reward == -1.5 and info["rewards"] == {0: 0.5, 1: -1.5} and info["forfeit"] == 1
+    assert "player 0: +0.5, player 1: -1.5" in obs
+    with pytest.raises(ValueError, match=r"^invalid_reward='x': expected a finite number or None$"):
+        gym.make(ENV_ID, invalid_reward="x")
+    with pytest.raises(ValueError, match=r"^opponent_invalid_reward=None: expected a finite number$"):
+        gym.make(ENV_ID, opponent_invalid_reward=None)
+
+
+def test_a_game_won_outright_has_no_forfeit() -> None:
+    env = make()
+    env.reset(seed=0)
+    for move in ["[0]", "[3]", "[1]", "[4]", "[2]"]:  # X takes the top row
+        _, reward, done, _, info = env.step(move)
+    assert done and info["rewards"] == {0: 1.0, 1: -1.0} and "forfeit" not in info
 
 
 def test_same_seed_same_observations() -> None:
@@ -104,7 +130,7 @@ def test_arbitrary_strings_never_raise(actions: list[str | None]) -> None:
         obs, _, terminated, _, info = env.step(action)
         assert env.observation_space.contains(obs)
         if terminated:
-            assert sum(info["rewards"].values()) == 0
+            assert sum(info["rewards"].values()) == (-1 if "forfeit" in info else 0)
             break
 
 
@@ -125,8 +151,8 @@ def test_a_number_python_cannot_convert_is_an_invalid_move_not_a_crash(digits: i
     # TextArena's rule for an invalid move: one retry, with the reason shown ...
     assert not done and reward == 0.0 and info["invalid"] and info["invalid_counts"] == [1, 0]
     assert info["player"] == 0 and "could not process this move (ValueError" in obs
-    _, reward, done, _, info = env.step("1" * digits)  # ... and the second one loses
-    assert done and reward == -1.0 and info["rewards"] == {0: -1.0, 1: 1.0}
+    _, reward, done, _, info = env.step("1" * digits)  # ... and the second one forfeits
+    assert done and reward == -1.0 and info["rewards"] == {0: -1.0, 1: 0.0} and info["forfeit"] == 0
     assert info["invalid"] and info["invalid_counts"] == [2, 0] and info["player"] == -1
 
 
@@ -140,6 +166,6 @@ def test_a_game_that_cannot_even_reject_the_move_is_forfeited_by_its_author() ->
     env.step("[4]")  # player 1 moves next
     env._ta_env = Broken()
     obs, reward, done, _, info = env.step("[0]")
-    assert done and reward == -1.0 and info["rewards"] == {0: 1.0, 1: -1.0}
+    assert done and reward == -1.0 and info["rewards"] == {0: 0.0, 1: -1.0} and info["forfeit"] == 1
     assert info["invalid"] and info["invalid_counts"] == [0, 1] and info["player"] == -1
     assert env.observation_space.contains(obs) and "player 1 forfeits" in obs and "RuntimeError: boom" in obs

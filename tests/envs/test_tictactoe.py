@@ -92,10 +92,10 @@ def test_invalid_action_loses(name: str, before: list[str], bad: str) -> None:
     play(env, before)
     offender = len(before) % 2
     _, reward, terminated, _, info = env.step(bad)
-    # The offender gets min_return -1 and the opponent +1: still zero-sum.
-    assert terminated and info["invalid"]
+    # A forfeit: the offender gets min_return -1, the opponent 0 (not zero-sum).
+    assert terminated and info["invalid"] and info["forfeit"] == offender
     assert reward == -1.0
-    assert info["rewards"] == {offender: -1.0, 1 - offender: 1.0}
+    assert info["rewards"] == {offender: -1.0, 1 - offender: 0.0}
     assert info["invalid_counts"][offender] == 1
 
 
