@@ -11,7 +11,8 @@ environment from this alone):
   player's previous answer in the same assistant message, text to ``insert`` first (after dropping
   ``trim_chars`` characters of the player's last turn), the turn's token limit and stop strings.
 * ``step(reply)``: the runner reports back a :data:`Reply` (the text, whether the engine finished
-  on its own, how many tokens it wrote); environments that need only the text read it with
+  on its own, how many tokens it wrote, whether the text follows the request's ``insert``; on a
+  fresh turn the insert opens the assistant message); environments that need only the text read it with
   :func:`action_text`, so a plain string is a valid action too.
 * ``system_prompt``; ``bounded`` (episodes end by construction, so the runner's turn limit does
   not apply); ``stats_prefix`` (the group of the figures in ``info["stats"]`` at the end);
@@ -47,6 +48,22 @@ a game scored +-1). SPIRAL's values, for games scored +-1, are ``invalid_reward=
 final ``info`` of a forfeited game holds ``info["forfeit"]``: the player who forfeited (the key
 is absent otherwise). Statistics count a forfeit as a loss for that player and a win for every
 other, whatever the returns (:meth:`selfplay.core.samples.Episode.result`).
+
+**Forced-answer mode** (``answer_prefix``, a constructor argument of every game; in a config
+``envs[i].answer_prefix``, e.g. ``"\\boxed{"``). Default None: the player reasons freely, then
+answers in ``\\boxed{}``, read as above. With a prefix, every turn's request carries it as its
+``insert`` with stop string ``"}"`` and a token limit of :meth:`TurnBasedTextEnv.answer_tokens`
+(8, or the longest legal action's length + 2 characters; 32 for an open-ended game): the runner
+opens the assistant message with the prefix (in the prompt, masked out of the loss) and the
+policy writes only the action and the closing brace (``bet}``: one to three tokens, so every
+sample is a strategy decision and steps are fast). The environment owns the prefix: the runner
+returns what the engine wrote after it, marked ``after_insert`` in the :data:`Reply`, and the
+environment reads prefix + text (:meth:`TurnBasedTextEnv.parse_answer`) *strictly*: the text up
+to its first ``}`` must be a box content without braces that the game's own box reading maps to a
+legal action (case, surrounding spaces and punctuation aside, as for any ``\\boxed{}``); no
+bracket or bare-answer reading, no ``lenient`` fallback, and a box never closed is invalid. A
+reply not marked ``after_insert`` (a fixed opponent's plain action, a person's move in
+``selfplay play``, a plain string) is read as without a prefix. The prompt text is unchanged.
 """
 
 from __future__ import annotations
@@ -74,9 +91,26 @@ INVALID_RULES = ("lose", "random")
 #: the game's text.
 GAME_SYSTEM_PROMPT = "You are playing a game. Follow the rules and answer in the requested format."
 
-#: What the runner reports back for a turn: ``{"text": str, "finished": bool, "tokens": int}``
-#: (``finished``: the engine ended the turn itself, at end of sequence or a stop string).
+#: What the runner reports back for a turn: ``{"text": str, "finished": bool, "tokens": int,
+#: "after_insert": bool}`` (``finished``: the engine ended the turn itself, at end of sequence or a
+#: stop string; ``after_insert``: ``text`` was written right after the request's ``insert``, which it
+#: does not repeat; absent or False for a player that answers with a whole action).
 Reply = Mapping[str, Any]
+
+#: What a forced-answer prefix must end with, and the stop string that closes it.
+ANSWER_BOX = "\\boxed{"
+ANSWER_STOP = "}"
+#: Forced answers' token limit: at least this; for an open-ended game (no legal action list), this.
+MIN_ANSWER_TOKENS = 8
+OPEN_ANSWER_TOKENS = 32
+
+
+def check_answer_prefix(value: Any) -> str | None:
+    """``value`` as a forced-answer prefix, or a one-line ValueError: None, or a string ending in
+    ``\\boxed{`` (the closing ``}`` ends the answer)."""
+    if value is None or (isinstance(value, str) and value.endswith(ANSWER_BOX)):
+        return value
+    raise ValueError(f"answer_prefix={value!r}: expected None or a string ending in {ANSWER_BOX}")
 
 
 def check_reward(field: str, value: Any, optional: bool = False) -> float | None:
@@ -161,9 +195,11 @@ class TurnBasedTextEnv(TextEpisodeEnv):
 
     def __init__(self, invalid_action: str = "lose", lenient: bool = False,
                  render_mode: str | None = None, invalid_reward: float | None = None,
-                 opponent_invalid_reward: float = 0.0) -> None:
+                 opponent_invalid_reward: float = 0.0, answer_prefix: str | None = None) -> None:
         if invalid_action not in INVALID_RULES:
             raise ValueError(f"invalid_action={invalid_action!r}: expected one of {INVALID_RULES}")
+        #: The forced-answer prefix (see the module docstring), or None: free answers.
+        self.answer_prefix = check_answer_prefix(answer_prefix)
         #: The offender's return at a forfeit (None: ``min_return``, read at the forfeit).
         self.invalid_reward = check_reward("invalid_reward", invalid_reward, optional=True)
         #: Every other player's return at a forfeit.
@@ -215,6 +251,37 @@ class TurnBasedTextEnv(TextEpisodeEnv):
         legal = self.legal_actions() or []
         return extract_action(text, legal, lenient=self.lenient)
 
+    def parse_answer(self, text: Any) -> str | None:
+        """A forced answer: ``text`` is what the player wrote after ``answer_prefix``; strictly
+        the legal action its box names, or None (see the module docstring)."""
+        if not isinstance(text, str) or ANSWER_STOP not in text:
+            return None  # the box never closed
+        content = text[:text.index(ANSWER_STOP)]  # the engine stopped at the first "}"
+        if "{" in content:
+            return None
+        lenient, self.lenient = self.lenient, False
+        try:  # the game's own reading of a box, without any fallback
+            return self.parse_action(ANSWER_BOX + content + ANSWER_STOP)
+        finally:
+            self.lenient = lenient
+
+    def answer_tokens(self) -> int:
+        """A forced answer's token limit: :data:`MIN_ANSWER_TOKENS`, or the longest legal action's
+        characters + 2 (room for the brace and a space; an ASCII token is at least a character);
+        :data:`OPEN_ANSWER_TOKENS` where the legal actions are open-ended."""
+        legal = self.legal_actions()
+        if not legal:
+            return OPEN_ANSWER_TOKENS
+        return max(MIN_ANSWER_TOKENS, max(len(a) for a in legal) + 2)
+
+    def turn_requests(self, observation: str, info: dict[str, Any]) -> list[TurnRequest]:
+        """The player to move answering ``observation``; with ``answer_prefix``, after the prefix,
+        up to the closing brace."""
+        if self.answer_prefix is None:
+            return super().turn_requests(observation, info)
+        return [TurnRequest(player=int(info["player"]), observation=observation, insert=self.answer_prefix,
+                            max_tokens=self.answer_tokens(), stop=(ANSWER_STOP,))]
+
     def random_action(self) -> str:
         """A uniformly random legal action (used by the ``"random"`` invalid rule)."""
         legal = self.legal_actions() or []
@@ -235,7 +302,10 @@ class TurnBasedTextEnv(TextEpisodeEnv):
         if self._done:
             raise RuntimeError("step() called on a finished episode; call reset() first")
         player = self.current_player()
-        parsed = self.parse_action(action_text(action))
+        if self.answer_prefix is not None and isinstance(action, Mapping) and action.get("after_insert"):
+            parsed = self.parse_answer(action_text(action))
+        else:
+            parsed = self.parse_action(action_text(action))
         invalid = parsed is None
         self._turn += 1
         if invalid:
@@ -296,4 +366,5 @@ class TurnBasedTextEnv(TextEpisodeEnv):
 
 
 __all__ = ["TextEpisodeEnv", "TurnBasedTextEnv", "TurnRequest", "Reply", "action_text", "ANSWER_FORMAT",
-           "GAME_SYSTEM_PROMPT", "CHARSET", "candidate", "lenient_match", "check_reward", "forfeit_returns"]
+           "GAME_SYSTEM_PROMPT", "CHARSET", "candidate", "lenient_match", "check_reward", "forfeit_returns",
+           "check_answer_prefix", "ANSWER_BOX", "ANSWER_STOP"]

@@ -121,6 +121,7 @@ class ConnectFourEnv(GridGameEnv):
       the returns of a forfeit (see Rewards).
     * ``lenient``: also accept the legal column named last anywhere in the text.
     * ``render_mode``: None or ``"ansi"``.
+    * ``answer_prefix`` (default None; e.g. ``"\\boxed{"``): forced-answer mode (``envs.base``).
 
     ## Version History
     * v0: initial version.

@@ -181,7 +181,8 @@ class KuhnPokerEnv(TurnBasedTextEnv):
     ``invalid_action`` ("lose" or "random"), ``lenient`` (fall back to the last legal action
     named anywhere in the text), ``render_mode`` (None or "ansi"), ``num_hands`` (default 1),
     ``invalid_reward`` (default None: -2 * num_hands) and ``opponent_invalid_reward`` (default
-    0.0), the returns of a forfeit (see Rewards).
+    0.0), the returns of a forfeit (see Rewards), ``answer_prefix`` (default None; e.g.
+    ``"\\boxed{"``: forced-answer mode, see ``envs.base``).
 
     ## Roles
     Player 0 and player 1. Player 0 acts first in hands 1, 3, 5, ...; player 1 in hands 2, 4, ...
@@ -201,9 +202,11 @@ class KuhnPokerEnv(TurnBasedTextEnv):
 
     def __init__(self, invalid_action: str = "lose", lenient: bool = False,
                  render_mode: str | None = None, num_hands: int = 1,
-                 invalid_reward: float | None = None, opponent_invalid_reward: float = 0.0) -> None:
+                 invalid_reward: float | None = None, opponent_invalid_reward: float = 0.0,
+                 answer_prefix: str | None = None) -> None:
         super().__init__(invalid_action=invalid_action, lenient=lenient, render_mode=render_mode,
-                         invalid_reward=invalid_reward, opponent_invalid_reward=opponent_invalid_reward)
+                         invalid_reward=invalid_reward, opponent_invalid_reward=opponent_invalid_reward,
+                         answer_prefix=answer_prefix)
         if isinstance(num_hands, bool) or not isinstance(num_hands, int) or num_hands < 1:
             raise ValueError(f"num_hands={num_hands!r}: expected an integer >= 1")
         self.num_hands = num_hands

@@ -139,6 +139,7 @@ class LiarsDiceEnv(TurnBasedTextEnv):
     * ``lenient``: also accept the legal action named last anywhere in the text.
     * ``render_mode``: None or ``"ansi"``.
     * ``dice_per_player`` (default 5, at least 1) and ``faces`` (default 6, 2 to 9).
+    * ``answer_prefix`` (default None; e.g. ``"\\boxed{"``): forced-answer mode (``envs.base``).
 
     ## Version History
     * v0: initial version (one round, 1s not wild).
@@ -149,9 +150,11 @@ class LiarsDiceEnv(TurnBasedTextEnv):
 
     def __init__(self, invalid_action: str = "lose", lenient: bool = False,
                  render_mode: str | None = None, dice_per_player: int = 5, faces: int = 6,
-                 invalid_reward: float | None = None, opponent_invalid_reward: float = 0.0) -> None:
+                 invalid_reward: float | None = None, opponent_invalid_reward: float = 0.0,
+                 answer_prefix: str | None = None) -> None:
         super().__init__(invalid_action=invalid_action, lenient=lenient, render_mode=render_mode,
-                         invalid_reward=invalid_reward, opponent_invalid_reward=opponent_invalid_reward)
+                         invalid_reward=invalid_reward, opponent_invalid_reward=opponent_invalid_reward,
+                         answer_prefix=answer_prefix)
         if dice_per_player < 1:
             raise ValueError(f"dice_per_player={dice_per_player}: expected at least 1")
         if not 2 <= faces <= 9:

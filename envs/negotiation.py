@@ -195,7 +195,8 @@ class SimpleNegotiationEnv(TurnBasedTextEnv):
     ``render_mode``, ``max_turns=8``, ``public_inventories=True`` (show the other's quantities;
     offers must fit them, so hiding them turns legality into a guess), ``invalid_reward``
     (default None: -1) and ``opponent_invalid_reward`` (default 0.0), the returns of a forfeit
-    (see Rewards).
+    (see Rewards); ``answer_prefix`` (default None; e.g. ``"\\boxed{"``: forced-answer mode, see
+    ``envs.base``; an offer then gets up to 32 tokens).
 
     ## Roles
     Player 0 (moves on odd-numbered turns, first) and player 1.
@@ -214,9 +215,10 @@ class SimpleNegotiationEnv(TurnBasedTextEnv):
     def __init__(self, invalid_action: str = "lose", lenient: bool = False,
                  render_mode: str | None = None, max_turns: int = 8,
                  public_inventories: bool = True, invalid_reward: float | None = None,
-                 opponent_invalid_reward: float = 0.0) -> None:
+                 opponent_invalid_reward: float = 0.0, answer_prefix: str | None = None) -> None:
         super().__init__(invalid_action=invalid_action, lenient=lenient, render_mode=render_mode,
-                         invalid_reward=invalid_reward, opponent_invalid_reward=opponent_invalid_reward)
+                         invalid_reward=invalid_reward, opponent_invalid_reward=opponent_invalid_reward,
+                         answer_prefix=answer_prefix)
         if isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1:
             raise ValueError(f"max_turns={max_turns!r}: expected an integer >= 1")
         self.max_turns = max_turns

@@ -196,11 +196,45 @@ def check_env_ids(env_ids: list[str], key: str) -> None:
                               + f" (known: {', '.join(known)})")
 
 
+def check_answer_prefix(env: EnvConfig, key: str) -> None:
+    """An environment's forced-answer prefix (``key``: ``envs[i]``): the same as any
+    ``kwargs.answer_prefix``, a string ending in ``\\boxed{``, and for an environment whose
+    constructor takes it (the games)."""
+    import inspect
+
+    import gymnasium as gym
+    from gymnasium.envs.registration import load_env_creator
+
+    from envs.base import ANSWER_BOX
+    from envs.base import check_answer_prefix as check_value
+
+    prefix = env.kwargs.get("answer_prefix", env.answer_prefix)
+    field = f"{key}.answer_prefix" if env.answer_prefix is not None else f"{key}.kwargs.answer_prefix"
+    if env.answer_prefix is not None and prefix != env.answer_prefix:
+        raise ConfigError(f"{key}.answer_prefix={env.answer_prefix!r}: expected the same as "
+                          f"{key}.kwargs.answer_prefix={prefix!r} (set one of them)")
+    if prefix is None:
+        return
+    try:
+        check_value(prefix)
+    except ValueError:
+        raise ConfigError(f"{field}={prefix!r}: expected null or a string ending in {ANSWER_BOX} "
+                          f"(in YAML: '{ANSWER_BOX}')") from None
+    creator = load_env_creator(gym.spec(env.id).entry_point)
+    try:
+        takes = "answer_prefix" in inspect.signature(creator).parameters
+    except (TypeError, ValueError):
+        takes = False
+    _check(takes, field, prefix, f"null for {env.id} (forced answers are for the games: "
+           f"its environment takes no answer_prefix)")
+
+
 def validate(cfg: Config) -> None:
     """Bounds and cross-field checks; raises ConfigError naming the first bad field."""
     from actors.engine import BACKENDS
     from envs.opponents import FIXED_OPPONENTS
     from learners.advantages import make_estimator
+    from learners.loss_agg import LOSS_AGGS, NEEDS_LENGTH
     from selfplay.core.samples import SNAPSHOT
     from selfplay.core.weight_format import WEIGHT_SYNCS
     from selfplay.placement.layout import PLACEMENT_STRATEGIES
@@ -216,6 +250,8 @@ def validate(cfg: Config) -> None:
         _check(env.weight > 0, f"envs[{i}].weight", env.weight, "> 0")
         _check(env.group_size >= 1, f"envs[{i}].group_size", env.group_size, ">= 1")
     check_env_ids([env.id for env in cfg.envs], "envs[{i}].id")
+    for i, env in enumerate(cfg.envs):
+        check_answer_prefix(env, f"envs[{i}]")
     r = cfg.rollout
     _check(r.backend in BACKENDS, "rollout.backend", r.backend, f"one of {BACKENDS}")
     _check(r.num_workers >= 1, "rollout.num_workers", r.num_workers, ">= 1")
@@ -230,6 +266,12 @@ def validate(cfg: Config) -> None:
     _check(r.top_p == 1.0, "rollout.top_p", r.top_p,
            "1.0 for training (below 1 vLLM's log-probs renormalise over the nucleus and bias the "
            "PPO ratio; eval.top_p sets evaluation's)")
+    _check(r.min_p == 0.0, "rollout.min_p", r.min_p,
+           "0 for training (the learner scores the whole tempered distribution: truncating it "
+           "biases the PPO ratio; eval.min_p sets evaluation's)")
+    _check(r.top_k == 0, "rollout.top_k", r.top_k,
+           "0 for training (the learner scores the whole tempered distribution: truncating it "
+           "biases the PPO ratio; eval.top_k sets evaluation's)")
     _check(r.max_new_tokens >= 1, "rollout.max_new_tokens", r.max_new_tokens, ">= 1")
     _check(r.max_turns >= 1, "rollout.max_turns", r.max_turns, ">= 1")
     _check(r.max_prompt_tokens >= 16, "rollout.max_prompt_tokens", r.max_prompt_tokens, ">= 16")
@@ -252,6 +294,12 @@ def validate(cfg: Config) -> None:
     _check(t.kl_coef >= 0, "trainer.kl_coef", t.kl_coef, ">= 0")
     _check(t.grad_clip > 0, "trainer.grad_clip", t.grad_clip, "> 0")
     _check(t.micro_batch_tokens >= 64, "trainer.micro_batch_tokens", t.micro_batch_tokens, ">= 64")
+    _check(t.logits_chunk_tokens >= 1, "trainer.logits_chunk_tokens", t.logits_chunk_tokens, ">= 1")
+    _check(t.loss_agg in LOSS_AGGS, "trainer.loss_agg", t.loss_agg, f"one of {LOSS_AGGS}")
+    _check(t.loss_agg_length >= 0, "trainer.loss_agg_length", t.loss_agg_length, ">= 0")
+    _check(t.loss_agg not in NEEDS_LENGTH or t.loss_agg_length >= 1, "trainer.loss_agg_length",
+           t.loss_agg_length, f">= 1 with trainer.loss_agg={t.loss_agg} (the fixed length each "
+           f"sequence's token sum is divided by, e.g. rollout.max_new_tokens)")
     _check(t.epochs >= 1, "trainer.epochs", t.epochs, ">= 1")
     _check(t.samples_per_step >= 0, "trainer.samples_per_step", t.samples_per_step, ">= 0")
     _check(t.dtype in DTYPE_NAMES, "trainer.dtype", t.dtype, f"one of {DTYPE_NAMES}")
@@ -263,6 +311,8 @@ def validate(cfg: Config) -> None:
         _check(o in FIXED_OPPONENTS, "eval.opponents", o, f"each one of {FIXED_OPPONENTS}")
     _check(e.temperature >= 0, "eval.temperature", e.temperature, ">= 0")
     _check(0 < e.top_p <= 1, "eval.top_p", e.top_p, "in (0, 1]")
+    _check(0 <= e.min_p <= 1, "eval.min_p", e.min_p, "in [0, 1]")
+    _check(e.top_k >= 0, "eval.top_k", e.top_k, ">= 0 (0: all tokens)")
     _check(e.log_episodes >= 0, "eval.log_episodes", e.log_episodes, ">= 0")
     _check(e.initial_games >= 0, "eval.initial_games", e.initial_games, ">= 0")
     _check(e.infoset_samples >= 0, "eval.infoset_samples", e.infoset_samples, ">= 0")

@@ -133,3 +133,38 @@ def test_a_misspelt_env_id_suggests_the_closest_one():
     with pytest.raises(ConfigError, match=r"'selfplay/KuhnPokr-v0': not a registered environment; "
                                           r"did you mean selfplay/KuhnPoker-v0\?"):
         load_config("debug", ["envs.0.id=selfplay/KuhnPokr-v0"])
+
+
+def test_answer_prefix_is_an_env_setting_passed_to_the_game_and_round_trips(tmp_path):
+    import yaml
+
+    from selfplay.config import to_dict
+
+    cfg = load_config("debug", ["envs.0.answer_prefix=\\boxed{"])  # the shell's \boxed{
+    env = cfg.envs[0]
+    assert env.answer_prefix == "\\boxed{" and env.kwargs["answer_prefix"] == "\\boxed{"
+    assert load_config("debug").envs[0].answer_prefix is None  # off by default
+    assert "answer_prefix" not in load_config("debug").envs[0].kwargs
+    saved = tmp_path / "config.yaml"  # what a run writes, read back (as --resume does)
+    saved.write_text(yaml.safe_dump(to_dict(cfg)))
+    assert load_config(str(saved)).envs[0].kwargs["answer_prefix"] == "\\boxed{"
+    yaml_file = tmp_path / "prefix.yaml"
+    yaml_file.write_text("envs:\n  - id: selfplay/TicTacToe-v0\n    answer_prefix: '\\boxed{'\n")
+    assert load_config(str(yaml_file)).envs[0].kwargs == {"answer_prefix": "\\boxed{"}
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["envs.0.answer_prefix=5"], r"^envs\[0\].answer_prefix=5: expected str \| None$"),
+    (["envs.0.answer_prefix=[a]"], r"^envs\[0\].answer_prefix=\['a'\]: expected str \| None$"),
+    (["envs.0.answer_prefix=Answer"],
+     r"^envs\[0\].answer_prefix='Answer': expected null or a string ending in \\boxed\{"),
+    (["envs.0.kwargs.answer_prefix=7"], r"^envs\[0\].kwargs.answer_prefix=7: expected null or a string"),
+    (["envs.0.answer_prefix=\\boxed{", "envs.0.kwargs.answer_prefix=x \\boxed{"],
+     r"^envs\[0\].answer_prefix='\\\\boxed\{': expected the same as envs\[0\].kwargs.answer_prefix"),
+    (["envs.0.id=selfplay/SAT-v0", "envs.0.answer_prefix=\\boxed{"],
+     r"^envs\[0\].answer_prefix='\\\\boxed\{': expected null for selfplay/SAT-v0 \(forced answers are for the games"),
+])
+def test_a_bad_answer_prefix_fails_at_start_up_in_one_line_naming_the_field(overrides, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config("debug", overrides)
+    assert "\n" not in str(err.value)

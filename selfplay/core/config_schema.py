@@ -27,6 +27,18 @@ class EnvConfig:
     group_size: int = 1
     """Episodes played on each problem (same seed and level); their samples form one advantage
     group for ``advantage.type: grpo`` (SATURN: 8) (>= 1)."""
+    answer_prefix: str | None = None
+    """Forced-answer mode for a game (``envs.base``): every turn's assistant message opens with
+    this text (masked out of the loss), the policy writes only the action up to the closing ``}``
+    and a reply counts only as an exact boxed legal action; null (default): free reasoning, then
+    ``\\boxed{}``. A string ending in ``\\boxed{`` (in YAML ``'\\boxed{'`` or ``"\\\\boxed{"``); games
+    only. Passed to the environment as ``kwargs.answer_prefix`` (setting it there is the same)."""
+
+    def __post_init__(self) -> None:
+        # Every consumer of ``kwargs`` (rollouts, evaluation, start-up checks) sees the prefix; a
+        # different value already in ``kwargs`` is left for validation to refuse.
+        if self.answer_prefix is not None and "answer_prefix" not in self.kwargs:
+            self.kwargs = {**self.kwargs, "answer_prefix": self.answer_prefix}
 
 
 @dataclass
@@ -50,6 +62,12 @@ class RolloutConfig:
     """Nucleus sampling mass of training rollouts: must be 1. With top_p < 1 vLLM's log-probs are
     renormalised over the nucleus while the learner scores the whole tempered distribution, so the
     PPO ratio would be biased; evaluation has its own ``eval.top_p``."""
+    min_p: float = 0.0
+    """Min-p truncation of training rollouts: must be 0, for the same reason as ``top_p`` (the
+    learner scores the whole tempered distribution); evaluation has ``eval.min_p``."""
+    top_k: int = 0
+    """Top-k truncation of training rollouts: must be 0 (all tokens), as ``min_p``; evaluation has
+    ``eval.top_k``."""
     max_new_tokens: int = 64
     """Maximum response tokens per turn (>= 1)."""
     max_turns: int = 32
@@ -109,6 +127,20 @@ class TrainerConfig:
     """Maximum gradient norm (> 0)."""
     micro_batch_tokens: int = 4096
     """Tokens per forward/backward micro-batch; gradients accumulate over a step (>= 64)."""
+    logits_chunk_tokens: int = 1024
+    """Loss tokens whose full-vocabulary logits exist at once: the output head, log-softmax and
+    entropy run this many positions at a time and the backward pass recomputes each chunk, so a
+    micro-batch's logits take ``logits_chunk_tokens x vocabulary`` memory, not ``micro_batch_tokens
+    x vocabulary`` (>= 1)."""
+    loss_agg: str = "token_mean"
+    """How a step's per-token losses add up (``learners/loss_agg.py``): token_mean (every token
+    weighs the same; DAPO), seq_mean_token_mean (the mean over sequences of each one's token mean;
+    OpenRLHF, SATURN), seq_mean_token_sum (the mean over sequences of each one's token sum) or
+    seq_mean_token_sum_norm (that sum divided by ``loss_agg_length``; Dr. GRPO, OAT, SPIRAL). A
+    sequence is one turn sample."""
+    loss_agg_length: int = 0
+    """The fixed length L that divides each sequence's token sum in seq_mean_token_sum_norm (Dr.
+    GRPO: the generation budget) (>= 1 for that mode; unused otherwise)."""
     epochs: int = 1
     """Passes over each step's samples, one optimiser step each (>= 1; SPIRAL: 2)."""
     samples_per_step: int = 0
@@ -140,6 +172,12 @@ class EvalConfig:
     """Evaluation sampling temperature (0 = greedy)."""
     top_p: float = 1.0
     """Evaluation nucleus sampling mass (0 < top_p <= 1; ignored when greedy)."""
+    min_p: float = 0.0
+    """Evaluation min-p: drop tokens less likely than min_p times the most likely one (0 <= min_p
+    <= 1; 0: off; ignored when greedy; LeaP: 0.05). Both engines honour it."""
+    top_k: int = 0
+    """Evaluation top-k: sample among the k most likely tokens (>= 0; 0: all; ignored when greedy;
+    LeaP: 40). Both engines honour it."""
     log_episodes: int = 2
     """Full episodes written to TensorBoard as text per evaluation."""
     initial_games: int = 4
@@ -247,6 +285,10 @@ class Config:
     format_version: int = CONFIG_FORMAT
     """The config format this file was written for; another version is refused at load, so a
     field never silently changes meaning. Resolved configs (run directories) record it."""
+    evaluation_only: bool = False
+    """True: a config for ``selfplay eval`` only, whose learner does not fit the devices it is
+    written for (its memory plan, ``selfplay train --dry-run``); ``selfplay train`` refuses it
+    with one line. A shipped config that is says so in its first line."""
 
     name: str = "run"
     """Run name; files go under <run_root>/<name>/."""
