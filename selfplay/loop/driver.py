@@ -240,9 +240,10 @@ def train(cfg: Config, resume: bool = False, verbose: bool = False) -> None:
     from learners.checkpoint import CheckpointFormatError, check_format, latest_checkpoint
     from selfplay.model_cache import BUILTIN, resolve_model, tokenizer_folder
     from selfplay.core.weight_format import sweep_stale_weight_files
-    from selfplay.placement.memory_check import check_memory
+    from selfplay.placement.memory_check import check_memory, check_trainable
     from selfplay.placement.preflight import check_before_start
 
+    check_trainable(cfg)  # an evaluation-only config: one line, before anything is resolved
     # Bad input fails in seconds with one line, before anything is written or started: the
     # checks that need only the tokenizer run before a built-in model's weights are prepared.
     # (For any other model the tokenizer's folder is the model's: resolved, and checked, once.)

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from selfplay.config import Config, ConfigError
 from selfplay.placement.layout import check_fits, describe, plan_layout
-from selfplay.placement.memory_check import plan_report
+from selfplay.placement.memory_check import check_trainable, plan_report
 from selfplay.placement.ray_session import cluster_address, join_ray, local_nodes, nodes_now, stop_ray
 from selfplay.placement.run_dir import with_persistent_run_root
 
 
 def dry_run(cfg: Config) -> tuple[str, str | None]:
-    """The text ``--dry-run`` prints, and the one-line error if the layout does not fit the
-    cluster's nodes (else None)."""
+    """The text ``--dry-run`` prints (the learner's memory plan included), and the one-line error
+    ``selfplay train`` would stop with: the config is evaluation-only, the plan does not fit the
+    learner's memory, or the layout does not fit the cluster's nodes (else None)."""
     cfg, why = with_persistent_run_root(cfg)
     address = cluster_address(cfg)
     if address:
@@ -37,6 +38,10 @@ def dry_run(cfg: Config) -> tuple[str, str | None]:
     text = head + "\n" + describe(layout, nodes, names)
     plan, error = plan_report(cfg)
     text += "\n" + plan
+    try:
+        check_trainable(cfg)
+    except ConfigError as err:
+        return text, str(err)
     if error:
         return text, error
     try:
