@@ -4,9 +4,10 @@
   build an empty skeleton on the ``meta`` device), ``fully_shard``s every decoder layer and the
   root, and broadcasts the weights into the shards: no rank but 0 ever holds the whole model, and
   host memory on a node holds one copy, not one per rank.
-* :class:`ShardedPolicy` is the root module: its ``forward`` returns the logits at a micro-batch's
-  loss positions, so FSDP's hooks gather the root's own parameters (embeddings, final norm, head)
-  around exactly the code that uses them.
+* :class:`ShardedPolicy` is the root module: its ``forward`` returns the log-probs (and entropy)
+  of a micro-batch's loss tokens, the head applied a chunk of positions at a time, so FSDP's hooks
+  gather the root's own parameters (embeddings, final norm, head) around exactly the code that
+  uses them, and the chunks' recomputation in the backward pass runs while they are gathered.
 * :func:`iter_full_weights` yields full tensors one FSDP unit (one decoder layer, or the root) at
   a time, for weight publishing and for writing the Hugging Face folder.
 
@@ -29,26 +30,29 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_
 from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 
-from learners.step_parts import MicroBatch, gathered_logits, head_only
+from learners.step_parts import MicroBatch, gathered_logprobs, head_only
 
 __all__ = ["ShardedPolicy", "build_sharded_policy", "iter_full_weights", "drain"]
 
 
 class ShardedPolicy(nn.Module):
-    """The FSDP root: the causal LM ``lm`` and how to read its logits at the loss positions."""
+    """The FSDP root: the causal LM ``lm`` and how to read its log-probs at the loss positions."""
 
-    def __init__(self, lm: nn.Module, temperature: float) -> None:
+    def __init__(self, lm: nn.Module, temperature: float, chunk: int) -> None:
         super().__init__()
         self.lm = lm
         self.only_head = head_only(lm.config)
         self.temperature = temperature
+        self.chunk = chunk
 
-    def forward(self, ids: Tensor, attention: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
-        """Float32 tempered logits ``[N, V]`` at positions ``(rows, cols)`` (see
-        :func:`learners.step_parts.gathered_logits`). Integer arguments only: FSDP casts
-        floating-point forward inputs to the compute dtype."""
-        mb = MicroBatch(ids, attention, rows, cols, rows, rows, rows)  # loss fields unused here
-        return gathered_logits(self.lm, mb, self.only_head, self.temperature)
+    def forward(self, ids: Tensor, attention: Tensor, rows: Tensor, cols: Tensor, targets: Tensor,
+                with_entropy: bool = True) -> tuple[Tensor, Tensor | None]:
+        """Float32 log-probs ``[N]`` of ``targets`` at positions ``(rows, cols)`` under the
+        tempered policy, and their entropy (see :func:`learners.step_parts.gathered_logprobs`).
+        Integer arguments only: FSDP casts floating-point forward inputs to the compute dtype."""
+        mb = MicroBatch(ids, attention, rows, cols, targets, *[rows] * 3)  # loss fields unused
+        return gathered_logprobs(self.lm, mb, self.only_head, self.temperature, self.chunk,
+                                 with_entropy)
 
 
 def decoder_layers(lm: nn.Module) -> list[nn.Module]:
@@ -62,9 +66,10 @@ def decoder_layers(lm: nn.Module) -> list[nn.Module]:
 
 def build_sharded_policy(path: str, mesh: DeviceMesh, device: torch.device, compute: torch.dtype,
                          temperature: float, gradient_checkpointing: bool = False,
-                         trainable: bool = True) -> ShardedPolicy:
+                         trainable: bool = True, chunk: int = 1024) -> ShardedPolicy:
     """Load the model at ``path`` sharded over ``mesh``: float32 shards, ``compute``-dtype
-    all-gathers. Collective: every rank of the mesh calls it."""
+    all-gathers; the head runs ``chunk`` loss positions at a time. Collective: every rank of the
+    mesh calls it."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     full_sd: dict[str, Tensor] = {}
@@ -81,7 +86,7 @@ def build_sharded_policy(path: str, mesh: DeviceMesh, device: torch.device, comp
         lm.gradient_checkpointing_enable({"use_reentrant": False})
     # eval(): no dropout, so log-probs match the engine's; gradient checkpointing needs train().
     lm.train(gradient_checkpointing and trainable)
-    policy = ShardedPolicy(lm, temperature)
+    policy = ShardedPolicy(lm, temperature, chunk)
     mp = MixedPrecisionPolicy(param_dtype=None if compute == torch.float32 else compute,
                               reduce_dtype=torch.float32)
     for layer in decoder_layers(lm):

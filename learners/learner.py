@@ -2,7 +2,8 @@
 
 No Ray here; the driver wraps ``Learner`` as an actor. One ``train_step`` takes a batch of
 ``Sample``s (advantages already filled in), packs them into padded micro-batches, accumulates
-token-level PPO-clip gradients so the step equals one big batch, clips and applies AdamW.
+PPO-clip gradients, aggregated over tokens as ``trainer.loss_agg`` says (:mod:`learners.loss_agg`),
+so the step equals one big batch, clips and applies AdamW.
 
 Precision: with ``dtype`` bfloat16 the model computes in bf16 (2.5x faster than fp32 for a training
 step of the 135M model on a CPU with native bf16; ``auto`` picks float32 on CPUs without it) but the optimiser updates a float32 *master* copy of the weights, copied back into the
@@ -28,8 +29,8 @@ from typing import Iterator, TypeVar
 import torch
 from torch import Tensor
 
-from learners.loss import token_logprobs
-from learners.step_parts import (MicroBatch, StepTotals, collate, gathered_logits, head_only,
+from learners.loss_agg import step_count
+from learners.step_parts import (MicroBatch, StepTotals, collate, gathered_logprobs, head_only,
                                   micro_batch_loss, pack_micro_batches, warmup_lr)
 from selfplay.core.config_schema import TrainerConfig
 from selfplay.core.precision import local_device, resolve_dtype, torch_dtype
@@ -175,11 +176,13 @@ class Learner(LearnerBase):
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         batches = pack_micro_batches([s.num_tokens for s in samples], self.cfg.micro_batch_tokens)
-        n_loss = sum(sum(s.loss_mask) for s in samples)
+        loss_tokens = [sum(s.loss_mask) for s in samples]
+        n_loss = sum(loss_tokens)
+        count = max(step_count(self.cfg.loss_agg, loss_tokens), 1)
         totals = StepTotals()
         for _ in range(self.cfg.epochs):
             for idx in batches:
-                totals.add(*self._micro_step([samples[i] for i in idx], max(n_loss, 1)))
+                totals.add(*self._micro_step([samples[i] for i in idx], count))
                 self.flat.accumulate_grads()
             totals.grad_norms.append(self._optimizer_step())
         self.step += 1
@@ -194,23 +197,27 @@ class Learner(LearnerBase):
         out = []
         for s in samples:
             mb = self._collate([s], every_token=True)
-            out.append(token_logprobs(self._logits(self.model, mb), mb.targets).tolist())
+            out.append(self._logprobs(self.model, mb, with_entropy=False)[0].tolist())
         return out
 
-    def _micro_step(self, batch: list[Sample], num_tokens: int) -> tuple[float, dict[str, float]]:
-        """Forward and backward of one micro-batch; the loss is divided by the step's total
-        loss tokens, so gradients summed over micro-batches equal one big batch's."""
-        reference = None if self.ref_model is None else (lambda mb: self._logits(self.ref_model, mb))
-        loss, stats = micro_batch_loss(lambda mb: self._logits(self.model, mb), reference,
-                                       self._collate(batch), self.cfg, num_tokens)
+    def _micro_step(self, batch: list[Sample], count: int) -> tuple[float, dict[str, float]]:
+        """Forward and backward of one micro-batch; the loss is divided by the step's count
+        (loss tokens or sequences, :mod:`learners.loss_agg`), so gradients summed over
+        micro-batches equal one big batch's."""
+        reference = (None if self.ref_model is None
+                     else (lambda mb: self._logprobs(self.ref_model, mb, with_entropy=False)[0]))
+        loss, stats = micro_batch_loss(lambda mb: self._logprobs(self.model, mb), reference,
+                                       self._collate(batch), self.cfg, count)
         loss.backward()
         return float(loss.detach()), stats
 
     def _collate(self, batch: list[Sample], every_token: bool = False) -> MicroBatch:
-        return collate(batch, self.device, every_token)
+        return collate(batch, self.device, every_token, self.cfg)
 
-    def _logits(self, model: torch.nn.Module, mb: MicroBatch) -> Tensor:
-        return gathered_logits(model, mb, self._head_only, self.temperature)
+    def _logprobs(self, model: torch.nn.Module, mb: MicroBatch,
+                  with_entropy: bool = True) -> tuple[Tensor, Tensor | None]:
+        return gathered_logprobs(model, mb, self._head_only, self.temperature,
+                                 self.cfg.logits_chunk_tokens, with_entropy)
 
     def _optimizer_step(self) -> float:
         """Clip, step AdamW on the master weights, copy them back; returns the grad norm."""

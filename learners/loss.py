@@ -1,8 +1,9 @@
 """The learner's loss: pure torch functions, no model, no I/O.
 
-Token-level PPO-clip policy gradient on per-sample advantages, against the behaviour log-probs
-the rollout engine reported, with an optional k3 KL penalty to a frozen reference. Masked tokens
-(padding, tokens the policy did not write) contribute exactly nothing to loss or gradient.
+PPO-clip policy gradient on per-sample advantages, against the behaviour log-probs the rollout
+engine reported, with an optional k3 KL penalty to a frozen reference, summed over tokens with
+the weights of the loss aggregation (:mod:`learners.loss_agg`; :func:`token_weights`). Masked
+tokens (padding, tokens the policy did not write) contribute exactly nothing to loss or gradient.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["token_logprobs", "logprobs_and_entropy", "entropy_from_logits", "policy_loss"]
+from learners.loss_agg import sequence_token_weight, step_count
+
+__all__ = ["token_logprobs", "logprobs_and_entropy", "entropy_from_logits", "token_weights",
+           "policy_loss"]
 
 
 def token_logprobs(logits: Tensor, target_ids: Tensor) -> Tensor:
@@ -46,6 +50,18 @@ def entropy_from_logits(logits: Tensor) -> Tensor:
     return -(logp.exp() * logp).sum(-1)
 
 
+def token_weights(mask: Tensor, mode: str, length: int = 0) -> Tensor:
+    """The weight of each token of a ``[B, T]`` batch of sequences (one per row) under the loss
+    aggregation ``mode`` (:mod:`learners.loss_agg`), so that ``(weights * per_token).sum()`` is the
+    aggregate: ``mask`` marks the loss tokens; masked positions weigh 0."""
+    mask = mask.bool()
+    per_row = mask.sum(-1).tolist()
+    count = max(step_count(mode, per_row), 1)
+    scale = torch.tensor([sequence_token_weight(mode, n, length) / count for n in per_row],
+                         dtype=torch.float64, device=mask.device)
+    return torch.where(mask, scale.unsqueeze(-1), torch.zeros((), dtype=scale.dtype, device=mask.device))
+
+
 def policy_loss(
     new_logprobs: Tensor,
     old_logprobs: Tensor,
@@ -57,24 +73,26 @@ def policy_loss(
     num_tokens: float | None = None,
     logits: Tensor | None = None,
     entropy: Tensor | None = None,
+    weights: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
-    """Token-level PPO-clip loss. Shapes: ``[B, T]`` for log-probs and mask, ``[B]`` or
-    ``[B, T]`` for advantages.
+    """PPO-clip loss summed over tokens. Shapes: ``[B, T]`` for log-probs, mask and ``weights``,
+    ``[B]`` or ``[B, T]`` for advantages.
 
     Per token ``t`` with ``ratio = exp(new - old)``::
 
         pg_t = -min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A)
         kl_t = exp(ref - new) - (ref - new) - 1                    # k3, >= 0, unbiased for KL
-        loss = sum_t mask_t * (pg_t + kl_coef * kl_t) / num_tokens
+        loss = sum_t mask_t * w_t * (pg_t + kl_coef * kl_t)
 
-    The normaliser is token-level (DAPO, SPIRAL): ``num_tokens`` defaults to the number of
-    unmasked tokens in this call; for gradient accumulation the caller passes the step's total,
-    so that micro-batch losses add up to the loss of one big batch. Each token then weighs the
-    same whatever the length of its sequence (a per-sequence mean would up-weight short answers).
+    ``weights`` (``w_t``) carry the loss aggregation (:func:`token_weights`; the learners pass the
+    step's weights, :mod:`learners.loss_agg`). Without them every token weighs ``1 / num_tokens``
+    (the token mean), ``num_tokens`` defaulting to the number of unmasked tokens in this call;
+    for gradient accumulation the caller passes the step's total, so that micro-batch losses add
+    up to the loss of one big batch.
 
     Masked positions are replaced by neutral values *before* any arithmetic (not multiplied by 0
     after): ``0 * inf`` is NaN, and garbage there (padding log-probs) must not leak into the
-    gradient. The stats are means over unmasked tokens, whatever ``num_tokens`` is:
+    gradient. The stats are means over unmasked tokens, whatever the weights are:
     ``pg_loss``, ``kl`` (k3 to the reference, 0 without one), ``clip_fraction`` (tokens whose
     gradient the clip removed), ``approx_kl`` (``0.5 * (new - old)^2``, vs the behaviour
     policy), ``tokens`` (the unmasked count, to weight means across calls), and ``entropy`` when
@@ -104,8 +122,13 @@ def policy_loss(
     per_token = torch.where(mask, per_token, zero)
 
     n_masked = mask.sum()
-    denom = float(num_tokens) if num_tokens is not None else n_masked.clamp(min=1).to(new.dtype)
-    loss = per_token.sum() / denom
+    if weights is not None:
+        if num_tokens is not None:
+            raise ValueError("policy_loss: pass weights or num_tokens, not both")
+        loss = (per_token * torch.where(mask, weights.to(new.dtype), zero)).sum()
+    else:
+        denom = float(num_tokens) if num_tokens is not None else n_masked.clamp(min=1).to(new.dtype)
+        loss = per_token.sum() / denom
 
     with torch.no_grad():
         n = n_masked.clamp(min=1).float()

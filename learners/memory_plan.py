@@ -15,8 +15,10 @@ What one rank holds (P parameters, N ranks, FSDP2 as :mod:`learners.fsdp_model` 
   reduce-scatter;
 * activations of one micro-batch of T tokens: without gradient checkpointing, what each layer
   saves for backward; with it, each layer's input plus one layer's recomputed activations;
-* the logits at the loss tokens (at most T): the head's output and float32 logits, log-softmax
-  and one temporary, each ``[T, vocab]``: with a 152k vocabulary this is often the largest item;
+* the logits of one chunk of loss tokens (``trainer.logits_chunk_tokens``, at most T): the head's
+  output, the float32 logits turned log-softmax in place, the probabilities and the entropy's
+  product, each ``[chunk, vocab]`` (:mod:`learners.chunked_head`; the backward pass recomputes one
+  chunk at a time). Unchunked, ``[T, vocab]`` with a 152k vocabulary was the largest item;
 * a fixed reserve for the CUDA context, NCCL buffers and allocator fragmentation.
 
 Activations are an estimate (element counts of the tensors a SwiGLU/GQA decoder layer keeps, with
@@ -30,6 +32,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from selfplay.core.config_schema import TrainerConfig
+
 __all__ = ["Architecture", "MemoryPlan", "load_architecture", "plan_memory", "shipped_config",
            "shipped_models"]
 
@@ -39,8 +43,8 @@ _DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
 MEMORY_FIELD = "cluster.learner_memory_gib"
 #: CUDA context, NCCL buffers and allocator fragmentation: a round allowance, not a measurement.
 RESERVE_GIB = 2.0
-# Bytes per [token, vocab] entry at the loss positions: head output in the compute dtype (2),
-# float32 logits (4), log-softmax (4), one float32 temporary of the entropy (4).
+# Bytes per [token, vocab] entry of a chunk of loss positions: head output in the compute dtype
+# (2), float32 logits turned log-softmax in place (4), probabilities (4), the entropy's product (4).
 _LOGIT_BYTES = 14
 
 
@@ -150,7 +154,8 @@ class MemoryPlan:
 
 def plan_memory(arch: Architecture, ranks: int, micro_batch_tokens: int,
                 gradient_checkpointing: bool, device_gib: float | None, compute_dtype: str = "bfloat16",
-                reference: bool = False) -> MemoryPlan:
+                reference: bool = False,
+                logits_chunk_tokens: int = TrainerConfig.logits_chunk_tokens) -> MemoryPlan:
     """The memory plan of one learner rank (see the module docstring for what is counted)."""
     if ranks < 1:
         raise ValueError(f"cluster.learner_ranks={ranks}: expected >= 1")
@@ -174,7 +179,9 @@ def plan_memory(arch: Architecture, ranks: int, micro_batch_tokens: int,
                      c * arch.hidden * t * arch.layers + per_layer))
     else:
         rows.append((f"activations ({arch.layers} layers)", per_layer * arch.layers))
-    rows.append((f"logits at loss tokens ({t:,} x {arch.vocab:,})", _LOGIT_BYTES * t * arch.vocab))
+    chunk = min(logits_chunk_tokens, t)
+    rows.append((f"logits of one chunk ({chunk:,} of {t:,} loss tokens x {arch.vocab:,})",
+                 _LOGIT_BYTES * chunk * arch.vocab))
     rows.append(("reserve (CUDA context, NCCL, fragmentation)", RESERVE_GIB * GIB))
     title = (f"learner memory per rank: {arch.name} ({arch.params / 1e9:.2f} B parameters), "
              f"{ranks} rank{'s' if ranks > 1 else ''}, {t:,} tokens a micro-batch, gradient "

@@ -9,9 +9,10 @@ all ranks call it, in the same order, with the same arguments.
 One step: every rank receives the same batch (advantages already set: they are computed once,
 before the split), takes its share by :func:`learners.step_parts.split_by_tokens`, and packs it
 into micro-batches. Ranks run the same number of micro-batches (a rank with fewer runs empty ones:
-each forward and backward is a collective), every loss is divided by the *global* number of loss
-tokens, and gradients are summed across ranks, so N ranks make the update one rank makes on the
-whole batch. The gradient norm is clipped over the sharded gradients (``clip_grad_norm_`` reduces
+each forward and backward is a collective), every loss is divided by the *global* count of the
+loss aggregation (loss tokens, or sequences, summed over all ranks: :mod:`learners.loss_agg`),
+and gradients are summed across ranks, so N ranks make the update one rank makes on the whole
+batch. The gradient norm is clipped over the sharded gradients (``clip_grad_norm_`` reduces
 the DTensor norms across ranks), then AdamW steps each rank's shard.
 
 Checkpoints: :meth:`save` writes the Hugging Face folder once (rank 0, from full tensors gathered
@@ -37,7 +38,7 @@ from torch.distributed.tensor import DTensor
 
 from learners.fsdp_model import build_sharded_policy, drain, iter_full_weights
 from learners.learner import LearnerBase
-from learners.loss import token_logprobs
+from learners.loss_agg import step_count
 from learners.step_parts import (MicroBatch, StepTotals, collate, micro_batch_loss,
                                   pack_micro_batches, split_by_tokens)
 from learners.ranks import all_max, all_sum, barrier, from_rank0, join_rank_group, leave_rank_group
@@ -69,12 +70,14 @@ class ShardedLearner(LearnerBase):
         if rank == 0:
             log.info("learner: %d ranks, FSDP2, %s compute, float32 master weights on %s (%s)",
                      world_size, str(self.dtype).removeprefix("torch."), self.device.type, why)
+        chunk = trainer.logits_chunk_tokens
         self.model = build_sharded_policy(self.model_path, self.mesh, self.device, self.dtype,
-                                          temperature, trainer.gradient_checkpointing)
+                                          temperature, trainer.gradient_checkpointing, chunk=chunk)
         self.ref_model = None
         if trainer.kl_coef > 0:  # the frozen initial policy, anchoring the KL penalty
             self.ref_model = build_sharded_policy(self.model_path, self.mesh, self.device,
-                                                  self.dtype, temperature, trainable=False)
+                                                  self.dtype, temperature, trainable=False,
+                                                  chunk=chunk)
         # foreach, not fused: fused AdamW also takes DTensors, but foreach is the path FSDP2's
         # own tests and torchtitan run on every backend.
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=trainer.lr,
@@ -108,26 +111,28 @@ class ShardedLearner(LearnerBase):
 
     def train_shard(self, shard: list[Sample]) -> dict[str, float]:
         """One training step where each rank passes its own share of the batch (possibly empty);
-        token counts are summed across ranks, so the step is that of the union of the shares."""
+        token and sequence counts are summed across ranks, so the step is that of the union of the
+        shares."""
         start = time.perf_counter()
         lr = self.lr_at(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         batches = pack_micro_batches([s.num_tokens for s in shard], self.cfg.micro_batch_tokens)
-        n_loss, tokens, n_batches = all_sum([sum(sum(s.loss_mask) for s in shard),
-                                             sum(s.num_tokens for s in shard), len(batches)],
-                                            self.device)
+        loss_tokens = [sum(s.loss_mask) for s in shard]
+        n_loss, count, tokens, n_batches = all_sum(
+            [sum(loss_tokens), step_count(self.cfg.loss_agg, loss_tokens),
+             sum(s.num_tokens for s in shard), len(batches)], self.device)
         if n_batches == 0:
             raise ValueError("train_shard needs at least one sample on some rank")
         rounds = int(all_max([len(batches)], self.device)[0])
         totals = StepTotals()
         for _ in range(self.cfg.epochs):
             for i in range(rounds):
-                mb = (collate([shard[j] for j in batches[i]], self.device) if i < len(batches)
-                      else self._empty_micro_batch())
-                reference = None if self.ref_model is None else self._reference_logits
-                loss, stats = micro_batch_loss(self._policy_logits, reference, mb, self.cfg,
-                                               max(n_loss, 1))
+                mb = (collate([shard[j] for j in batches[i]], self.device, cfg=self.cfg)
+                      if i < len(batches) else self._empty_micro_batch())
+                reference = None if self.ref_model is None else self._reference_logprobs
+                loss, stats = micro_batch_loss(self._policy_logprobs, reference, mb, self.cfg,
+                                               max(count, 1))
                 loss.backward()
                 totals.add(float(loss.detach()), stats)
             totals.grad_norms.append(self._optimizer_step())
@@ -139,12 +144,13 @@ class ShardedLearner(LearnerBase):
                               micro_batches=int(n_batches), lr=lr,
                               elapsed=time.perf_counter() - start)
 
-    def _policy_logits(self, mb: MicroBatch) -> Tensor:
-        return self.model(mb.ids, mb.attention, mb.rows, mb.cols)
+    def _policy_logprobs(self, mb: MicroBatch, with_entropy: bool = True
+                         ) -> tuple[Tensor, Tensor | None]:
+        return self.model(mb.ids, mb.attention, mb.rows, mb.cols, mb.targets, with_entropy)
 
-    def _reference_logits(self, mb: MicroBatch) -> Tensor:
+    def _reference_logprobs(self, mb: MicroBatch) -> Tensor:
         assert self.ref_model is not None
-        return self.ref_model(mb.ids, mb.attention, mb.rows, mb.cols)
+        return self.ref_model(mb.ids, mb.attention, mb.rows, mb.cols, mb.targets, False)[0]
 
     def _empty_micro_batch(self) -> MicroBatch:
         """A one-token sequence with no loss token: its forward and backward take part in every
@@ -152,7 +158,7 @@ class ShardedLearner(LearnerBase):
         one = torch.zeros(1, 1, dtype=torch.long, device=self.device)
         none = torch.zeros(0, dtype=torch.long, device=self.device)
         empty = torch.zeros(0, dtype=torch.float32, device=self.device)
-        return MicroBatch(one, torch.ones_like(one), none, none, none, empty, empty)
+        return MicroBatch(one, torch.ones_like(one), none, none, none, empty, empty, empty)
 
     def _optimizer_step(self) -> float:
         """Clip the global gradient norm over the shards, step AdamW; returns the norm."""
@@ -170,7 +176,7 @@ class ShardedLearner(LearnerBase):
         out = []
         for s in samples:
             mb = collate([s], self.device, every_token=True)
-            out.append(token_logprobs(self._policy_logits(mb), mb.targets).tolist())
+            out.append(self._policy_logprobs(mb, with_entropy=False)[0].tolist())
         return out
 
     # -- weights in and out ----------------------------------------------------------------------

@@ -4,10 +4,13 @@ Pure batch logic and the loss of one micro-batch, no optimiser and no process gr
 
 * :func:`pack_micro_batches` groups samples into padded micro-batches under a token budget;
 * :func:`split_by_tokens` deals a batch out to the ranks of a sharded learner, balanced by tokens;
-* :func:`collate` pads a micro-batch and gathers, per loss token, where its logits are;
-* :func:`gathered_logits` runs the policy at those positions only;
-* :func:`micro_batch_loss` is the PPO-clip loss of one micro-batch, normalised by the step's
-  token count, so gradients summed over micro-batches (and ranks) equal one big batch's;
+* :func:`collate` pads a micro-batch and gathers, per loss token, where its logits are and its
+  weight in the loss aggregation;
+* :func:`gathered_logprobs` runs the policy at those positions only, the output head a chunk of
+  positions at a time (:mod:`learners.chunked_head`);
+* :func:`micro_batch_loss` is the PPO-clip loss of one micro-batch, divided by the step's count
+  (:mod:`learners.loss_agg`), so gradients summed over micro-batches (and ranks) equal one big
+  batch's;
 * :func:`warmup_lr` is the learning-rate schedule;
 * :class:`StepTotals` sums the statistics of a step and turns them into ``learner/*`` figures.
 """
@@ -20,13 +23,15 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor
 
+from learners.chunked_head import chunked_logprobs
 from learners.loss import logprobs_and_entropy, policy_loss, token_logprobs
+from learners.loss_agg import sequence_token_weight
 from selfplay.core import metric_names as names
 from selfplay.core.config_schema import TrainerConfig
 from selfplay.core.samples import Sample
 
 __all__ = ["MicroBatch", "pack_micro_batches", "split_by_tokens", "collate", "head_only",
-           "gathered_logits", "micro_batch_loss", "StepTotals", "warmup_lr"]
+           "gathered_logprobs", "micro_batch_loss", "StepTotals", "warmup_lr"]
 
 # Config attributes of models whose logits are not just lm_head(hidden): those take the full forward.
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
@@ -42,6 +47,9 @@ class MicroBatch(NamedTuple):
     targets: Tensor
     old: Tensor
     adv: Tensor
+    #: Per loss token: its weight in the loss aggregation before the step's count
+    #: (:func:`learners.loss_agg.sequence_token_weight` of its sample).
+    scale: Tensor
 
 
 def warmup_lr(cfg: TrainerConfig, step: int) -> float:
@@ -87,15 +95,16 @@ def split_by_tokens(lengths: list[int], parts: int) -> list[list[int]]:
     return [sorted(part) for part in out]
 
 
-def collate(batch: list[Sample], device: torch.device, every_token: bool = False) -> MicroBatch:
+def collate(batch: list[Sample], device: torch.device, every_token: bool = False,
+            cfg: TrainerConfig | None = None) -> MicroBatch:
     """Right-padded prompt+response ids, and for each loss token (every response token with
-    ``every_token``) the (row, col) whose logits predict it, its id, behaviour log-prob and
-    advantage. Token ``p + j`` of a sequence with prompt length ``p`` is predicted at
-    ``p + j - 1``."""
+    ``every_token``) the (row, col) whose logits predict it, its id, behaviour log-prob,
+    advantage and aggregation weight under ``cfg.loss_agg`` (1 without ``cfg``). Token ``p + j``
+    of a sequence with prompt length ``p`` is predicted at ``p + j - 1``."""
     width = max(s.num_tokens for s in batch)
     ids = torch.zeros(len(batch), width, dtype=torch.long)  # pad id is irrelevant: masked
     attention = torch.zeros(len(batch), width, dtype=torch.long)
-    parts: list[list[Tensor]] = [[], [], [], [], []]
+    parts: list[list[Tensor]] = [[], [], [], [], [], []]
     for b, s in enumerate(batch):
         if not s.prompt_ids:
             raise ValueError(f"sample {s.episode_id}/{s.turn} has an empty prompt")
@@ -104,12 +113,16 @@ def collate(batch: list[Sample], device: torch.device, every_token: bool = False
         attention[b, :len(seq)] = 1
         j = (torch.arange(len(s.response_ids)) if every_token
              else torch.tensor(s.loss_mask, dtype=torch.bool).nonzero().squeeze(1))
+        scale = (1.0 if cfg is None else
+                 sequence_token_weight(cfg.loss_agg, sum(s.loss_mask), cfg.loss_agg_length))
         for part, value in zip(parts, (torch.full_like(j, b), p - 1 + j, seq[p + j],
                                        torch.tensor(s.logprobs, dtype=torch.float32)[j],
-                                       torch.full((len(j),), s.advantage))):
+                                       torch.full((len(j),), s.advantage),
+                                       torch.full((len(j),), scale, dtype=torch.float64))):
             part.append(value)
-    rows, cols, targets, old, adv = (torch.cat(x).to(device) for x in parts)
-    return MicroBatch(ids.to(device), attention.to(device), rows, cols, targets, old, adv.float())
+    rows, cols, targets, old, adv, scale = (torch.cat(x).to(device) for x in parts)
+    return MicroBatch(ids.to(device), attention.to(device), rows, cols, targets, old, adv.float(),
+                      scale)
 
 
 def head_only(config: object) -> bool:
@@ -118,41 +131,46 @@ def head_only(config: object) -> bool:
     return not any(getattr(config, a, None) for a in _LOGIT_TRANSFORMS)
 
 
-def gathered_logits(model: torch.nn.Module, mb: MicroBatch, only_head: bool,
-                    temperature: float) -> Tensor:
-    """Float32 logits at the gathered positions only, divided by the sampling temperature:
-    ``[N, V]``. The output head runs on those positions alone, skipping the prompt (the head
-    is ~20% of a 135M model's FLOPs)."""
+def gathered_logprobs(model: torch.nn.Module, mb: MicroBatch, only_head: bool, temperature: float,
+                      chunk: int, with_entropy: bool = True) -> tuple[Tensor, Tensor | None]:
+    """Float32 log-probs ``[N]`` of the targets at the gathered positions under the tempered
+    policy, and their entropy (no gradient; None unless ``with_entropy``). The output head runs on
+    those positions alone, skipping the prompt (the head is ~20% of a 135M model's FLOPs), and
+    ``chunk`` positions at a time (:func:`learners.chunked_head.chunked_logprobs`): no logits
+    tensor of more positions ever exists, in the forward or the backward pass. A model with a
+    logit transform (``head_only`` false) takes the full forward and its whole logits."""
     if only_head:
         hidden = model.base_model(input_ids=mb.ids, attention_mask=mb.attention, use_cache=False)
-        logits = model.get_output_embeddings()(hidden.last_hidden_state[mb.rows, mb.cols])
-    else:
-        logits = model(input_ids=mb.ids, attention_mask=mb.attention, use_cache=False).logits[mb.rows, mb.cols]
+        return chunked_logprobs(hidden.last_hidden_state[mb.rows, mb.cols],
+                                model.get_output_embeddings().weight, mb.targets, temperature,
+                                chunk, with_entropy)
+    logits = model(input_ids=mb.ids, attention_mask=mb.attention, use_cache=False).logits[mb.rows, mb.cols]
     # Upcast first, then divide, as vLLM's sampler and our transformers engine do: dividing
     # bf16 logits rounds the tempered logits to bf16 a second time, an error of up to 2^-9
     # of each logit that the behaviour log-probs do not have.
     logits = logits.float()
-    # In place: the upcast is a fresh tensor (in float32 the head's output, which its backward
-    # does not keep), so no second [N, V] float32 tensor is made.
-    return logits if temperature == 1.0 else logits.div_(temperature)
+    if temperature != 1.0:
+        logits = logits.div_(temperature)  # in place: the upcast is a fresh tensor
+    if with_entropy:
+        return logprobs_and_entropy(logits, mb.targets)
+    return token_logprobs(logits, mb.targets), None
 
 
-def micro_batch_loss(policy: Callable[[MicroBatch], Tensor],
+def micro_batch_loss(policy: Callable[[MicroBatch], tuple[Tensor, Tensor | None]],
                      reference: Callable[[MicroBatch], Tensor] | None, mb: MicroBatch,
-                     cfg: TrainerConfig, num_tokens: float) -> tuple[Tensor, dict[str, float]]:
-    """The loss of one micro-batch (not yet backpropagated) and its statistics. ``policy`` and
-    ``reference`` map a micro-batch to its gathered logits; the loss is divided by the step's
-    total loss tokens ``num_tokens`` (over all micro-batches and ranks)."""
+                     cfg: TrainerConfig, count: float) -> tuple[Tensor, dict[str, float]]:
+    """The loss of one micro-batch (not yet backpropagated) and its statistics. ``policy`` maps a
+    micro-batch to its gathered log-probs and entropy, ``reference`` to its gathered log-probs;
+    each token weighs its aggregation weight ``mb.scale`` divided by the step's ``count``
+    (:func:`learners.loss_agg.step_count` over all micro-batches and ranks)."""
     ref = None
     if reference is not None:
         with torch.no_grad():
-            ref = token_logprobs(reference(mb), mb.targets)
-    logits = policy(mb)
-    new, entropy = logprobs_and_entropy(logits, mb.targets)
-    del logits
+            ref = reference(mb)
+    new, entropy = policy(mb)
     mask = torch.ones_like(new, dtype=torch.bool)  # only loss tokens were gathered
     return policy_loss(new, mb.old, mb.adv, mask, cfg.clip_eps, ref_logprobs=ref,
-                       kl_coef=cfg.kl_coef, num_tokens=num_tokens, entropy=entropy)
+                       kl_coef=cfg.kl_coef, entropy=entropy, weights=mb.scale / count)
 
 
 @dataclass

@@ -159,7 +159,8 @@ def memory_plan(cfg: Config, model: str | None = None,
     device_gib, source = device if device is not None else learner_memory(cfg)
     dtype, _ = resolve_dtype(t.dtype, "cuda" if cl.learner_gpus > 0 else local_device())
     plan = plan_memory(arch, cl.learner_ranks, t.micro_batch_tokens, t.gradient_checkpointing,
-                       device_gib, dtype, reference=t.kl_coef > 0)
+                       device_gib, dtype, reference=t.kl_coef > 0,
+                       logits_chunk_tokens=t.logits_chunk_tokens)
     plan = dataclasses.replace(plan, device_source=source)
     return plan, where
 

@@ -67,3 +67,20 @@ def checkpoint_round_trip(rank: int, world_size: int, port: int, model: str, tra
     results["resumed_step2"] = dict(resumed.named_weights())
     if rank == 0:
         torch.save(results, out_dir / f"results-{world_size}.pt")
+
+
+def first_steps(rank: int, world_size: int, port: int, model: str, trainers, samples,
+                out: str) -> None:
+    """For each trainer config in turn: a fresh sharded learner takes one step on ``samples``;
+    rank 0 saves each one's full first gradient and figures to ``out``."""
+    from learners.sharded import ShardedLearner
+
+    results = []
+    for trainer in trainers:
+        learner = ShardedLearner(model, trainer, rank=rank, world_size=world_size,
+                                 master_port=port, temperature=0.7)
+        grads = first_gradient(learner)
+        stats = learner.train_step(samples)
+        results.append({"grads": grads, "stats": stats})
+    if rank == 0:
+        torch.save(results, out)

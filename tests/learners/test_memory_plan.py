@@ -43,7 +43,8 @@ def test_plan_of_a_small_model_worked_by_hand():
     assert rows["one layer's gradient before reduce-scatter (fp32)"] == 4 * 36_992
     # Per token and layer 4x64 + 3x64 (q) + 4x32 (k, v) + 4x128 (MLP) = 1,088 bf16 elements.
     assert rows["activations (2 layers)"] == 2 * 1_088 * 100 * 2 == 435_200
-    assert rows["logits at loss tokens (100 x 1,000)"] == 14 * 100 * 1000
+    # The default chunk (1,024 loss tokens) holds the whole micro-batch here.
+    assert rows["logits of one chunk (100 of 100 loss tokens x 1,000)"] == 14 * 100 * 1000
     assert plan.total_bytes == 276_096 * 2 + 552_192 + 276_096 + 147_968 + 435_200 + 1_400_000 + 2 * GIB
     checkpointed = dict(plan_memory(arch, 2, 100, True, 1.0).rows)
     # Each layer's input (64 bf16 per token) plus one layer's activations, recomputed.
@@ -65,3 +66,27 @@ def test_a_plan_that_does_not_fit_is_one_line_naming_the_fields():
 def test_unknown_model_names_the_shipped_ones():
     with pytest.raises(ValueError, match="Qwen3-4B-Base"):
         load_architecture("someone/Unknown-7B")
+
+
+def test_logits_count_one_chunk_not_the_micro_batch():
+    # Before chunking: 14 bytes x 16,384 tokens x 151,936 = 32.5 GiB of the 55.7 GiB per rank of
+    # spiral_kuhn_qwen3_4b; now one chunk of 1,024 tokens: 2.0 GiB.
+    plan = plan_memory(load_architecture("Qwen/Qwen3-4B-Base"), 4, 16384, True, 80)
+    rows = dict(plan.rows)
+    assert rows["logits of one chunk (1,024 of 16,384 loss tokens x 151,936)"] == 14 * 1024 * 151_936
+    assert not any(label.startswith("logits at loss tokens") for label in rows)
+    smaller = dict(plan_memory(load_architecture("Qwen/Qwen3-4B-Base"), 4, 16384, True, 80,
+                               logits_chunk_tokens=256).rows)
+    assert smaller["logits of one chunk (256 of 16,384 loss tokens x 151,936)"] == 14 * 256 * 151_936
+
+
+def test_saturn_recipe_fits_its_card_with_32k_token_micro_batches():
+    from selfplay.config import load_config
+
+    cfg = load_config("saturn_1p5b")
+    t, cl = cfg.trainer, cfg.cluster
+    assert t.micro_batch_tokens == 32768 and cl.learner_memory_gib == 80
+    plan = plan_memory(load_architecture(cfg.model), cl.learner_ranks, t.micro_batch_tokens,
+                       t.gradient_checkpointing, cl.learner_memory_gib, "bfloat16",
+                       reference=t.kl_coef > 0, logits_chunk_tokens=t.logits_chunk_tokens)
+    assert plan.fits and plan.total_bytes < 50 * GIB  # 65 GiB of logits alone before chunking

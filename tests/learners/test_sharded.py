@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 from learner_helpers import fp32_trainer, random_samples
-from sharded_helpers import checkpoint_round_trip, run_ranks
+from sharded_helpers import checkpoint_round_trip, first_steps, run_ranks
 
 from learners.checkpoint import list_checkpoints
 from learners.learner import Learner
@@ -96,3 +96,37 @@ def test_sharded_checkpoint_resumes_exactly_and_its_hf_folder_loads(two_rank_run
     for name, tensor in hf.state_dict().items():
         if name != "lm_head.weight":  # tied to the embeddings
             assert torch.equal(tensor, got["step1"][name]), name
+
+
+@pytest.mark.slow
+def test_chunked_logits_and_sequence_mean_on_two_ranks(tiny_path, tmp_path):
+    """The sequence count is global: two ranks (with an empty micro-batch on one) make the update
+    of one unsharded learner on the whole batch under seq_mean_token_mean, with the logits in
+    chunks of 5 positions against the whole micro-batch's; and chunking changes a bf16 sharded
+    step by bf16 rounding only."""
+    samples = random_samples(9, seed=1)
+    base = dict(micro_batch_tokens=64, loss_agg="seq_mean_token_mean", kl_coef=0.1)
+    fp32_chunked = fp32_trainer(**base, logits_chunk_tokens=5)
+    bf16 = [fp32_trainer(**base, dtype="bfloat16", logits_chunk_tokens=c) for c in (5, 10**6)]
+    out = tmp_path / "steps.pt"
+    run_ranks(first_steps, 2, tiny_path, [fp32_chunked, *bf16], samples, str(out))
+    got = torch.load(out, weights_only=False)
+    ref = Learner(tiny_path, fp32_trainer(**base, logits_chunk_tokens=10**6), temperature=0.7)
+    grads: dict[str, torch.Tensor] = {}
+    step = ref.optimizer.step
+
+    def recording_step(*args, **kwargs):
+        grads.update({n: p.grad.clone() for n, p in ref.model.named_parameters()})
+        return step(*args, **kwargs)
+
+    ref.optimizer.step = recording_step
+    ref_stats = ref.train_step(samples)
+    for key in ("learner/loss/total", "learner/loss/pg", "learner/entropy", "learner/kl"):
+        assert got[0]["stats"][key] == pytest.approx(ref_stats[key], rel=1e-5), key
+    for name, grad in grads.items():  # float32 rounding, as in the test above
+        assert (got[0]["grads"][name] - grad).abs().max() <= 3e-5 * grad.abs().max(), name
+    chunked, whole = got[1], got[2]
+    for name, grad in whole["grads"].items():  # seen: 2e-3 of the largest entry
+        assert (chunked["grads"][name] - grad).abs().max() <= 1e-2 * grad.abs().max(), name
+    assert chunked["stats"]["learner/loss/total"] == pytest.approx(
+        whole["stats"]["learner/loss/total"], rel=1e-4)
