@@ -27,6 +27,12 @@ class SamplingSettings:
     max_new_tokens: int = 64
     temperature: float = 1.0
     top_p: float = 1.0
+    #: Evaluation only (training samples the whole tempered distribution, which the learner
+    #: scores): drop tokens less likely than ``min_p`` times the most likely one (0: none), and
+    #: keep only the ``top_k`` most likely (0: all). Both engines apply temperature, then min-p,
+    #: then top-k, then top-p, as vLLM does; greedy requests ignore them.
+    min_p: float = 0.0
+    top_k: int = 0
     seed: int | None = None
     #: Strings that end the response (kept at its end, as generated); () for none.
     stop: tuple[str, ...] = ()

@@ -8,8 +8,9 @@ Working in a thread rather than an asyncio task keeps the caller's loop free dur
 and lets ``generate`` be awaited from any loop.
 
 **Log-probs** are those of the sampled tokens under the distribution sampled from: log-softmax of
-``logits / temperature`` after top-p truncation (renormalised over the nucleus), exactly as vLLM's
-``processed_logprobs`` mode; greedy requests (temperature 0) report the untempered log-softmax.
+``logits / temperature`` after min-p, top-k and top-p truncation in that order (renormalised over
+what they keep), exactly as vLLM's ``processed_logprobs`` mode; greedy requests (temperature 0)
+report the untempered log-softmax.
 """
 
 from __future__ import annotations
@@ -51,11 +52,39 @@ def top_p_filter(logits: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
     return sorted_logits.scatter(-1, order, sorted_logits)
 
 
-def sampling_logprobs(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
-    """Per-row log-probs of the distribution each row samples from (float32 logits in)."""
+def min_p_filter(logits: torch.Tensor, min_p: torch.Tensor) -> torch.Tensor:
+    """Mask (to -inf) the tokens whose probability is below ``min_p`` times the row's most likely
+    token's, as vLLM does (on the tempered distribution); a row's ``min_p`` of 0 keeps every token."""
+    if bool((min_p <= 0).all()):
+        return logits
+    probs = logits.softmax(dim=-1)
+    drop = probs < probs.amax(dim=-1, keepdim=True) * min_p.unsqueeze(1)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def top_k_filter(logits: torch.Tensor, top_k: torch.Tensor) -> torch.Tensor:
+    """Mask (to -inf) all but each row's ``top_k`` highest logits (tokens tied with the k-th stay,
+    as in vLLM); a row's ``top_k`` of 0 keeps every token."""
+    if bool((top_k <= 0).all()):
+        return logits
+    vocab = logits.shape[-1]
+    k = torch.where(top_k <= 0, vocab, top_k).clamp(max=vocab).to(torch.long)
+    kth = logits.sort(dim=-1, descending=True).values.gather(1, (k - 1).unsqueeze(1))
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def sampling_logprobs(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor,
+                      min_p: torch.Tensor | None = None, top_k: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-row log-probs of the distribution each row samples from (float32 logits in):
+    temperature, then min-p, top-k and top-p (vLLM's order; each of them off for greedy rows)."""
     greedy = temperature <= 0
     scale = torch.where(greedy, torch.ones_like(temperature), temperature)
-    return top_p_filter(logits / scale.unsqueeze(1), torch.where(greedy, 1.0, top_p)).log_softmax(-1)
+    logits = logits / scale.unsqueeze(1)
+    if min_p is not None:
+        logits = min_p_filter(logits, torch.where(greedy, 0.0, min_p))
+    if top_k is not None:
+        logits = top_k_filter(logits, torch.where(greedy, 0, top_k))
+    return top_p_filter(logits, torch.where(greedy, 1.0, top_p)).log_softmax(-1)
 
 
 class TransformersEngine:
@@ -160,6 +189,8 @@ class TransformersEngine:
             mask[i, width - len(request.prompt_ids):] = 1
         temperature = torch.tensor([r.sampling.temperature for r in batch], dtype=torch.float32)
         top_p = torch.tensor([r.sampling.top_p for r in batch], dtype=torch.float32)
+        min_p = torch.tensor([r.sampling.min_p for r in batch], dtype=torch.float32)
+        top_k = torch.tensor([r.sampling.top_k for r in batch], dtype=torch.long)
         rngs = [torch.Generator().manual_seed(r.sampling.seed) if r.sampling.seed is not None
                 else self._rng for r in batch]
         limits = [r.sampling.max_new_tokens for r in batch]
@@ -175,7 +206,7 @@ class TransformersEngine:
                              past_key_values=past, use_cache=True, logits_to_keep=1)
             self.forward_passes += 1
             past = out.past_key_values
-            logp = sampling_logprobs(out.logits[:, -1].float().cpu(), temperature, top_p)
+            logp = sampling_logprobs(out.logits[:, -1].float().cpu(), temperature, top_p, min_p, top_k)
             chosen = self._pick(logp, temperature, rngs)
             for i in range(n):
                 if done[i]:

@@ -16,14 +16,16 @@ from selfplay.core.samples import SELF
 def train_sampling(rollout: RolloutConfig) -> SamplingSettings:
     """How training turns are sampled (the behaviour policy the learner scores)."""
     return SamplingSettings(max_new_tokens=rollout.max_new_tokens, temperature=rollout.temperature,
-                            top_p=rollout.top_p)
+                            top_p=rollout.top_p, min_p=rollout.min_p, top_k=rollout.top_k)
 
 
 def eval_sampling(rollout: RolloutConfig, evaluation: EvalConfig) -> SamplingSettings:
-    """How evaluation turns are sampled (greedy at temperature 0)."""
+    """How evaluation turns are sampled (greedy at temperature 0, without truncation)."""
     greedy = evaluation.temperature == 0
     return SamplingSettings(max_new_tokens=rollout.max_new_tokens, temperature=evaluation.temperature,
-                            top_p=1.0 if greedy else evaluation.top_p)
+                            top_p=1.0 if greedy else evaluation.top_p,
+                            min_p=0.0 if greedy else evaluation.min_p,
+                            top_k=0 if greedy else evaluation.top_k)
 
 
 def plan_training(envs: list[EnvConfig], rollout: RolloutConfig, seed: int, count: int, step: int,

@@ -9,9 +9,10 @@ deadlock. Only whole requests cross threads, never per-token outputs.
 
 **Log-probs.** The engine runs with ``logprobs_mode="processed_logprobs"``: the log-prob of each
 sampled token under the distribution it was actually drawn from, i.e. after temperature scaling and
-top-p truncation (renormalised over the nucleus). vLLM's default, ``raw_logprobs``, reports the
-untempered model distribution, which is not the behaviour policy when temperature != 1. Greedy
-requests (temperature 0) report the untempered log-softmax.
+min-p, top-k and top-p truncation (renormalised over what they keep; training uses none of them).
+vLLM's default, ``raw_logprobs``, reports the untempered model distribution, which is not the
+behaviour policy when temperature != 1. Greedy requests (temperature 0) report the untempered
+log-softmax.
 
 **Weight updates** (the learner's end: :mod:`learners.weight_publisher`): ``weight_sync="cpu"`` writes the tensors once
 into ``/dev/shm`` and the worker reloads from a memory map (only the path crosses processes);
@@ -52,7 +53,8 @@ def sampling_params(sampling: SamplingSettings) -> Any:
     greedy = sampling.temperature <= 0
     return SamplingParams(
         max_tokens=sampling.max_new_tokens, temperature=0.0 if greedy else sampling.temperature,
-        top_p=1.0 if greedy else sampling.top_p, seed=sampling.seed,
+        top_p=1.0 if greedy else sampling.top_p, min_p=0.0 if greedy else sampling.min_p,
+        top_k=0 if greedy else sampling.top_k, seed=sampling.seed,
         stop=list(sampling.stop) or None, include_stop_str_in_output=True,
         logprobs=0,  # 0 top-k alternatives: just the sampled token's own log-prob
         output_kind=RequestOutputKind.FINAL_ONLY)  # no per-token streaming back to us

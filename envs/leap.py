@@ -3,9 +3,11 @@
 
 LeaP runs several reasoning paths for one question in parallel. Every so often each path is cut
 at a paragraph boundary (:func:`trim_partial_paragraph`), made to summarise its conclusions so
-far (the path is continued after :data:`SUMMARY_TRIGGER` until :data:`SUMMARY_STOP`), and then
-receives the summaries of ``k`` peers chosen by a router (:func:`route`), inserted as a
-``<comment>`` block (:func:`comment_block`), before it goes on reasoning.
+far (the path is continued after a recap sentence and a summary opening, :func:`summary_prompt`,
+until :data:`SUMMARY_STOP`), and then receives the summaries of ``k`` peers chosen by a router
+(:func:`route`), inserted as a ``<comment>`` block (:func:`comment_block`), before it goes on
+reasoning. :data:`LEAP_PREFIX_MATH` and :data:`LEAP_SUFFIX_MATH` are LeaP's instructions around
+the problem for models not trained for it.
 
 Routers compare summaries by ``Levenshtein.ratio``, the InDel-normalised similarity
 ``1 - indel(a, b) / (len(a) + len(b))`` (``indel``: the fewest single-character insertions and
@@ -20,13 +22,60 @@ import random
 import re
 from typing import Any, Sequence
 
+import numpy as np
 from rapidfuzz.distance import Indel
 
 ROUTERS = ("dispersed", "clustered", "hybrid", "random")
 
-#: Appended to a (trimmed) path to make it summarise; generation stops at :data:`SUMMARY_STOP`.
-SUMMARY_TRIGGER = " <summarize> In short, my current conclusions are that"
+#: The openings of a summary LeaP draws from (``summarize_triggers`` in its ``leap/prompts.py``):
+#: a (trimmed) path is continued after one of them until :data:`SUMMARY_STOP`.
+SUMMARY_TRIGGERS = (
+    " <summarize> In short, my current conclusions are that",
+    " <summarize> To summarize, based on my previous reasoning, I have currently found that",
+    " <summarize> In conclusion, the current key takeaways and results are",
+    " <summarize> In short, I've currently concluded that",
+    " <summarize> To summarize, my recent findings are",
+    " <summarize> In conclusion, the current insights and results I've gathered are",
+)
+SUMMARY_TRIGGER = SUMMARY_TRIGGERS[0]
 SUMMARY_STOP = "</summarize>"
+#: The sentence before the summary's opening, in the path's own voice (``leap_triggers`` in
+#: LeaP's ``leap/prompts.py``): a recap announced by the model itself reads as its own decision
+#: to summarise, not as an interruption.
+RECAPS = (
+    "Alright, let's take a step back and summarize what we've figured out so far briefly.",
+    "Wait, let me quickly recap what I've concluded so far.",
+    "Alright, let me shortly review the conclusions I've drawn so I can move forward more efficiently.",
+    "Hmm, a quick summary of what I've figured out might help streamline the next part of my reasoning.",
+    "Hold on, I should summarize the key points briefly to ensure I'm on the right track.",
+    "Okay, before continuing, let me put together a brief summary of the insights I've gathered so far.",
+    "Okay, time to consolidate everything I've found into a concise summary.",
+)
+
+# LeaP's worked example of a summary (from AIME 2025's base-b divisibility problem), shown in its
+# instructions; the prefix sets the formulas in \[ \], the suffix in \( \).
+_EXAMPLE = ("<summarize> In short, my current key insights about this problem are: Convert numbers to "
+            "base 10 and set up the equations for the divisibility condition. Then simplify the "
+            "equation and solve for \\( b \\). After that, find valid solutions, check for constraints, "
+            "and sum them up for the final answer. And my current progress is: I have computed and "
+            "confirmed the expressions for \n{o}\n17_b = b + 7\n{c}\nand\n{o}\n97_b = 9b + 7.\n{c}\n"
+            "I then set up the equation\n{o}\n9b + 7 = k(b + 7)\n{c}\nand derived the formula\n{o}\n"
+            "b = \\frac{{7(k - 1)}}{{9 - k}}.\n{c} </summarize>")
+#: What follows a MATH problem in the user message for a model not trained for LeaP (an R1-distilled
+#: one): LeaP's ``leap_prefix_MATH``, word for word (its typos too: the model saw exactly this).
+LEAP_PREFIX_MATH = (
+    "Please reason step by step, and when you get some intermediate results, please summarize them "
+    "enlosed with <summarize> </summarize> and you will get the comments from peers. For example:\n\n"
+    + _EXAMPLE.format(o="\\[", c="\\]")
+    + " <comment> The comments from peers will be presented here. </comment>\n\n"
+    "After you get the final answer, return the final answer within \\boxed{}.")
+#: What opens the assistant's answer (inside its thinking) for such a model: LeaP's
+#: ``leap_subfix_MATH``, the model restating the instruction in its own voice so that it follows it.
+LEAP_SUFFIX_MATH = (
+    "Okay, so I have this complex mathematical problem. And the user instruct that I should "
+    "summarize what I've concluded with tags when I get some intermediate results. For example:\n\n"
+    + _EXAMPLE.format(o="\\(", c="\\)")
+    + "\n\nNow, let's get back to the original problem.")
 
 COMMENT_OPEN = "<comment>"
 COMMENT_CLOSE = "</comment>"
@@ -40,6 +89,13 @@ COMMENT_INVITATION = ("Let me check my peers' conclusions against my own reasoni
 # One or more blank lines (only spaces or tabs on them) as one match, so that the text before
 # the last run of them ends with the paragraph, not with some of the run's newlines.
 _BLANK_LINE = re.compile(r"\n(?:[ \t]*\n)+")
+
+
+def summary_prompt(rng: np.random.Generator) -> str:
+    """The text a path is continued after to summarise: a recap sentence from :data:`RECAPS`,
+    then a summary opening from :data:`SUMMARY_TRIGGERS`, each drawn uniformly from ``rng`` (as
+    LeaP's ``get_leap``)."""
+    return RECAPS[int(rng.integers(len(RECAPS)))] + SUMMARY_TRIGGERS[int(rng.integers(len(SUMMARY_TRIGGERS)))]
 
 
 def similarity(a: str, b: str) -> float:
@@ -152,5 +208,6 @@ def trim_partial_paragraph(text: str) -> str:
     return text if last is None else text[:last.start()]
 
 
-__all__ = ["ROUTERS", "SUMMARY_TRIGGER", "SUMMARY_STOP", "NO_COMMENTS", "COMMENT_INVITATION",
+__all__ = ["ROUTERS", "SUMMARY_TRIGGER", "SUMMARY_TRIGGERS", "SUMMARY_STOP", "RECAPS", "LEAP_PREFIX_MATH",
+           "LEAP_SUFFIX_MATH", "NO_COMMENTS", "COMMENT_INVITATION", "summary_prompt",
            "similarity", "similarity_matrix", "route", "comment_block", "trim_partial_paragraph"]

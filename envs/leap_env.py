@@ -4,13 +4,24 @@ summaries with their peers as they go (after LeaP, arXiv 2505.07787). Pure Pytho
 An episode runs in rounds. In segment ``r`` every path still in the pool reasons for up to
 ``segment_tokens`` tokens; a path that finishes (end of sequence, or ``</think>``) leaves the pool.
 Between segments each pooled path is cut back to its last paragraph boundary, asked to summarise
-(``<summarize> In short, my current conclusions are that`` ... ``</summarize>``, at most
-``summary_tokens``), and a router (:func:`envs.leap.route`) hands it the summaries of ``peers``
-other pooled paths, inserted in place as a ``<comment>`` block. After ``num_segments`` segments
-(or when a path's token budget runs out) an unfinished path is made to answer
-(``**Final Answer** \\boxed{``, at most ``answer_tokens``). With ``share=False`` the same paths
-reason independently: one segment as long as the budget allows, then the forced answer, so the
-two modes spend the same token budget.
+(a recap sentence and a summary opening drawn at random from LeaP's, e.g. ``Wait, let me quickly
+recap what I've concluded so far. <summarize> In short, my current conclusions are that`` ...
+``</summarize>``, at most ``summary_tokens``), and a router (:func:`envs.leap.route`) hands it the
+summaries of ``peers`` other pooled paths, inserted in place as a ``<comment>`` block. After
+``num_segments`` segments (or when a path's token budget runs out) an unfinished path is made to
+answer (``**Final Answer** \\boxed{``, at most ``answer_tokens``). A path that stopped at
+``</think>`` has finished thinking but not answered (an R1-style model writes its answer after its
+thinking): in the answering phase it goes on after ``</think>``, with nothing inserted, for what is
+left of its budget (at least ``answer_tokens``, which every path keeps back), until the end of
+sequence. With ``share=False`` the same paths reason independently: one segment as long as the
+budget allows, then the answer, so the two modes spend the same token budget.
+
+``prompt`` is what surrounds the problem: ``"cot"`` (default) appends LeaP's chain-of-thought
+instruction (``Please reason step by step, and put your final answer within \\boxed{}.``, its
+``MATH_cot``: its independent baseline and its LeaP-T models); ``"leap"`` appends LeaP's
+instructions for its protocol (``leap_prefix_MATH``) and opens every path's answer with the model
+restating them (``leap_subfix_MATH``, inserted before the first segment), as LeaP does for models
+not trained for it (the R1-distilled ones).
 
 Each path is a player: ``info["player"]`` is the acting path's index, ``num_players`` the number
 of paths. ``info`` also says what that turn is:
@@ -47,9 +58,9 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.base import CHARSET, MAX_ACTION_CHARS, MAX_OBS_CHARS, TextEpisodeEnv, TurnRequest
-from envs.leap import (ROUTERS, SUMMARY_STOP, SUMMARY_TRIGGER, comment_block, route, similarity,
-                       trim_partial_paragraph)
-from envs.leap_problems import Problem, ProblemSource
+from envs.leap import (LEAP_PREFIX_MATH, LEAP_SUFFIX_MATH, ROUTERS, SUMMARY_STOP, comment_block, route,
+                       similarity, summary_prompt, trim_partial_paragraph)
+from envs.leap_problems import ANSWER_INSTRUCTION, Problem, ProblemSource
 
 PHASES = ("reasoning", "summarising", "answering")
 #: Ends a reasoning turn early: the path has finished thinking (LeaP stops there too).
@@ -57,23 +68,35 @@ THINK_STOP = "</think>"
 #: LeaP's forced answer for paths still reasoning after the last segment.
 ANSWER_PROMPT = "\n\nOh, I think I have found the final answer.\n\n**Final Answer** \\boxed{"
 _OPTION_KEYS = {"index", "level"}
+#: ``prompt`` styles: (instruction after the problem, text opening every path's answer).
+PROMPTS = {"cot": (ANSWER_INSTRUCTION, ""), "leap": (LEAP_PREFIX_MATH, LEAP_SUFFIX_MATH)}
 
 
 @dataclass
 class _Path:
     """One path's state. ``own`` is what the policy wrote (and the answer template that opens its
-    forced answer); ``pending`` what is inserted before its next turn."""
+    forced answer); ``pending`` what is inserted before its next turn. ``finished``: the path ended
+    its reasoning itself (``</think>`` or end of sequence) rather than being stopped; ``done``: its
+    final text is written (a path that stopped at ``</think>`` is finished, not yet done)."""
 
     own: str = ""
     segment: str = ""
     tokens: int = 0
     pooled: bool = True
+    finished: bool = False
     done: bool = False
     pending: str = ""
+    summary_prompt: str = ""
     summary: str = ""
     before_peers: str | None = None
     read_peers: bool = False
     segment_answers: list[str | None] = field(default_factory=list)
+
+
+def _stops_at_think(text: str) -> bool:
+    """Whether ``text`` ends at ``</think>`` with nothing after it: the thinking is over and the
+    answer, which an R1-style model writes after it, is still to come."""
+    return text.rstrip().endswith(THINK_STOP)
 
 
 def _close_summary(text: str) -> tuple[str, str]:
@@ -104,7 +127,7 @@ class LeaPEnv(TextEpisodeEnv):
                  num_paths: int = 4, segment_tokens: int = 64, num_segments: int = 2, peers: int = 4,
                  router: str = "dispersed", summary_tokens: int = 32, answer_tokens: int = 16,
                  token_budget: int | None = None, share: bool = True, correct_reward: float = 1.0,
-                 wrong_reward: float = 0.0, no_answer_reward: float = 0.0,
+                 wrong_reward: float = 0.0, no_answer_reward: float = 0.0, prompt: str = "cot",
                  render_mode: str | None = None) -> None:
         for name, value, low in (("num_paths", num_paths, 1), ("segment_tokens", segment_tokens, 1),
                                  ("num_segments", num_segments, 1), ("peers", peers, 0),
@@ -115,7 +138,11 @@ class LeaPEnv(TextEpisodeEnv):
             raise ValueError(f"router={router!r}: expected one of {ROUTERS}")
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode={render_mode!r}: expected None or 'ansi'")
-        self.source = ProblemSource(source, level, dataset)
+        if prompt not in PROMPTS:
+            raise ValueError(f"prompt={prompt!r}: expected one of {tuple(PROMPTS)}")
+        self.prompt = prompt
+        self.instruction, self.opening = PROMPTS[prompt]
+        self.source = ProblemSource(source, level, dataset, self.instruction)
         self.num_players = self.num_paths = int(num_paths)
         self.segment_tokens, self.num_segments = int(segment_tokens), int(num_segments)
         self.peers, self.router, self.share = int(peers), router, bool(share)
@@ -151,9 +178,9 @@ class LeaPEnv(TextEpisodeEnv):
             raise ValueError(f"unknown reset option(s) {unknown}: expected some of {sorted(_OPTION_KEYS)}")
         source = self.source
         if "level" in options:
-            source = ProblemSource(self.source.source, options["level"], None)
+            source = ProblemSource(self.source.source, options["level"], None, self.instruction)
         self.problem = source.draw(self.np_random, options.get("index"))
-        self.paths = [_Path() for _ in range(self.num_paths)]
+        self.paths = [_Path(pending=self.opening) for _ in range(self.num_paths)]
         self.phase, self.segment, self.turn = "reasoning", 0, 0
         self.stats, self._rewards, self.answers = {}, {}, []
         self.queue = [p for p in range(self.num_paths) if self._can_act(p)] or self._pending_or_advance()
@@ -171,14 +198,18 @@ class LeaPEnv(TextEpisodeEnv):
             path.pending, path.segment = "", text
             path.own += text
             if finished or THINK_STOP in text:
-                path.pooled, path.done = False, True
+                # Out of the pool either way; a path stopped at </think> still answers (phase
+                # "answering"), one that ended its response or wrote past </think> has answered.
+                path.pooled, path.finished, path.done = False, True, not _stops_at_think(text)
         elif self.phase == "summarising":
             kept = path.segment[:len(path.segment) - req["trim_chars"]]
             path.own = path.own[:len(path.own) - len(path.segment)] + kept + text
             path.segment = ""
             path.summary, path.pending = _close_summary(text)
         else:
-            path.own += req["insert"][req["insert"].rfind("**Final Answer**"):] + text
+            if not path.finished:  # the forced answer's template is part of the answer read
+                path.own += req["insert"][req["insert"].rfind("**Final Answer**"):]
+            path.own += text
             path.pooled, path.done, path.pending = False, True, ""
         self.queue.pop(0)
         if not self.queue:
@@ -206,7 +237,9 @@ class LeaPEnv(TextEpisodeEnv):
         elif self.phase == "summarising":
             limit = min(self.summary_tokens, left - self.answer_tokens)
             trim = len(path.segment) - len(trim_partial_paragraph(path.segment))
-            insert, stop = "\n\n" + SUMMARY_TRIGGER.lstrip(), [SUMMARY_STOP]
+            insert, stop = "\n\n" + path.summary_prompt, [SUMMARY_STOP]
+        elif path.finished:  # it answers after its </think>, in its own words, up to its budget
+            limit, insert, trim, stop = left, path.pending, 0, []
         else:
             limit, insert, trim, stop = min(self.answer_tokens, left), path.pending + ANSWER_PROMPT, 0, []
         return {"player": p, "phase": self.phase, "max_tokens": max(limit, 0), "insert": insert,
@@ -259,6 +292,8 @@ class LeaPEnv(TextEpisodeEnv):
                 self.phase = "answering"
                 return [i for i, p in enumerate(self.paths) if not p.done]
             self.phase = "summarising"
+            for i in pooled:  # drawn once per summary: every request() of the turn must agree
+                self.paths[i].summary_prompt = summary_prompt(self.np_random)
             return pooled
         if self.phase == "summarising":
             self._route([i for i, p in enumerate(self.paths) if p.pooled])
@@ -287,7 +322,7 @@ class LeaPEnv(TextEpisodeEnv):
         answers = [self.problem.answer(p.own) for p in self.paths]
         right = [a is not None and self.problem.check(f"\\boxed{{{a}}}") for a in answers]
         self.stats[f"seg{self.segment}/accuracy"] = float(np.mean(right))
-        self.stats[f"seg{self.segment}/finished"] = float(np.mean([p.done for p in self.paths]))
+        self.stats[f"seg{self.segment}/finished"] = float(np.mean([p.finished for p in self.paths]))
 
     def _finish(self) -> None:
         problem = self.problem
@@ -312,6 +347,7 @@ class LeaPEnv(TextEpisodeEnv):
             "pass_at_1": float(np.mean(correct)),
             "cons_at_n": float(majority is not None and problem.check(f"\\boxed{{{majority}}}")),
             "answered": float(np.mean([a is not None for a in final])),
+            "finished": float(np.mean([p.finished for p in self.paths])),
             "tokens": float(sum(p.tokens for p in self.paths)),
             "read_peers": float(readers), "answer_changes": float(changed),
             "changes_better": float(better), "changes_worse": float(worse)})
@@ -333,4 +369,4 @@ class LeaPEnv(TextEpisodeEnv):
                 f"(reference answer: {self.problem.reference or 'any satisfying assignment'}).")
 
 
-__all__ = ["LeaPEnv", "PHASES", "THINK_STOP", "ANSWER_PROMPT"]
+__all__ = ["LeaPEnv", "PHASES", "PROMPTS", "THINK_STOP", "ANSWER_PROMPT"]

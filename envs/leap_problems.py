@@ -24,7 +24,8 @@ from envs import arithmetic, qa_data, sat, sat_env
 from envs.actions import last_boxed
 
 SOURCES = ("arithmetic", "sat", "jsonl")
-#: Appended to every question: where the final answer goes (LeaP's MATH instruction).
+#: Appended to every question by default: where the final answer goes (LeaP's ``MATH_cot``, the
+#: instruction of its independent-path baseline and of its LeaP-T models).
 ANSWER_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 
 
@@ -62,13 +63,17 @@ class ProblemSource:
 
     ``level``: an arithmetic level (1-6, default 2) or a SAT level ``(n, k, l)`` (default
     ``(3, 5, 5)``); ``dataset``: a JSONL file (required for ``jsonl``; for ``sat``, a SAT-v0
-    dataset instead of a level).
+    dataset instead of a level); ``instruction``: what follows the problem in the question
+    (:data:`ANSWER_INSTRUCTION`, or LeaP's instructions for its protocol). SAT-v0's own prompt
+    already asks for ``\\boxed{BITS}``, so it takes an instruction only when that is not
+    :data:`ANSWER_INSTRUCTION`.
     """
 
-    def __init__(self, source: str, level: Any = None, dataset: str | os.PathLike | None = None) -> None:
+    def __init__(self, source: str, level: Any = None, dataset: str | os.PathLike | None = None,
+                 instruction: str = ANSWER_INSTRUCTION) -> None:
         if source not in SOURCES:
             raise ValueError(f"source={source!r}: expected one of {SOURCES}")
-        self.source = source
+        self.source, self.instruction = source, instruction
         self.dataset = None if dataset is None else os.fspath(dataset)
         self.items: Sequence[Any] = ()
         if source == "arithmetic":
@@ -112,10 +117,11 @@ class ProblemSource:
     def _problem(self, item: Any) -> Problem:
         if self.source == "sat":
             # SAT-v0's own prompt, which already asks for \boxed{BITS}.
-            return Problem("sat", sat_env.sat_prompt(item), item.solution or "",
+            extra = "" if self.instruction == ANSWER_INSTRUCTION else f" {self.instruction}"
+            return Problem("sat", sat_env.sat_prompt(item) + extra, item.solution or "",
                            tuple(tuple(c) for c in item.clauses), item.num_vars)
         question = item.question if self.source == "jsonl" else item.question.split(" Give your final")[0]
-        return Problem(self.source, f"{question.strip()} {ANSWER_INSTRUCTION}", str(item.answer))
+        return Problem(self.source, f"{question.strip()} {self.instruction}", str(item.answer))
 
 
 __all__ = ["SOURCES", "ANSWER_INSTRUCTION", "Problem", "ProblemSource"]

@@ -32,13 +32,16 @@ def _opening_tokens(env: Any, tokenizer: Any, seed: int, options: dict[str, Any]
 
 
 def leap_path_tokens(kwargs: dict[str, Any], tokenizer: Any, seed: int) -> tuple[int, int]:
-    """(opening prompt, most tokens one path generates) of a LeaP environment with ``kwargs``."""
+    """(opening prompt, most tokens one path generates) of a LeaP environment with ``kwargs``. The
+    prompt counts the text that opens every path's answer (``prompt: leap``: LeaP's restated
+    instructions), which is there from the first token on."""
     import gymnasium as gym
 
     import envs  # noqa: F401
 
     env = gym.make(LEAP, **kwargs).unwrapped
-    return _opening_tokens(env, tokenizer, seed), env.path_budget
+    opening = len(tokenizer.encode(env.opening, add_special_tokens=False)) if env.opening else 0
+    return _opening_tokens(env, tokenizer, seed) + opening, env.path_budget
 
 
 def check_leap_context(cfg: Config, model_path: str, tokenizer: Any = None) -> None:

@@ -83,3 +83,28 @@ def check_stop_string(engine: Any, prompt: str) -> None:
     assert cut.finish_reason == "stop" and stop in cut.text
     assert full.text.startswith(cut.text[:cut.text.index(stop)])
     assert len(cut.token_ids) <= at + 2 and cut.token_ids == full.token_ids[:len(cut.token_ids)]
+
+
+def check_truncated_sampling(engine: Any, reference: Any, prompt: str) -> None:
+    """An engine honours evaluation's ``top_k`` and ``min_p``: every sampled token is among the
+    ``top_k`` most likely under the reference, with its log-prob renormalised over those (vLLM's
+    ``processed_logprobs``); ``min_p`` 1 keeps only the most likely token, so sampling at
+    temperature 1 is greedy decoding."""
+    import asyncio
+
+    from actors.engine import SamplingSettings
+
+    ids, k, temperature = token_ids(engine, prompt), 3, 0.8
+    sampling = SamplingSettings(max_new_tokens=8, temperature=temperature, top_k=k, seed=7)
+    out = asyncio.run(engine.generate(ids, sampling))
+    with torch.no_grad():
+        logits = reference(torch.tensor([ids + out.token_ids])).logits[0, len(ids) - 1:-1].float()
+    for position, token in enumerate(out.token_ids):
+        top = (logits[position] / temperature).topk(k)
+        assert token in top.indices.tolist(), f"token {position} is not among the top {k}"
+        kept = top.values.log_softmax(-1)[top.indices.tolist().index(token)].item()
+        assert abs(out.logprobs[position] - kept) < 1e-3
+    only_top = SamplingSettings(max_new_tokens=8, temperature=1.0, min_p=1.0, seed=7)
+    out = asyncio.run(engine.generate(ids, only_top))
+    assert out.token_ids == greedy_hf(reference, ids, len(out.token_ids))
+    assert all(abs(lp) < 1e-5 for lp in out.logprobs)  # one token kept: probability 1

@@ -17,8 +17,8 @@ import time
 import pytest
 
 from actors.engine import SamplingSettings
-from engine_helpers import (PROMPTS, check_stop_string, greedy_hf, load_hf, perturbed_state,
-                            recompute_logprobs, token_ids)
+from engine_helpers import (PROMPTS, check_stop_string, check_truncated_sampling, greedy_hf, load_hf,
+                            perturbed_state, recompute_logprobs, token_ids)
 
 pytestmark = pytest.mark.slow
 MEAN_TOL, MAX_TOL = 1e-3, 1e-2
@@ -75,6 +75,10 @@ def test_greedy_agrees_with_transformers(engine, reference):
     for prompt in PROMPTS[:2]:
         out = _gather(engine, [prompt], SamplingSettings(max_new_tokens=8, temperature=0.0))[0]
         assert out.token_ids == greedy_hf(reference, token_ids(engine, prompt), 8)
+
+
+def test_top_k_and_min_p_are_honoured(engine, reference):
+    check_truncated_sampling(engine, reference, PROMPTS[2])
 
 
 def test_same_seed_same_sample(engine):

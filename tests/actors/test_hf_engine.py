@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from actors.engine import EngineSettings, SamplingSettings
-from actors.hf_engine import TransformersEngine, top_p_filter
-from engine_helpers import (PROMPTS, check_stop_string, greedy_hf, load_hf, perturbed_state,
-                            recompute_logprobs, token_ids)
+from actors.hf_engine import TransformersEngine, min_p_filter, sampling_logprobs, top_k_filter, top_p_filter
+from engine_helpers import (PROMPTS, check_stop_string, check_truncated_sampling, greedy_hf, load_hf,
+                            perturbed_state, recompute_logprobs, token_ids)
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +30,47 @@ def test_top_p_keeps_the_nucleus_renormalised():
     assert logp[1].item() == pytest.approx(math.log(0.3 / 0.8), abs=1e-6)
     assert logp[2].item() == float("-inf")
     assert torch.equal(top_p_filter(logits, torch.tensor([1.0])), logits)
+
+
+def test_min_p_and_top_k_filters():
+    # p = [0.5, 0.3, 0.15, 0.05]: min_p 0.2 drops what is below 0.1 (the last token); top_k 2
+    # keeps the two most likely; 0 turns either off.
+    logits = torch.tensor([[math.log(0.5), math.log(0.3), math.log(0.15), math.log(0.05)]])
+    inf = float("-inf")
+    assert min_p_filter(logits, torch.tensor([0.2]))[0, 3].item() == inf
+    assert torch.isfinite(min_p_filter(logits, torch.tensor([0.2]))[0, :3]).all()
+    assert top_k_filter(logits, torch.tensor([2]))[0].tolist()[2:] == [inf, inf]
+    assert torch.equal(min_p_filter(logits, torch.tensor([0.0])), logits)
+    assert torch.equal(top_k_filter(logits, torch.tensor([0])), logits)
+    # Greedy rows ignore every truncation: their log-probs are the untempered log-softmax.
+    greedy = sampling_logprobs(logits, torch.tensor([0.0]), torch.tensor([0.5]), torch.tensor([0.9]),
+                               torch.tensor([1]))
+    assert torch.allclose(greedy, logits.log_softmax(-1))
+
+
+def test_truncation_follows_vllms_own_sampler():
+    """Temperature, then min-p, then top-k and top-p, as vLLM's v1 sampler (its own functions)."""
+    pytest.importorskip("vllm")
+    from vllm.v1.sample.ops.topk_topp_sampler import apply_top_k_top_p_pytorch
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 50, generator=gen) * 3
+    temperature = torch.tensor([0.6, 1.0, 0.6, 0.9, 1.3, 0.6])
+    top_p = torch.tensor([0.95, 1.0, 0.5, 0.95, 1.0, 0.8])
+    min_p = torch.tensor([0.05, 0.0, 0.1, 0.3, 0.0, 0.05])
+    top_k = torch.tensor([40, 5, 0, 10, 1, 3])
+    tempered = logits / temperature.unsqueeze(1)
+    probs = tempered.softmax(-1)  # vLLM's MinPLogitsProcessor.apply
+    tempered = tempered.masked_fill(probs < probs.amax(-1, keepdim=True) * min_p.unsqueeze(1), float("-inf"))
+    k = torch.where(top_k > 0, top_k, 50)
+    expected = apply_top_k_top_p_pytorch(tempered.clone(), k, top_p).log_softmax(-1)
+    ours = sampling_logprobs(logits, temperature, top_p, min_p, top_k)
+    assert torch.equal(torch.isinf(ours), torch.isinf(expected))
+    assert torch.allclose(ours[torch.isfinite(ours)], expected[torch.isfinite(expected)], atol=1e-5)
+
+
+def test_top_k_and_min_p_are_honoured(engine, reference):
+    check_truncated_sampling(engine, reference, PROMPTS[2])
 
 
 def test_concurrent_requests_share_batches(engine):

@@ -10,9 +10,10 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import envs  # noqa: F401
-from envs.leap import COMMENT_OPEN, NO_COMMENTS, SUMMARY_STOP
-from envs.leap_env import ANSWER_PROMPT, LeaPEnv
-from envs.leap_problems import ProblemSource
+from envs.leap import (COMMENT_OPEN, LEAP_PREFIX_MATH, LEAP_SUFFIX_MATH, NO_COMMENTS, RECAPS, SUMMARY_STOP,
+                       SUMMARY_TRIGGERS)
+from envs.leap_env import ANSWER_PROMPT, THINK_STOP, LeaPEnv
+from envs.leap_problems import ANSWER_INSTRUCTION, ProblemSource
 
 LEAP = "selfplay/LeaP-v0"
 
@@ -202,6 +203,7 @@ def test_sat_and_jsonl_sources(tmp_path) -> None:
     ({"num_paths": 0}, "num_paths"), ({"router": "nearest"}, "router"), ({"peers": -1}, "peers"),
     ({"source": "gsm8k"}, "source"), ({"source": "jsonl"}, "dataset"), ({"level": 9}, "level"),
     ({"token_budget": 3}, "token_budget"), ({"segment_tokens": 2.5}, "segment_tokens"),
+    ({"prompt": "r1"}, "prompt"),
 ])
 def test_bad_kwargs_name_the_field(kwargs, match) -> None:
     with pytest.raises(ValueError, match=match):
@@ -213,3 +215,85 @@ def test_missing_dataset_and_bad_options() -> None:
         ProblemSource("jsonl", dataset="/nonexistent/aime.jsonl")
     with pytest.raises(ValueError, match="unknown reset option"):
         make().reset(seed=0, options={"difficulty": 3})
+
+
+# ----- a path that closes its thinking answers after it (issue 20, item 1) ----------------------
+@pytest.mark.parametrize("share", [True, False])
+def test_a_path_that_closes_its_thinking_writes_its_answer_after_it(share: bool) -> None:
+    """R1-style models write the boxed answer after ``</think>``: a path that stops there has not
+    answered yet. It leaves the pool (no summary, no peers), counts as finished, and in the
+    answering phase goes on after its ``</think>`` with nothing inserted, for all it has left."""
+    env = make(num_paths=3, num_segments=2, share=share)
+    env.reset(seed=4)
+    right, wrong = env.problem.reference, str(int(env.problem.reference) + 1)
+
+    def reply(info):
+        p, phase = info["player"], info["phase"]
+        if phase == "reasoning" and p == 1:
+            return {"text": f"So the sum is {right}.\n{THINK_STOP}", "finished": True, "tokens": 9}
+        if phase == "summarising":
+            return f"path {p} summary{SUMMARY_STOP}"
+        if phase == "answering" and p == 1:
+            return {"text": f"\n\nThe sum is \\boxed{{{right}}}.", "finished": True, "tokens": 8}
+        if phase == "answering":
+            return f"{wrong}}}"
+        return "still thinking"
+
+    turns, last = play(env, reply, seed=4)
+    own = [t for t in turns if t["player"] == 1]
+    assert [t["phase"] for t in own] == ["reasoning", "answering"]
+    answer = own[-1]
+    assert answer["insert"] == "" and answer["stop"] == []  # its own words, no template
+    assert answer["max_tokens"] == env.path_budget - 9  # everything it kept back and did not spend
+    assert last["answers"][1] == right and last["rewards"][1] == 1.0
+    assert last["rewards"][0] == last["rewards"][2] == 0.0  # made to answer, wrongly
+    stats = last["stats"]
+    assert stats["finished"] == pytest.approx(1 / 3) and stats["seg0/finished"] == pytest.approx(1 / 3)
+    assert stats["pass_at_1"] == pytest.approx(1 / 3) and stats["answered"] == 1.0
+
+
+def test_a_path_that_ends_its_response_or_answers_past_think_is_done() -> None:
+    """End of sequence, or text already past ``</think>`` (a runner without stop strings), is the
+    path's final text: no answering turn."""
+    env = make(num_paths=2, num_segments=1)
+    env.reset(seed=0)
+    right = env.problem.reference
+    texts = {0: {"text": "I give up.", "finished": True, "tokens": 3},
+             1: f"thinking {THINK_STOP} The answer is \\boxed{{{right}}}."}
+    turns, last = play(env, lambda info: texts[info["player"]] if info["phase"] == "reasoning" else "?")
+    assert [t["phase"] for t in turns] == ["reasoning", "reasoning"]
+    assert last["rewards"] == {0: 0.0, 1: 1.0} and last["stats"]["finished"] == 1.0
+
+
+# ----- LeaP's prompts for R1-style models (issue 20, item 2) ------------------------------------
+def test_leap_prompt_wraps_the_problem_in_leaps_instructions() -> None:
+    """``prompt: leap``: LeaP's ``leap_prefix_MATH`` follows the problem in the user message and its
+    ``leap_subfix_MATH`` opens every path's answer, once, before the first segment."""
+    cot, leap = make(num_paths=2), make(num_paths=2, prompt="leap")
+    question, _ = cot.reset(seed=1)
+    assert question.endswith(" " + ANSWER_INSTRUCTION)
+    problem = question[:-len(ANSWER_INSTRUCTION)]
+    turns, _ = play(leap, lambda info: "hmm", seed=1)
+    assert leap.problem.question == problem + LEAP_PREFIX_MATH
+    first = [t for t in turns if t["phase"] == "reasoning" and t["segment"] == 0]
+    assert [t["insert"] for t in first] == [LEAP_SUFFIX_MATH] * 2
+    assert all(LEAP_SUFFIX_MATH not in t["insert"] for t in turns if t not in first)
+    assert [r.insert for r in leap.turn_requests(*leap.reset(seed=1))] == [LEAP_SUFFIX_MATH] * 2
+    assert all(t["insert"] == "" for t in play(cot, lambda info: "hmm", seed=1)[0][:2])
+    sat = make(source="sat", num_paths=1, prompt="leap")
+    assert sat.reset(seed=0)[0].endswith(" " + LEAP_PREFIX_MATH)
+
+
+def test_summaries_are_asked_for_with_leaps_recaps_drawn_at_random() -> None:
+    """Every summary request is a blank line, one of LeaP's recap sentences and one of its summary
+    openings (``get_leap``), drawn per path and per round from the episode's seed."""
+    def inserts(seed: int) -> list[str]:
+        env = make(num_paths=4, num_segments=3)
+        turns, _ = play(env, lambda info: "x", seed=seed)
+        return [t["insert"] for t in turns if t["phase"] == "summarising"]
+
+    drawn = [i for seed in range(6) for i in inserts(seed)]
+    pairs = {(r, t) for r in RECAPS for t in SUMMARY_TRIGGERS}
+    assert all(i.startswith("\n\n") and any(i == "\n\n" + r + t for r, t in pairs) for i in drawn)
+    assert len({i for i in drawn}) > 10  # 48 draws from 42 pairs: random, not one fixed phrase
+    assert inserts(3) == inserts(3)
