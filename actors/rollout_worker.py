@@ -118,6 +118,16 @@ class RolloutWorker:
                                 eval_sampling(self.rollout, self.evaluation), options, repeats)
         return await self._runner().run_many(specs)
 
+    async def evaluate_bench(self, name: str, env_kwargs: dict[str, Any], indices: list[int], samples: int,
+                             seed: int = 0) -> list[dict[str, Any]]:
+        """Answer problems ``indices`` of a benchmark (``selfplay/QA-v0`` with ``env_kwargs``)
+        ``samples`` times each, all at once; one record per answer (:mod:`actors.bench_run`)."""
+        from actors.bench_run import bench_sampling, plan_bench, run_bench
+
+        sampling = bench_sampling(eval_sampling(self.rollout, self.evaluation), samples)
+        specs = plan_bench(name, env_kwargs, indices, samples, sampling, seed)
+        return await run_bench(self._runner(), specs, f"{name} (worker {self.index})")
+
     async def sample_replies(self, env_id: str, points: dict[str, DecisionPoint], n: int
                              ) -> dict[str, list[str | None]]:
         """``n`` replies at each decision point, sampled as in training (the training temperature

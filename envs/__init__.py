@@ -18,6 +18,8 @@ GAMES = {
 
 #: LeaP's id, for the application's LeaP-specific checks and its evaluation table.
 LEAP_ID = "selfplay/LeaP-v0"
+#: One question of a benchmark file, one answer (``selfplay eval --bench``, ``eval.bench``).
+QA_ID = "selfplay/QA-v0"
 
 # Single-agent tasks (one player, no opponent): not GAMES, which `selfplay play`, evaluation
 # against fixed opponents and the two-player tests iterate. ``num_players`` reads 1 for them.
@@ -25,6 +27,7 @@ TASKS = {
     "selfplay/SAT-v0": "envs.sat_env:SatEnv",
     # N reasoning paths of the one policy on one problem (each path a player, no opponent).
     LEAP_ID: "envs.leap_env:LeaPEnv",
+    QA_ID: "envs.qa_env:QAEnv",
 }
 
 for _env_id, _entry in {**GAMES, **TASKS}.items():
@@ -47,4 +50,4 @@ def num_players(env_id: str) -> int:
     return n
 
 
-__all__ = ["GAMES", "TASKS", "LEAP_ID", "num_players"]
+__all__ = ["GAMES", "TASKS", "LEAP_ID", "QA_ID", "num_players"]

@@ -13,6 +13,10 @@ One JSON object per line::
 
 Blank lines are skipped; any other bad line stops reading with a ValueError naming the file and
 the line. :func:`check_answer` never raises on a model's text: what cannot be read is wrong.
+
+:func:`read_source` reads the same rows from a JSONL file, a Hugging Face ``datasets`` folder
+(``save_to_disk``) or a dataset id in the local cache, with the question and answer columns
+named as the source names them (MATH-500: ``problem``/``answer``; AIME: ``Problem``/``Answer``).
 """
 
 from __future__ import annotations
@@ -85,6 +89,65 @@ def write_jsonl(path: str | os.PathLike, items: Iterable[QAItem]) -> int:
     return rows.write_lines(path, (json.dumps(item_to_row(item), ensure_ascii=False) for item in items))
 
 
+def rename_columns(row: Any, question: str, answer: str) -> Any:
+    """``row`` with its ``question`` and ``answer`` columns under the names :func:`row_to_item`
+    reads; ValueError naming a column the row lacks (and the columns it has)."""
+    if (question, answer) == ("question", "answer") or not isinstance(row, dict):
+        return row
+    for column in (question, answer):
+        if column not in row:
+            raise ValueError(f"no column {column!r} (columns: {', '.join(map(str, row))})")
+    out = {k: v for k, v in row.items() if k not in (question, answer, "question", "answer")}
+    out.update(question=row[question], answer=row[answer])
+    return out
+
+
+def read_source(source: str | os.PathLike, question: str = "question", answer: str = "answer",
+                split: str | None = None) -> list[QAItem]:
+    """Every row of ``source``: a ``.jsonl``/``.json`` file, a ``datasets`` folder written by
+    ``save_to_disk`` (a DatasetDict needs ``split`` unless it has one split, or a ``test`` one),
+    or else a dataset id that ``datasets.load_dataset`` finds (its local cache; set
+    ``HF_DATASETS_OFFLINE=1`` to never download). ValueError, one line, naming what is wrong."""
+    text = os.fspath(source)
+    if text.endswith((".jsonl", ".json")) or os.path.isfile(text):
+        if not os.path.isfile(text):
+            raise ValueError(f"{text}: no such file")
+        return rows.read_jsonl(text, lambda line: row_to_item(rename_columns(rows.json_line(line),
+                                                                            question, answer)))
+    data = _load_dataset(text, split)
+    items = []
+    for number, row in enumerate(data):
+        try:
+            items.append(row_to_item(rename_columns(dict(row), question, answer)))
+        except ValueError as err:
+            raise ValueError(f"{text}, row {number}: {err}") from None
+    return items
+
+
+def _load_dataset(source: str, split: str | None) -> Any:
+    """A ``datasets.Dataset`` from a folder or a cached id (imported here: only these need it)."""
+    import datasets
+
+    try:
+        if os.path.isdir(source):
+            data = datasets.load_from_disk(source)
+        else:
+            data = datasets.load_dataset(source, split=split)
+    except Exception as err:  # noqa: BLE001 - datasets raises many kinds; one line says which
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{source}: not a JSONL file, a datasets folder or a cached dataset id "
+                         f"({first})") from None
+    if isinstance(data, (datasets.DatasetDict, dict)):
+        names = list(data)
+        chosen = split or ("test" if "test" in names else names[0] if len(names) == 1 else None)
+        if chosen not in names:
+            raise ValueError(f"{source}: split={split!r}: expected one of {names}")
+        data = data[chosen]
+    elif split is not None and os.path.isdir(source):
+        raise ValueError(f"{source}: split={split!r}: the folder holds one dataset, not splits")
+    return data
+
+
 # ----- answers -----------------------------------------------------------------------------------
 def _timeout(timeout_s: int | None) -> int | None:
     # math-verify times out with signal.alarm, which only works in the main thread: elsewhere it
@@ -130,4 +193,4 @@ def check_answer(text: Any, reference: str | int | float,
 
 
 __all__ = ["QAItem", "MAX_TEXT_CHARS", "DEFAULT_TIMEOUT_S", "row_to_item", "item_to_row", "loads",
-           "read_jsonl", "write_jsonl", "check_answer"]
+           "read_jsonl", "write_jsonl", "rename_columns", "read_source", "check_answer"]

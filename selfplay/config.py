@@ -229,6 +229,22 @@ def check_answer_prefix(env: EnvConfig, key: str) -> None:
            f"its environment takes no answer_prefix)")
 
 
+def check_benches(bench: dict[str, Any], max_new_tokens: int) -> None:
+    """``eval.bench``'s entries are well formed (their files are read at start-up), and each one's
+    answer budget fits the engines' context (``rollout.max_new_tokens``)."""
+    from selfplay.core.bench_spec import parse_bench
+
+    for name, value in bench.items():
+        try:
+            spec = parse_bench(name, value)
+        except ValueError as err:
+            raise ConfigError(f"eval.bench.{name}: {err}") from None
+        _check(spec.max_new_tokens is None or spec.max_new_tokens <= max_new_tokens,
+               f"eval.bench.{name}.max_new_tokens", spec.max_new_tokens,
+               f"<= rollout.max_new_tokens={max_new_tokens} in training (the engines' context holds "
+               f"that many; selfplay eval raises it for the benchmark)")
+
+
 def validate(cfg: Config) -> None:
     """Bounds and cross-field checks; raises ConfigError naming the first bad field."""
     from actors.engine import BACKENDS
@@ -316,6 +332,7 @@ def validate(cfg: Config) -> None:
     _check(e.log_episodes >= 0, "eval.log_episodes", e.log_episodes, ">= 0")
     _check(e.initial_games >= 0, "eval.initial_games", e.initial_games, ">= 0")
     _check(e.infoset_samples >= 0, "eval.infoset_samples", e.infoset_samples, ">= 0")
+    check_benches(e.bench, r.max_new_tokens)
     c = cfg.checkpoint
     _check(c.every >= 0, "checkpoint.every", c.every, ">= 0")
     _check(c.keep_last >= 1, "checkpoint.keep_last", c.keep_last, ">= 1")

@@ -49,8 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Play games against fixed opponents and print win/draw/loss/"
                                    "invalid rates per game, opponent and role.")
     _add_config_args(p)
-    p.add_argument("--model", help="model to evaluate: built-in name, folder or hub id "
-                                   "(default: the config's model)")
+    p.add_argument("--model", action="append",
+                   help="model to evaluate: built-in name, folder or hub id (default: the config's "
+                        "model); with --bench, give it twice to compare two models")
+    p.add_argument("--bench", action="append", default=[], metavar="NAME=SOURCE",
+                   help="held-out benchmark: a JSONL file of question/answer rows, a datasets folder "
+                        "or a cached dataset id, with ,key=value options (question=, answer=, split=, "
+                        "template=, max_new_tokens=, limit=, samples=); repeat for several")
     p.add_argument("--player", default="model", choices=["model", "random", "strong"],
                    help="who plays the evaluated role: the model, or a fixed opponent (no model needed)")
     p.add_argument("--games", type=int, help="games per (game, opponent, role)")
@@ -60,8 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "evaluation levels, (3,5,20) to (6,7,40))")
     p.add_argument("--instances", type=int, default=4,
                    help="SAT: fresh problems per level (default 4; SATURN: 100)")
-    p.add_argument("--samples", type=int, default=4,
-                   help="SAT: answers sampled per problem, for unbiased pass@k (default 4; SATURN: 12)")
+    p.add_argument("--samples", type=int, default=None,
+                   help="answers sampled per problem, for unbiased pass@k (SAT: default 4, SATURN: 12; "
+                        "--bench: default 1 or the benchmark's samples=)")
 
     p = sub.add_parser("play", help="play a game in the terminal against a fixed opponent or a model")
     p.add_argument("game", help="env id or short name, e.g. TicTacToe or selfplay/KuhnPoker-v0")
@@ -89,9 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
         bp = bsub.add_parser(name, help=text)
         _add_config_args(bp)
         bp.add_argument("--json", action="store_true", help="print one JSON object on the last line")
+        if name == "rollout":
+            bp.add_argument("--games", dest="n", type=int, metavar="N", help="concurrent games (default 32)")
+            bp.add_argument("--max-new-tokens", type=int, metavar="N", help="tokens a turn (default 64)")
         if name == "learner":
             bp.add_argument("--ranks", type=int, default=0, metavar="N",
                             help="time the sharded learner (FSDP2) on 1 and N local ranks instead")
+            bp.add_argument("--samples", dest="num_samples", type=int, metavar="N",
+                            help="sequences a step (default 16)")
+            bp.add_argument("--seq-len", type=int, metavar="N", help="tokens a sequence (default 256)")
+            bp.add_argument("--steps", type=int, metavar="N", help="timed steps (default 2)")
 
     p = sub.add_parser("config", help="print the resolved configuration")
     _add_config_args(p)
@@ -161,7 +174,9 @@ def _run(args: argparse.Namespace) -> int:
             return run_eval_command(cfg, args)
         if args.command == "bench":
             from selfplay.commands import bench
-            figures = bench.run(args.bench_command, cfg, ranks=getattr(args, "ranks", 0))
+            sizes = {k: getattr(args, k) for k in ("n", "max_new_tokens", "num_samples", "seq_len", "steps")
+                     if getattr(args, k, None) is not None}
+            figures = bench.run(args.bench_command, cfg, ranks=getattr(args, "ranks", 0), sizes=sizes)
             if args.json:
                 print(json.dumps(figures))
             return 0

@@ -58,6 +58,15 @@ def play_fixed(env_id: str, player: str, opponent: str, role: int, games: int, s
 
 def run_eval_command(cfg: Config, args: argparse.Namespace) -> int:
     """Parse the eval flags, play, print the table (or JSON)."""
+    if getattr(args, "bench", None):
+        from selfplay.commands.bench_eval import run_bench_command
+        return run_bench_command(cfg, args)
+    if isinstance(args.model, list):  # --model repeats only to compare models on benchmarks
+        if len(args.model) > 1:
+            raise ConfigError(f"--model given {len(args.model)} times: only --bench compares two models")
+        args.model = args.model[0] if args.model else None
+    if getattr(args, "samples", 4) is None:
+        args.samples = 4
     if args.envs == "all":
         env_ids = list(envs.GAMES)
     elif args.envs:
@@ -65,6 +74,8 @@ def run_eval_command(cfg: Config, args: argparse.Namespace) -> int:
     else:
         env_ids = [e.id for e in cfg.envs]
     check_env_ids(env_ids, "--envs")
+    if envs.QA_ID in env_ids:
+        raise ConfigError(f"--envs {args.envs}: evaluate {envs.QA_ID} with --bench NAME=SOURCE")
     if LEAP in env_ids:
         if len(env_ids) > 1:
             raise ConfigError(f"--envs {args.envs}: evaluate {LEAP} on its own (it prints its own table)")

@@ -187,6 +187,11 @@ class EvalConfig:
     infoset_samples: int = 32
     """Kuhn Poker: replies sampled at each of the 12 information sets, as in training, for the
     sampled exploitability (0 = skip it) (>= 0)."""
+    bench: dict[str, Any] = field(default_factory=dict)
+    """Held-out benchmarks answered every ``every`` steps, ``{NAME: SOURCE}``: a JSONL file of
+    question/answer rows, a ``datasets`` folder or a cached dataset id, with ``,key=value``
+    options or as a mapping (:mod:`selfplay.core.bench_spec`); logged as
+    ``eval/bench/<NAME>/{pass_at_1,answered,tokens}``."""
 
 
 @dataclass

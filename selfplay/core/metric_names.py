@@ -161,3 +161,8 @@ def sync_stat(name: str) -> str:
 def bench_metric(stat: str) -> str:
     """``bench/floor_s``: a benchmark's figure."""
     return f"bench/{stat}"
+
+
+def eval_bench_metric(bench: str, stat: str) -> str:
+    """``eval/bench/math500/pass_at_1``: a held-out benchmark's figure (``eval.bench``)."""
+    return f"eval/bench/{bench}/{stat}"

@@ -1,0 +1,109 @@
+"""What a benchmark entry says (pure: no file is read here).
+
+A benchmark is named and points at its rows: ``NAME=SOURCE`` on the command line
+(``selfplay eval --bench math500=data/math500.jsonl``), ``eval.bench: {NAME: SOURCE}`` in a config.
+SOURCE is a JSONL file, a ``datasets`` folder or a cached dataset id (:func:`envs.qa_data.read_source`),
+optionally followed by ``,key=value`` options; in YAML the entry may be a mapping instead::
+
+    eval:
+      bench:
+        arith: selfplay/benchmarks/arith.jsonl
+        math500: {source: data/MATH-500, question: problem, answer: answer, max_new_tokens: 4096}
+
+Options: ``question`` / ``answer`` (column names), ``split``, ``template`` (with ``{question}``),
+``max_new_tokens`` (this benchmark's answer budget), ``limit`` (the first N problems), ``samples``
+(answers per problem: pass@1 is their mean; unbiased pass@k up to it).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from typing import Any
+
+from envs.qa_env import DEFAULT_TEMPLATE, check_template
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_INTS = ("max_new_tokens", "limit", "samples")
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """One benchmark: where its rows are and how to ask and score them."""
+
+    name: str
+    source: str
+    question: str = "question"
+    answer: str = "answer"
+    split: str | None = None
+    template: str = DEFAULT_TEMPLATE
+    max_new_tokens: int | None = None
+    limit: int | None = None
+    samples: int | None = None
+
+    def env_kwargs(self) -> dict[str, Any]:
+        """``selfplay/QA-v0``'s keyword arguments for this benchmark."""
+        return {"dataset": self.source, "question": self.question, "answer": self.answer,
+                "split": self.split, "template": self.template, "max_new_tokens": self.max_new_tokens}
+
+
+OPTIONS = tuple(f.name for f in fields(BenchSpec) if f.name not in ("name", "source"))
+
+
+def split_arg(text: str) -> tuple[str, str]:
+    """``"math500=data/m.jsonl,limit=50"`` -> ("math500", "data/m.jsonl,limit=50")."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip() or not value.strip():
+        raise ValueError(f"{text!r}: expected NAME=SOURCE, e.g. arith=selfplay/benchmarks/arith.jsonl")
+    return name.strip(), value.strip()
+
+
+def _options_from_text(value: str) -> dict[str, Any]:
+    source, *rest = value.split(",")
+    options: dict[str, Any] = {"source": source.strip()}
+    for part in rest:
+        key, sep, raw = part.partition("=")
+        if not sep:
+            raise ValueError(f"option {part!r}: expected key=value (one of {', '.join(OPTIONS)})")
+        options[key.strip()] = raw.strip()
+    return options
+
+
+def parse_bench(name: str, value: Any) -> BenchSpec:
+    """The spec of ``name``'s entry (a SOURCE string with options, or a mapping); ValueError, one
+    line, naming the bad part."""
+    if not isinstance(name, str) or not NAME.match(name):
+        raise ValueError(f"name {name!r}: expected letters, digits, '_', '.' or '-' (it names metrics)")
+    if isinstance(value, str):
+        options = _options_from_text(value)
+    elif isinstance(value, dict):
+        options = dict(value)
+    else:
+        raise ValueError(f"{value!r}: expected SOURCE (a path or dataset id) or a mapping with 'source'")
+    source = options.pop("source", None)
+    if not isinstance(source, str) or not source.strip():
+        raise ValueError(f"source={source!r}: expected a JSONL file, a datasets folder or a dataset id")
+    for key, raw in options.items():
+        if key not in OPTIONS:
+            raise ValueError(f"option {key!r}: unknown (expected one of {', '.join(OPTIONS)})")
+        if key in _INTS:
+            try:
+                number = int(raw) if isinstance(raw, str) else raw
+            except ValueError:
+                number = None
+            if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+                raise ValueError(f"{key}={raw!r}: expected an integer >= 1")
+            options[key] = number
+        elif not isinstance(raw, str) or not raw:
+            raise ValueError(f"{key}={raw!r}: expected a non-empty string")
+    if "template" in options:
+        check_template(options["template"])
+    return BenchSpec(name=name, source=source.strip(), **options)
+
+
+def parse_benches(entries: dict[str, Any]) -> list[BenchSpec]:
+    """Every entry of ``eval.bench`` (or of the ``--bench`` flags), in order."""
+    return [parse_bench(name, value) for name, value in entries.items()]
+
+
+__all__ = ["BenchSpec", "OPTIONS", "split_arg", "parse_bench", "parse_benches"]
