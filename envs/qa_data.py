@@ -92,11 +92,13 @@ def write_jsonl(path: str | os.PathLike, items: Iterable[QAItem]) -> int:
 def rename_columns(row: Any, question: str, answer: str) -> Any:
     """``row`` with its ``question`` and ``answer`` columns under the names :func:`row_to_item`
     reads; ValueError naming a column the row lacks (and the columns it has)."""
-    if (question, answer) == ("question", "answer") or not isinstance(row, dict):
+    if not isinstance(row, dict):
         return row
     for column in (question, answer):
         if column not in row:
             raise ValueError(f"no column {column!r} (columns: {', '.join(map(str, row))})")
+    if (question, answer) == ("question", "answer"):
+        return row
     out = {k: v for k, v in row.items() if k not in (question, answer, "question", "answer")}
     out.update(question=row[question], answer=row[answer])
     return out

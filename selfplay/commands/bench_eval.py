@@ -62,8 +62,10 @@ async def answer_benches(cfg: Config, model_path: str, specs: list[BenchSpec], c
     """Every benchmark's answers by one model, on one worker, all benchmarks at once."""
     from actors.rollout_worker import RolloutWorker
 
-    budget = max([cfg.rollout.max_new_tokens] + [s.max_new_tokens or 0 for s in specs])
-    rollout = replace(cfg.rollout, max_new_tokens=budget)  # the engine's context fits the longest
+    # Each benchmark its own budget (rollout.max_new_tokens unless it sets one); the engine's
+    # context fits the longest.
+    specs = [replace(s, max_new_tokens=s.max_new_tokens or cfg.rollout.max_new_tokens) for s in specs]
+    rollout = replace(cfg.rollout, max_new_tokens=max(s.max_new_tokens for s in specs))
     worker = RolloutWorker(model_path, rollout, cfg.envs, cfg.eval, cfg.seed)
     await worker.init()
     try:

@@ -161,7 +161,40 @@ class Driver:
             self.metrics.text(names.episode_text(e.env_id),
                               f"{e.episode_id} ({e.outcome}, returns {e.rewards})\n{e.transcript}", step)
         self.pool.record_episodes([e for e in episodes if e.opponent != INITIAL])
+        values.update(self.evaluate_benches(step))
         return {**episode_metrics(episodes, prefix="eval", intervals=True), **self.pool.metrics(), **values}
+
+    def evaluate_benches(self, step: int) -> dict[str, float]:
+        """``eval.bench``: every benchmark's problems split over all the workers, answered at once
+        (continuous batching on each engine); pass@1 with its interval, answered rate, tokens."""
+        from selfplay.commands.bench_eval import problem_counts
+        from selfplay.core.bench_spec import parse_benches
+        from selfplay.stats.bench_figures import bench_metrics, summarize
+
+        specs = parse_benches(self.cfg.eval.bench)
+        if not specs:
+            return {}
+        counts, n = problem_counts(specs, "eval.bench"), len(self.rollout)
+        calls, owners = [], []
+        for spec in specs:
+            indices = list(range(counts[spec.name]))
+            for w in range(n):
+                if indices[w::n]:
+                    calls.append((w, "evaluate_bench", (spec.name, spec.env_kwargs(), indices[w::n],
+                                                        spec.samples or 1, self.cfg.seed)))
+                    owners.append(spec.name)
+        records: dict[str, list[dict[str, Any]]] = {s.name: [] for s in specs}
+        for name, part in zip(owners, self.rollout.call_many(calls)):
+            records[name] += part
+        values: dict[str, float] = {}
+        for spec in specs:
+            summary = summarize(records[spec.name])
+            low, high = summary["pass@1_ci"]
+            log.info("benchmark %s at step %d: pass@1 %.3f [%.3f, %.3f] over %d problems x %d, answered "
+                     "%.2f, %.0f tokens", spec.name, step, summary["pass@1"], low, high, summary["problems"],
+                     summary["samples"], summary["answered"], summary["tokens"])
+            values.update(bench_metrics(spec.name, summary))
+        return values
 
     def validate(self, step: int) -> dict[str, float]:
         """The curriculum's validation: fresh problems at the current level; moves up once their
@@ -249,6 +282,11 @@ def train(cfg: Config, resume: bool = False, verbose: bool = False) -> None:
     # (For any other model the tokenizer's folder is the model's: resolved, and checked, once.)
     tokenizer = tokenizer_folder(cfg.model)
     check_before_start(cfg, tokenizer)
+    if cfg.eval.bench:  # a missing file or column fails now, in one line, not at the first evaluation
+        from selfplay.commands.bench_eval import problem_counts
+        from selfplay.core.bench_spec import parse_benches
+
+        problem_counts(parse_benches(cfg.eval.bench), "eval.bench")
     model_path = resolve_model(cfg.model) if cfg.model in BUILTIN else tokenizer
     plan = check_memory(cfg, model_path)   # the learner's memory per rank, or one line if it cannot fit
     cfg, why = with_persistent_run_root(cfg)  # absolute: actors and Ray's job copies may run elsewhere
