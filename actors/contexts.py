@@ -35,6 +35,8 @@ class Context:
     #: Where the last generated run starts (what a trim may shorten), and its text.
     last_start: int = 0
     last_text: str = ""
+    #: The token ids a constrained answer was sampled among (``Sample.allowed_ids``); () for none.
+    allowed: tuple[int, ...] = ()
 
     def insert(self, ids: list[int]) -> None:
         """Append text the policy did not write (masked out of the loss)."""

@@ -36,6 +36,10 @@ class SamplingSettings:
     seed: int | None = None
     #: Strings that end the response (kept at its end, as generated); () for none.
     stop: tuple[str, ...] = ()
+    #: Sample only these token ids (every other token's logit is -inf before anything else, so
+    #: the distribution is renormalised over them and the reported log-probs are of that
+    #: distribution, as vLLM's ``allowed_token_ids``); () for the whole vocabulary.
+    allowed_token_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

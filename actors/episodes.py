@@ -37,6 +37,7 @@ zero-sum games zero-sum); what the policy wrote until then is kept as samples.
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -161,10 +162,38 @@ class EnginePlayer:
             return Turn("", finished=False, context=ctx if self.record else None, after_insert=True)
         sampling = replace(self.sampling, max_new_tokens=budget,
                            stop=tuple(request.stop) + tuple(self.sampling.stop))
+        if request.choices:
+            if any(ctx.mask):  # a sample is scored under one constraint, on its one token
+                raise ValueError("a constrained answer must open its own context (request.extends)")
+            ctx.allowed = choice_token_ids(self.tokenizer, request.insert, request.choices)
+            sampling = replace(sampling, max_new_tokens=1, allowed_token_ids=ctx.allowed, stop=())
         gen = await self.engine.generate(ctx.prompt + ctx.ids, sampling)
         ctx.generated(list(gen.token_ids), list(gen.logprobs), gen.text)
-        return Turn(gen.text, gen.finish_reason == "stop", len(gen.token_ids), ctx if self.record else None,
+        finished = gen.finish_reason == "stop" or bool(request.choices)  # one token is the answer
+        return Turn(gen.text, finished, len(gen.token_ids), ctx if self.record else None,
                     after_insert=True)
+
+
+@functools.lru_cache(maxsize=256)  # a game asks the same few sets every turn
+def choice_token_ids(tokenizer: Any, insert: str, choices: tuple[str, ...]) -> tuple[int, ...]:
+    """The token id of each choice written right after ``insert``, or a one-line ValueError: a
+    constrained answer is one token, so every choice must tokenize, after the insert, to the
+    insert's own tokens and exactly one more, which decodes back to the choice, distinct from the
+    other choices'."""
+    head = tokenizer.encode(insert, add_special_tokens=False)
+    ids = []
+    for choice in choices:
+        full = tokenizer.encode(insert + choice, add_special_tokens=False)
+        if (full[:len(head)] != head or len(full) != len(head) + 1
+                or tokenizer.decode(full[len(head):]) != choice):
+            raise ValueError(f"the action {choice!r} is {len(full) - len(head)} "
+                             f"tokens after {insert!r} for this tokenizer; constrained answers "
+                             f"(answer_choices) need every legal action to be one token")
+        ids.append(full[-1])
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"the actions {choices} share a token after {insert!r}: a "
+                         f"constrained answer (answer_choices) could not tell them apart")
+    return tuple(ids)
 
 
 @dataclass
@@ -231,7 +260,7 @@ def _episode(env: TextEpisodeEnv, spec: EpisodeSpec, limits: EpisodeLimits, prog
     samples = [Sample(prompt_ids=list(c.prompt), response_ids=list(c.ids), logprobs=list(c.logprobs),
                       loss_mask=list(c.mask), env_id=spec.env_id, role=c.role, ret=rewards[c.role],
                       episode_id=spec.episode_id, turn=c.index, opponent=spec.opponent,
-                      group_id=spec.group_id)
+                      group_id=spec.group_id, allowed_ids=c.allowed)
                for c in progress.contexts.values() if c.written]
     stats = progress.info.get("stats", {}) if ended else {}
     return Episode(

@@ -73,12 +73,29 @@ def top_k_filter(logits: torch.Tensor, top_k: torch.Tensor) -> torch.Tensor:
     return logits.masked_fill(logits < kth, float("-inf"))
 
 
+def allowed_mask(allowed: list[tuple[int, ...]], vocab: int) -> torch.Tensor | None:
+    """``[rows, vocab]`` True where a row may not sample a token (rows with ``()`` allow all), or
+    None when no row is restricted."""
+    if not any(allowed):
+        return None
+    blocked = torch.zeros(len(allowed), vocab, dtype=torch.bool)
+    for row, ids in enumerate(allowed):
+        if ids:
+            blocked[row] = True
+            blocked[row, list(ids)] = False
+    return blocked
+
+
 def sampling_logprobs(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor,
-                      min_p: torch.Tensor | None = None, top_k: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-row log-probs of the distribution each row samples from (float32 logits in):
-    temperature, then min-p, top-k and top-p (vLLM's order; each of them off for greedy rows)."""
+                      min_p: torch.Tensor | None = None, top_k: torch.Tensor | None = None,
+                      blocked: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-row log-probs of the distribution each row samples from (float32 logits in): the
+    ``blocked`` tokens masked out (:func:`allowed_mask`), then temperature, min-p, top-k and top-p
+    (vLLM's order; the last three off for greedy rows)."""
     greedy = temperature <= 0
     scale = torch.where(greedy, torch.ones_like(temperature), temperature)
+    if blocked is not None:
+        logits = logits.masked_fill(blocked, float("-inf"))
     logits = logits / scale.unsqueeze(1)
     if min_p is not None:
         logits = min_p_filter(logits, torch.where(greedy, 0.0, min_p))
@@ -191,6 +208,7 @@ class TransformersEngine:
         top_p = torch.tensor([r.sampling.top_p for r in batch], dtype=torch.float32)
         min_p = torch.tensor([r.sampling.min_p for r in batch], dtype=torch.float32)
         top_k = torch.tensor([r.sampling.top_k for r in batch], dtype=torch.long)
+        blocked = None  # built at the first step, when the logits' width (the vocabulary) is known
         rngs = [torch.Generator().manual_seed(r.sampling.seed) if r.sampling.seed is not None
                 else self._rng for r in batch]
         limits = [r.sampling.max_new_tokens for r in batch]
@@ -206,7 +224,10 @@ class TransformersEngine:
                              past_key_values=past, use_cache=True, logits_to_keep=1)
             self.forward_passes += 1
             past = out.past_key_values
-            logp = sampling_logprobs(out.logits[:, -1].float().cpu(), temperature, top_p, min_p, top_k)
+            logits = out.logits[:, -1].float().cpu()
+            if blocked is None:
+                blocked = allowed_mask([r.sampling.allowed_token_ids for r in batch], logits.shape[-1])
+            logp = sampling_logprobs(logits, temperature, top_p, min_p, top_k, blocked)
             chosen = self._pick(logp, temperature, rngs)
             for i in range(n):
                 if done[i]:

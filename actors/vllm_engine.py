@@ -56,6 +56,9 @@ def sampling_params(sampling: SamplingSettings) -> Any:
         top_p=1.0 if greedy else sampling.top_p, min_p=0.0 if greedy else sampling.min_p,
         top_k=0 if greedy else sampling.top_k, seed=sampling.seed,
         stop=list(sampling.stop) or None, include_stop_str_in_output=True,
+        # A logits mask applied before temperature and sampling, so processed_logprobs are the
+        # renormalised log-probs the learner recomputes (learners.chunked_head).
+        allowed_token_ids=list(sampling.allowed_token_ids) or None,
         logprobs=0,  # 0 top-k alternatives: just the sampled token's own log-prob
         output_kind=RequestOutputKind.FINAL_ONLY)  # no per-token streaming back to us
 

@@ -113,6 +113,17 @@ def check_answer_prefix(value: Any) -> str | None:
     raise ValueError(f"answer_prefix={value!r}: expected None or a string ending in {ANSWER_BOX}")
 
 
+def check_answer_choices(value: Any, prefix: str | None) -> bool:
+    """``value`` as the constrained-answer switch, or a one-line ValueError: a bool, True only
+    with a forced-answer prefix (the constraint applies to what follows it)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"answer_choices={value!r}: expected true or false")
+    if value and prefix is None:
+        raise ValueError("answer_choices=True needs answer_prefix (e.g. '\\boxed{'): the choice "
+                         "is the token written after the prefix")
+    return value
+
+
 def check_reward(field: str, value: Any, optional: bool = False) -> float | None:
     """``value`` as a float, or a one-line ValueError naming ``field``: a finite number (None
     too where ``optional``)."""
@@ -157,6 +168,9 @@ class TurnRequest:
     max_tokens: int | None = None
     #: Strings that end the turn (kept in the text).
     stop: tuple[str, ...] = ()
+    #: Constrained answer: the turn is exactly one of these texts, each one token after
+    #: ``insert``; the runner samples that token among theirs alone (``()``: unconstrained).
+    choices: tuple[str, ...] = ()
 
 
 class TextEpisodeEnv(gym.Env):
@@ -195,11 +209,14 @@ class TurnBasedTextEnv(TextEpisodeEnv):
 
     def __init__(self, invalid_action: str = "lose", lenient: bool = False,
                  render_mode: str | None = None, invalid_reward: float | None = None,
-                 opponent_invalid_reward: float = 0.0, answer_prefix: str | None = None) -> None:
+                 opponent_invalid_reward: float = 0.0, answer_prefix: str | None = None,
+                 answer_choices: bool = False) -> None:
         if invalid_action not in INVALID_RULES:
             raise ValueError(f"invalid_action={invalid_action!r}: expected one of {INVALID_RULES}")
         #: The forced-answer prefix (see the module docstring), or None: free answers.
         self.answer_prefix = check_answer_prefix(answer_prefix)
+        #: Constrained answers: the engine samples among the legal actions' tokens alone.
+        self.answer_choices = check_answer_choices(answer_choices, self.answer_prefix)
         #: The offender's return at a forfeit (None: ``min_return``, read at the forfeit).
         self.invalid_reward = check_reward("invalid_reward", invalid_reward, optional=True)
         #: Every other player's return at a forfeit.
@@ -254,6 +271,9 @@ class TurnBasedTextEnv(TextEpisodeEnv):
     def parse_answer(self, text: Any) -> str | None:
         """A forced answer: ``text`` is what the player wrote after ``answer_prefix``; strictly
         the legal action its box names, or None (see the module docstring)."""
+        if self.answer_choices:  # the engine wrote one of the choices, nothing else
+            legal = self.legal_actions() or []
+            return text if isinstance(text, str) and text in legal else None
         if not isinstance(text, str) or ANSWER_STOP not in text:
             return None  # the box never closed
         content = text[:text.index(ANSWER_STOP)]  # the engine stopped at the first "}"
@@ -279,6 +299,10 @@ class TurnBasedTextEnv(TextEpisodeEnv):
         up to the closing brace."""
         if self.answer_prefix is None:
             return super().turn_requests(observation, info)
+        if self.answer_choices:
+            return [TurnRequest(player=int(info["player"]), observation=observation,
+                                insert=self.answer_prefix, max_tokens=1,
+                                choices=tuple(self.legal_actions() or ()))]
         return [TurnRequest(player=int(info["player"]), observation=observation, insert=self.answer_prefix,
                             max_tokens=self.answer_tokens(), stop=(ANSWER_STOP,))]
 
@@ -367,4 +391,4 @@ class TurnBasedTextEnv(TextEpisodeEnv):
 
 __all__ = ["TextEpisodeEnv", "TurnBasedTextEnv", "TurnRequest", "Reply", "action_text", "ANSWER_FORMAT",
            "GAME_SYSTEM_PROMPT", "CHARSET", "candidate", "lenient_match", "check_reward", "forfeit_returns",
-           "check_answer_prefix", "ANSWER_BOX", "ANSWER_STOP"]
+           "check_answer_prefix", "check_answer_choices", "ANSWER_BOX", "ANSWER_STOP"]

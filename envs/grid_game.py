@@ -26,10 +26,11 @@ class GridGameEnv(TurnBasedTextEnv):
 
     def __init__(self, invalid_action: str = "lose", lenient: bool = False,
                  render_mode: str | None = None, invalid_reward: float | None = None,
-                 opponent_invalid_reward: float = 0.0, answer_prefix: str | None = None) -> None:
+                 opponent_invalid_reward: float = 0.0, answer_prefix: str | None = None,
+                 answer_choices: bool = False) -> None:
         super().__init__(invalid_action=invalid_action, lenient=lenient, render_mode=render_mode,
                          invalid_reward=invalid_reward, opponent_invalid_reward=opponent_invalid_reward,
-                         answer_prefix=answer_prefix)
+                         answer_prefix=answer_prefix, answer_choices=answer_choices)
         self.board = self.board_cls()
 
     def _new_game(self, options: dict[str, Any]) -> None:

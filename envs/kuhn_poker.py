@@ -203,10 +203,11 @@ class KuhnPokerEnv(TurnBasedTextEnv):
     def __init__(self, invalid_action: str = "lose", lenient: bool = False,
                  render_mode: str | None = None, num_hands: int = 1,
                  invalid_reward: float | None = None, opponent_invalid_reward: float = 0.0,
-                 answer_prefix: str | None = None) -> None:
+                 answer_prefix: str | None = None,
+                 answer_choices: bool = False) -> None:
         super().__init__(invalid_action=invalid_action, lenient=lenient, render_mode=render_mode,
                          invalid_reward=invalid_reward, opponent_invalid_reward=opponent_invalid_reward,
-                         answer_prefix=answer_prefix)
+                         answer_prefix=answer_prefix, answer_choices=answer_choices)
         if isinstance(num_hands, bool) or not isinstance(num_hands, int) or num_hands < 1:
             raise ValueError(f"num_hands={num_hands!r}: expected an integer >= 1")
         self.num_hands = num_hands

@@ -151,10 +151,11 @@ class LiarsDiceEnv(TurnBasedTextEnv):
     def __init__(self, invalid_action: str = "lose", lenient: bool = False,
                  render_mode: str | None = None, dice_per_player: int = 5, faces: int = 6,
                  invalid_reward: float | None = None, opponent_invalid_reward: float = 0.0,
-                 answer_prefix: str | None = None) -> None:
+                 answer_prefix: str | None = None,
+                 answer_choices: bool = False) -> None:
         super().__init__(invalid_action=invalid_action, lenient=lenient, render_mode=render_mode,
                          invalid_reward=invalid_reward, opponent_invalid_reward=opponent_invalid_reward,
-                         answer_prefix=answer_prefix)
+                         answer_prefix=answer_prefix, answer_choices=answer_choices)
         if dice_per_player < 1:
             raise ValueError(f"dice_per_player={dice_per_player}: expected at least 1")
         if not 2 <= faces <= 9:

@@ -46,11 +46,13 @@ class ShardedPolicy(nn.Module):
         self.chunk = chunk
 
     def forward(self, ids: Tensor, attention: Tensor, rows: Tensor, cols: Tensor, targets: Tensor,
-                with_entropy: bool = True) -> tuple[Tensor, Tensor | None]:
+                with_entropy: bool = True, allowed_pos: Tensor | None = None,
+                allowed_tok: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Float32 log-probs ``[N]`` of ``targets`` at positions ``(rows, cols)`` under the
         tempered policy, and their entropy (see :func:`learners.step_parts.gathered_logprobs`).
         Integer arguments only: FSDP casts floating-point forward inputs to the compute dtype."""
-        mb = MicroBatch(ids, attention, rows, cols, targets, *[rows] * 3)  # loss fields unused
+        mb = MicroBatch(ids, attention, rows, cols, targets, *[rows] * 3,  # loss fields unused
+                        allowed_pos, allowed_tok)
         return gathered_logprobs(self.lm, mb, self.only_head, self.temperature, self.chunk,
                                  with_entropy)
 

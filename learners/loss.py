@@ -13,8 +13,15 @@ from torch import Tensor
 
 from learners.loss_agg import sequence_token_weight, step_count
 
-__all__ = ["token_logprobs", "logprobs_and_entropy", "entropy_from_logits", "token_weights",
-           "policy_loss"]
+__all__ = ["token_logprobs", "logprobs_and_entropy", "entropy_from_logits", "entropy_of",
+           "token_weights", "policy_loss"]
+
+
+def entropy_of(probs: Tensor, log_probs: Tensor) -> Tensor:
+    """``-sum p log p`` over the last dimension, a token of probability 0 adding 0 (its log-prob
+    may be -inf: a token a constrained answer could not sample)."""
+    terms = probs * log_probs
+    return -terms.masked_fill_(probs == 0, 0.0).sum(-1)
 
 
 def token_logprobs(logits: Tensor, target_ids: Tensor) -> Tensor:
@@ -37,7 +44,7 @@ def logprobs_and_entropy(logits: Tensor, target_ids: Tensor) -> tuple[Tensor, Te
     logp = torch.log_softmax(logits.float(), dim=-1)
     picked = logp.gather(-1, target_ids.unsqueeze(-1)).squeeze(-1)
     with torch.no_grad():
-        entropy = -(logp.exp() * logp).sum(-1)
+        entropy = entropy_of(logp.exp(), logp)
     return picked, entropy
 
 
@@ -47,7 +54,7 @@ def entropy_from_logits(logits: Tensor) -> Tensor:
     it is a statistic, not part of the loss)."""
     logits = logits.float()
     logp = torch.log_softmax(logits, dim=-1)
-    return -(logp.exp() * logp).sum(-1)
+    return entropy_of(logp.exp(), logp)
 
 
 def token_weights(mask: Tensor, mode: str, length: int = 0) -> Tensor:

@@ -146,11 +146,13 @@ class ShardedLearner(LearnerBase):
 
     def _policy_logprobs(self, mb: MicroBatch, with_entropy: bool = True
                          ) -> tuple[Tensor, Tensor | None]:
-        return self.model(mb.ids, mb.attention, mb.rows, mb.cols, mb.targets, with_entropy)
+        return self.model(mb.ids, mb.attention, mb.rows, mb.cols, mb.targets, with_entropy,
+                          mb.allowed_pos, mb.allowed_tok)
 
     def _reference_logprobs(self, mb: MicroBatch) -> Tensor:
         assert self.ref_model is not None
-        return self.ref_model(mb.ids, mb.attention, mb.rows, mb.cols, mb.targets, False)[0]
+        return self.ref_model(mb.ids, mb.attention, mb.rows, mb.cols, mb.targets, False,
+                              mb.allowed_pos, mb.allowed_tok)[0]
 
     def _empty_micro_batch(self) -> MicroBatch:
         """A one-token sequence with no loss token: its forward and backward take part in every

@@ -23,7 +23,7 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor
 
-from learners.chunked_head import chunked_logprobs
+from learners.chunked_head import Allowed, chunked_logprobs, restrict_logits
 from learners.loss import logprobs_and_entropy, policy_loss, token_logprobs
 from learners.loss_agg import sequence_token_weight
 from selfplay.core import metric_names as names
@@ -50,6 +50,15 @@ class MicroBatch(NamedTuple):
     #: Per loss token: its weight in the loss aggregation before the step's count
     #: (:func:`learners.loss_agg.sequence_token_weight` of its sample).
     scale: Tensor
+    #: Constrained answers: loss-token index and allowed token id, one pair per allowed token
+    #: (:data:`learners.chunked_head.Allowed`); None or empty where no sample is constrained.
+    allowed_pos: Tensor | None = None
+    allowed_tok: Tensor | None = None
+
+    @property
+    def allowed(self) -> Allowed | None:
+        """``(allowed_pos, allowed_tok)``, or None."""
+        return None if self.allowed_pos is None else (self.allowed_pos, self.allowed_tok)
 
 
 def warmup_lr(cfg: TrainerConfig, step: int) -> float:
@@ -105,6 +114,9 @@ def collate(batch: list[Sample], device: torch.device, every_token: bool = False
     ids = torch.zeros(len(batch), width, dtype=torch.long)  # pad id is irrelevant: masked
     attention = torch.zeros(len(batch), width, dtype=torch.long)
     parts: list[list[Tensor]] = [[], [], [], [], [], []]
+    allowed_pos: list[int] = []
+    allowed_tok: list[int] = []
+    loss_tokens = 0
     for b, s in enumerate(batch):
         if not s.prompt_ids:
             raise ValueError(f"sample {s.episode_id}/{s.turn} has an empty prompt")
@@ -120,9 +132,14 @@ def collate(batch: list[Sample], device: torch.device, every_token: bool = False
                                        torch.full((len(j),), s.advantage),
                                        torch.full((len(j),), scale, dtype=torch.float64))):
             part.append(value)
+        for k in range(loss_tokens, loss_tokens + len(j)) if s.allowed_ids else ():
+            allowed_pos += [k] * len(s.allowed_ids)
+            allowed_tok += list(s.allowed_ids)
+        loss_tokens += len(j)
     rows, cols, targets, old, adv, scale = (torch.cat(x).to(device) for x in parts)
     return MicroBatch(ids.to(device), attention.to(device), rows, cols, targets, old, adv.float(),
-                      scale)
+                      scale, torch.tensor(allowed_pos, dtype=torch.long, device=device),
+                      torch.tensor(allowed_tok, dtype=torch.long, device=device))
 
 
 def head_only(config: object) -> bool:
@@ -143,7 +160,7 @@ def gathered_logprobs(model: torch.nn.Module, mb: MicroBatch, only_head: bool, t
         hidden = model.base_model(input_ids=mb.ids, attention_mask=mb.attention, use_cache=False)
         return chunked_logprobs(hidden.last_hidden_state[mb.rows, mb.cols],
                                 model.get_output_embeddings().weight, mb.targets, temperature,
-                                chunk, with_entropy)
+                                chunk, with_entropy, mb.allowed)
     logits = model(input_ids=mb.ids, attention_mask=mb.attention, use_cache=False).logits[mb.rows, mb.cols]
     # Upcast first, then divide, as vLLM's sampler and our transformers engine do: dividing
     # bf16 logits rounds the tempered logits to bf16 a second time, an error of up to 2^-9
@@ -151,6 +168,7 @@ def gathered_logprobs(model: torch.nn.Module, mb: MicroBatch, only_head: bool, t
     logits = logits.float()
     if temperature != 1.0:
         logits = logits.div_(temperature)  # in place: the upcast is a fresh tensor
+    restrict_logits(logits, mb.allowed)  # constrained answers: the engine's renormalised choice
     if with_entropy:
         return logprobs_and_entropy(logits, mb.targets)
     return token_logprobs(logits, mb.targets), None

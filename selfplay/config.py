@@ -222,11 +222,24 @@ def check_answer_prefix(env: EnvConfig, key: str) -> None:
                           f"(in YAML: '{ANSWER_BOX}')") from None
     creator = load_env_creator(gym.spec(env.id).entry_point)
     try:
-        takes = "answer_prefix" in inspect.signature(creator).parameters
+        takes = inspect.signature(creator).parameters
     except (TypeError, ValueError):
-        takes = False
-    _check(takes, field, prefix, f"null for {env.id} (forced answers are for the games: "
-           f"its environment takes no answer_prefix)")
+        takes = {}
+    _check("answer_prefix" in takes, field, prefix, f"null for {env.id} (forced answers are for "
+           f"the games: its environment takes no answer_prefix)")
+    choices = env.kwargs.get("answer_choices", env.answer_choices)
+    if choices is not False:
+        _check(isinstance(choices, bool), f"{key}.answer_choices", choices, "true or false")
+        _check("answer_choices" in takes, f"{key}.answer_choices", choices,
+               f"false for {env.id} (its legal actions are open-ended: nothing to choose among)")
+
+
+def check_answer_choices_without_prefix(env: EnvConfig, key: str) -> None:
+    """``answer_choices`` constrains what follows the forced-answer prefix: refuse it without one."""
+    choices = env.kwargs.get("answer_choices", env.answer_choices)
+    if choices is not False and env.kwargs.get("answer_prefix", env.answer_prefix) is None:
+        raise ConfigError(f"{key}.answer_choices={choices!r}: needs {key}.answer_prefix (e.g. "
+                          f"'\\boxed{{'): the choice is the token written after the prefix")
 
 
 def check_benches(bench: dict[str, Any], max_new_tokens: int) -> None:
@@ -267,6 +280,7 @@ def validate(cfg: Config) -> None:
         _check(env.group_size >= 1, f"envs[{i}].group_size", env.group_size, ">= 1")
     check_env_ids([env.id for env in cfg.envs], "envs[{i}].id")
     for i, env in enumerate(cfg.envs):
+        check_answer_choices_without_prefix(env, f"envs[{i}]")
         check_answer_prefix(env, f"envs[{i}]")
     r = cfg.rollout
     _check(r.backend in BACKENDS, "rollout.backend", r.backend, f"one of {BACKENDS}")

@@ -33,12 +33,19 @@ class EnvConfig:
     and a reply counts only as an exact boxed legal action; null (default): free reasoning, then
     ``\\boxed{}``. A string ending in ``\\boxed{`` (in YAML ``'\\boxed{'`` or ``"\\\\boxed{"``); games
     only. Passed to the environment as ``kwargs.answer_prefix`` (setting it there is the same)."""
+    answer_choices: bool = False
+    """Constrained answers (with ``answer_prefix``): the engine samples the one token after the
+    prefix among the legal actions' tokens alone (each legal action must be one token), and the
+    learner scores the same renormalised distribution. No invalid answer is possible, so every
+    sample is a strategy decision. Passed as ``kwargs.answer_choices``."""
 
     def __post_init__(self) -> None:
         # Every consumer of ``kwargs`` (rollouts, evaluation, start-up checks) sees the prefix; a
         # different value already in ``kwargs`` is left for validation to refuse.
         if self.answer_prefix is not None and "answer_prefix" not in self.kwargs:
             self.kwargs = {**self.kwargs, "answer_prefix": self.answer_prefix}
+        if self.answer_choices is not False and "answer_choices" not in self.kwargs:
+            self.kwargs = {**self.kwargs, "answer_choices": self.answer_choices}
 
 
 @dataclass

@@ -50,6 +50,10 @@ class Sample:
     group_id: str | None = None
     #: Who played the other roles: ``self``, a fixed opponent's name or ``snapshot@<step>``.
     opponent: str = "self"
+    #: A constrained answer (``answer_choices``): every loss token was sampled among these token
+    #: ids alone, so the learner scores the same renormalised distribution; () for the whole
+    #: vocabulary.
+    allowed_ids: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         n = len(self.response_ids)

@@ -94,5 +94,30 @@ def check_before_start(cfg: Config, model_path: str) -> None:
                 f"rollout.max_prompt_tokens={budget}: the opening prompt of {env.id} alone takes "
                 f"{needed} tokens with this model's chat template; allow at least {needed} "
                 f"(later turns are longer)")
+        if env.kwargs.get("answer_choices"):
+            check_choice_tokens(env.id, env.kwargs, tokenizer, cfg.seed, f"envs[{i}]")
     if any(env.id == LEAP for env in cfg.envs):  # every configured LeaP env, once
         check_leap_context(cfg, model_path, tokenizer)
+
+
+def check_choice_tokens(env_id: str, kwargs: dict[str, Any], tokenizer: Any, seed: int, key: str,
+                        games: int = 8) -> None:
+    """Constrained answers need every legal action to be one token after the prefix with this
+    tokenizer: check the legal actions met in a few random games (ConfigError otherwise)."""
+    import gymnasium as gym
+    import numpy as np
+
+    from actors.episodes import choice_token_ids
+
+    env = gym.make(env_id, **kwargs).unwrapped
+    rng = np.random.default_rng(seed)
+    for game in range(games):
+        _, info = env.reset(seed=seed + game)
+        done = False
+        while not done:
+            legal = tuple(env.legal_actions() or ())
+            try:
+                choice_token_ids(tokenizer, env.answer_prefix, legal)
+            except ValueError as err:
+                raise ConfigError(f"{key}.answer_choices=True: {err}") from None
+            _, _, done, _, info = env.step(legal[int(rng.integers(len(legal)))])

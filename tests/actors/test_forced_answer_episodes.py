@@ -2,13 +2,18 @@
 (real weights, so it closes the box): the prefix sits between the chat prompt and the generated
 tokens with loss mask 0, generation stops at the closing brace, answers are a few tokens, and the
 behaviour log-probs are exactly the generated tokens' (recomputed by a float32 transformers
-forward pass over prompt + prefix + answer)."""
+forward pass over prompt + prefix + answer).
+
+Constrained answers (``answer_choices``) on the same engines: one token among the legal actions'
+tokens, never invalid, and the behaviour log-prob is that of the distribution renormalised over
+them, which the learner's own scoring (``collate`` + ``gathered_logprobs``) reproduces."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
+import torch
 from engine_helpers import load_hf, recompute_logprobs, vllm_engine
 
 from actors.engine import EngineSettings, SamplingSettings
@@ -111,3 +116,48 @@ def test_behaviour_logprobs_are_the_generated_tokens_own(engine, played, referen
         expected = recompute_logprobs(reference, s.prompt_ids + prefix, answer, temperature=1.0)
         worst = max(worst, max(abs(a - b) for a, b in zip(s.logprobs[len(prefix):], expected)))
     assert worst < TOLERANCE[engine.backend], worst
+
+
+CHOICE_T = 0.7  # not 1, so that the learner's tempering is checked too
+
+
+@pytest.fixture(scope="module")
+def chosen(engine):
+    recording = Recording(engine)
+    specs = [EpisodeSpec(KUHN, seed=k, episode_id=f"ch{k}", policy_roles=[0, 1],
+                         env_kwargs={"answer_prefix": BOX, "answer_choices": True},
+                         sampling=SamplingSettings(max_new_tokens=64, temperature=CHOICE_T, seed=k))
+             for k in range(2 * GAMES)]
+    runner = EpisodeRunner(recording, engine.tokenizer, EpisodeLimits())
+    return asyncio.run(runner.run_many(specs)), recording
+
+
+def test_constrained_answers_are_one_legal_token_and_never_invalid(engine, chosen):
+    episodes, recording = chosen
+    tok = engine.tokenizer
+    legal_ids = {tuple(tok.encode(BOX + a, add_special_tokens=False)[-1:]): a
+                 for a in ("check", "bet", "call", "fold")}
+    assert all(ep.outcome == "finished" and sum(ep.invalid_counts) == 0 for ep in episodes)
+    for _, gen, sampling in recording.calls:
+        assert sampling.max_new_tokens == 1 and len(sampling.allowed_token_ids) == 2
+        assert len(gen.token_ids) == 1 and gen.token_ids[0] in sampling.allowed_token_ids
+        assert legal_ids[tuple(gen.token_ids)] == gen.text
+    samples = [s for ep in episodes for s in ep.samples]
+    assert samples and all(s.response_ids[-1] in s.allowed_ids and sum(s.loss_mask) == 1 for s in samples)
+
+
+def test_learner_scores_the_renormalised_choice_the_engine_sampled(engine, chosen, reference):
+    from learners.step_parts import collate, gathered_logprobs
+
+    episodes, _ = chosen
+    samples = [s for ep in episodes for s in ep.samples]
+    with torch.no_grad():
+        new, entropy = gathered_logprobs(reference, collate(samples, torch.device("cpu")), True,
+                                         CHOICE_T, chunk=3)
+        full = recompute_logprobs(reference, samples[0].prompt_ids + samples[0].response_ids[:-1],
+                                  samples[0].response_ids[-1:], temperature=CHOICE_T)
+    behaviour = torch.tensor([s.logprobs[-1] for s in samples])
+    assert (new - behaviour).abs().max() < TOLERANCE[engine.backend]
+    # Over two actions the entropy is at most log 2; unrenormalised, the vocabulary's would show.
+    assert float(entropy.max()) <= 0.6932
+    assert new[0] > full[0] + 1.0  # the legal actions hold little of the unconstrained mass
