@@ -16,6 +16,7 @@ a learner that dies ends the run with the command that resumes it.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -178,9 +179,12 @@ class Driver:
         calls, owners = [], []
         for spec in specs:
             indices = list(range(counts[spec.name]))
+            kwargs = spec.env_kwargs()
+            if os.path.exists(spec.source):  # the workers may start elsewhere than this process
+                kwargs["dataset"] = os.path.abspath(spec.source)
             for w in range(n):
                 if indices[w::n]:
-                    calls.append((w, "evaluate_bench", (spec.name, spec.env_kwargs(), indices[w::n],
+                    calls.append((w, "evaluate_bench", (spec.name, kwargs, indices[w::n],
                                                         spec.samples or 1, self.cfg.seed)))
                     owners.append(spec.name)
         records: dict[str, list[dict[str, Any]]] = {s.name: [] for s in specs}
