@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -89,3 +90,105 @@ def test_bad_levels_are_one_line_errors():
     proc = subprocess.run([sys.executable, "-m", "selfplay", "eval", "--envs", "SAT-v0", "--model", "tiny",
                            "--levels", "3,2,5"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.startswith("config error: --levels: ")
+
+
+class _Solver:
+    """An engine stand-in that reads the SAT formula from its prompt (the real chat prompt, decoded)
+    and answers a satisfying assignment found by brute force, or an unreadable reply where the
+    formula has more than ``max_clauses`` clauses (a level it cannot solve)."""
+
+    dtype, dtype_reason = "float32", "a stand-in"
+
+    def __init__(self, tokenizer: Any, max_clauses: int) -> None:
+        self.tokenizer, self.max_clauses = tokenizer, max_clauses
+
+    async def generate(self, prompt_ids: list[int], sampling: Any) -> Any:
+        from itertools import product
+
+        from actors.engine import Generation
+        from envs.sat import satisfies
+
+        k, clauses = formula_in(self.tokenizer.decode(prompt_ids))
+        bits = next(("".join(b) for b in product("01", repeat=k) if satisfies(clauses, "".join(b))), None)
+        text = f"\\boxed{{{bits}}}" if bits and len(clauses) <= self.max_clauses else "I cannot tell."
+        ids = self.tokenizer(text, add_special_tokens=False).input_ids
+        return Generation(token_ids=ids, logprobs=[0.0] * len(ids), text=text, finish_reason="stop")
+
+    def shutdown(self) -> None:
+        pass
+
+
+def formula_in(prompt: str) -> tuple[int, tuple]:
+    """``(k, clauses)`` of the SAT prompt's formula: the line after the one naming the variables."""
+    import re
+
+    from envs.sat import parse_formula
+
+    match = re.search(r"over the (\d+) variables [^\n]*:\n([^\n]+)\n", prompt)
+    assert match, prompt
+    return int(match[1]), parse_formula(match[2], int(match[1]))
+
+
+def test_a_validation_the_policy_passes_moves_the_curriculum_up_in_the_loop(tiny_model, monkeypatch):
+    """One move up on a real validation. Real: the training loop (``_loop``: when to validate),
+    ``Driver.validate`` (pass@1 from the episodes' returns, the curriculum's decision), a
+    ``RolloutWorker`` planning and playing the problems through the episode runner, the SAT
+    environment's prompt, answer parser and grading. Stood in: the engine (solves any formula of
+    at most 2 clauses: the first level's, not the second's), Ray (the worker is called in this
+    process) and the learner (a step collects training episodes and trains on none). Level 0
+    is passed at step 1 (pass@1 1.0: up), level 1 failed at step 2 (0.0: stays), and the training
+    problems of step 2 are the new level's."""
+    import asyncio
+
+    from transformers import AutoTokenizer
+
+    import actors.rollout_worker as rollout_worker
+    from selfplay.league.curriculum import LevelCurriculum
+    from selfplay.loop import driver as loop
+
+    cfg = load_config("sat_debug", ["model=tiny", "trainer.steps=2", "curriculum.every=1",
+                                    "curriculum.instances=4", "rollout.episodes_per_step=4"])
+    solver = _Solver(AutoTokenizer.from_pretrained(tiny_model), max_clauses=2)
+
+    async def make_engine(*args: Any, **kwargs: Any) -> _Solver:
+        return solver
+
+    monkeypatch.setattr(rollout_worker, "make_engine", make_engine)
+    worker = rollout_worker.RolloutWorker(tiny_model, cfg.rollout, cfg.envs, cfg.eval, seed=cfg.seed)
+    asyncio.run(worker.init())
+
+    class Pool:  # the rollout pool's one call that validate makes, in process
+        def call(self, i: int, method: str, *args: Any) -> Any:
+            return asyncio.run(getattr(worker, method)(*args))
+
+    class Driver(loop.Driver):
+        def __init__(self) -> None:  # none of the actors: only what the loop and validate read
+            self.cfg, self.rollout, self.trained = cfg, Pool(), []
+            self.curriculum = LevelCurriculum(cfg.curriculum.env, cfg.curriculum.levels, cfg.curriculum.gate)
+
+        def step(self, step: int) -> tuple[list, dict[str, float]]:
+            levels = {self.curriculum.env_id: self.curriculum.options}
+            episodes, summaries, perf = asyncio.run(worker.collect(cfg.rollout.episodes_per_step, step, levels))
+            self.trained.append({len(formula_in(solver.tokenizer.decode(s.prompt_ids))[1])
+                                 for e in episodes for s in e.samples})
+            return summaries, dict(perf)
+
+        def checkpoint(self, step: int, counters: dict[str, Any]) -> None:
+            pass
+
+    class Metrics:
+        def __init__(self) -> None:
+            self.rows: dict[int, dict[str, float]] = {}
+
+        def scalars(self, values: dict[str, float], step: int) -> None:
+            self.rows.setdefault(step, {}).update(values)
+
+        def flush(self) -> None:
+            pass
+
+    driver, metrics = Driver(), Metrics()
+    loop._loop(cfg, driver, metrics, 0, {"episodes": 0, "rollout_tokens": 0})
+    assert driver.curriculum.history == [{"step": 1, "level": 0, "pass_at_1": 1.0, "moved": True},
+                                         {"step": 2, "level": 1, "pass_at_1": 0.0, "moved": False}]
+    assert driver.trained == [{2}, {3}]  # clauses per training problem: level 0's l=2, then level 1's l=3
+    assert [metrics.rows[s]["curriculum/SAT-v0/level"] for s in (1, 2)] == [1.0, 1.0]
