@@ -60,7 +60,7 @@ class QAEnv(TurnBasedTextEnv):
 
     ## Arguments
     ``dataset`` (a JSONL file, a ``datasets`` folder or a cached dataset id: :mod:`envs.qa_data`;
-    default: the shipped arithmetic benchmark, ``selfplay/benchmarks/arith.jsonl``),
+    default: the shipped arithmetic benchmark, ``envs/benchmarks/arith.jsonl``),
     ``question`` and ``answer`` (its column names), ``split``, ``template`` (with ``{question}``;
     default :data:`DEFAULT_TEMPLATE`), ``max_new_tokens`` (this benchmark's answer budget; None:
     the runner's), ``correct_reward`` / ``wrong_reward``.
@@ -92,7 +92,7 @@ class QAEnv(TurnBasedTextEnv):
         self.rewards = {True: float(correct_reward), False: float(wrong_reward)}
         self.min_return = min(self.rewards.values())
         if dataset is None:  # the shipped arithmetic benchmark: the env builds without arguments
-            from selfplay.benchmarks import ARITH
+            from envs.benchmarks import ARITH
             dataset = ARITH
         self.items = load_items(dataset, question, answer, split)
         self.item = self.items[0]

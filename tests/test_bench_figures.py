@@ -93,3 +93,11 @@ def test_plan_metrics_sampling_and_progress_line():
     assert eta_line("a", 10, 40, 500, 5.0) == "bench a: 10/40 answers, 100 tokens/s, ETA 0m15s"
     table = format_table({"x": {"a": s}, "y": {"a": s}}, {"a": paired_difference(answers([[1], [0]]), answers([[1], [1]]))})
     assert "paired difference" in table and "+0.500" in table
+
+
+def test_progress_line_shows_each_benchmark_with_its_interval():
+    from selfplay.stats.progress import progress_line
+
+    s = summarize(answers([[1, 1], [0, 0], [1, 0], [0, 1]]))
+    line = progress_line(2, 4, {}, {**bench_metrics("math500", s), **bench_metrics("arith", s)}, 5.0)
+    assert "| bench arith 0.500 [0.10, 0.90] | bench math500 0.500 [0.10, 0.90] |" in line

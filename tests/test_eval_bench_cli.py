@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from selfplay.benchmarks import ARITH
+from envs.benchmarks import ARITH
 from selfplay.commands.cli import main
 
 

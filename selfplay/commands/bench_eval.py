@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from selfplay.config import Config, ConfigError
-from selfplay.core.bench_spec import BenchSpec, parse_bench, split_arg
+from selfplay.core.bench_spec import BenchSpec, parse_bench, problem_counts, split_arg
 from selfplay.stats.bench_figures import format_table, paired_difference, summarize
 
 
@@ -40,21 +40,6 @@ def parse_bench_args(texts: list[str]) -> list[BenchSpec]:
             raise ConfigError(f"--bench {text}: the name {spec.name!r} is given twice")
         specs.append(spec)
     return specs
-
-
-def problem_counts(specs: list[BenchSpec], key: str = "--bench") -> dict[str, int]:
-    """Problems to ask per benchmark (its rows, or its ``limit``): reads every source now, so a
-    missing file or a wrong column fails in seconds, naming the benchmark."""
-    from envs.qa_env import load_items
-
-    counts = {}
-    for spec in specs:
-        try:
-            rows = len(load_items(spec.source, spec.question, spec.answer, spec.split))
-        except (OSError, ValueError) as err:
-            raise ConfigError(f"{key} {spec.name}: {err}".replace("\n", " ")) from None
-        counts[spec.name] = min(rows, spec.limit or rows)
-    return counts
 
 
 async def answer_benches(cfg: Config, model_path: str, specs: list[BenchSpec], counts: dict[str, int],
@@ -125,4 +110,4 @@ def run_bench_command(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["parse_bench_args", "problem_counts", "answer_benches", "run_bench_command"]
+__all__ = ["parse_bench_args", "answer_benches", "run_bench_command"]

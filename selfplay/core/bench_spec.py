@@ -1,4 +1,4 @@
-"""What a benchmark entry says (pure: no file is read here).
+"""What a benchmark entry says (pure, but for :func:`problem_counts`, which reads the sources).
 
 A benchmark is named and points at its rows: ``NAME=SOURCE`` on the command line
 (``selfplay eval --bench math500=data/math500.jsonl``), ``eval.bench: {NAME: SOURCE}`` in a config.
@@ -7,7 +7,7 @@ optionally followed by ``,key=value`` options; in YAML the entry may be a mappin
 
     eval:
       bench:
-        arith: selfplay/benchmarks/arith.jsonl
+        arith: envs/benchmarks/arith.jsonl
         math500: {source: data/MATH-500, question: problem, answer: answer, max_new_tokens: 4096}
 
 Options: ``question`` / ``answer`` (column names), ``split``, ``template`` (with ``{question}``),
@@ -21,7 +21,8 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any
 
-from envs.qa_env import DEFAULT_TEMPLATE, check_template
+from envs.qa_env import DEFAULT_TEMPLATE, check_template, load_items
+from selfplay.core.config_schema import ConfigError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _INTS = ("max_new_tokens", "limit", "samples")
@@ -54,7 +55,7 @@ def split_arg(text: str) -> tuple[str, str]:
     """``"math500=data/m.jsonl,limit=50"`` -> ("math500", "data/m.jsonl,limit=50")."""
     name, sep, value = text.partition("=")
     if not sep or not name.strip() or not value.strip():
-        raise ValueError(f"{text!r}: expected NAME=SOURCE, e.g. arith=selfplay/benchmarks/arith.jsonl")
+        raise ValueError(f"{text!r}: expected NAME=SOURCE, e.g. arith=envs/benchmarks/arith.jsonl")
     return name.strip(), value.strip()
 
 
@@ -106,4 +107,17 @@ def parse_benches(entries: dict[str, Any]) -> list[BenchSpec]:
     return [parse_bench(name, value) for name, value in entries.items()]
 
 
-__all__ = ["BenchSpec", "OPTIONS", "split_arg", "parse_bench", "parse_benches"]
+def problem_counts(specs: list[BenchSpec], key: str = "--bench") -> dict[str, int]:
+    """Problems to ask per benchmark (its rows, or its ``limit``): reads every source now, so a
+    missing file or a wrong column fails in seconds, naming the benchmark."""
+    counts = {}
+    for spec in specs:
+        try:
+            rows = len(load_items(spec.source, spec.question, spec.answer, spec.split))
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"{key} {spec.name}: {err}".replace("\n", " ")) from None
+        counts[spec.name] = min(rows, spec.limit or rows)
+    return counts
+
+
+__all__ = ["BenchSpec", "OPTIONS", "split_arg", "parse_bench", "parse_benches", "problem_counts"]

@@ -166,3 +166,9 @@ def bench_metric(stat: str) -> str:
 def eval_bench_metric(bench: str, stat: str) -> str:
     """``eval/bench/math500/pass_at_1``: a held-out benchmark's figure (``eval.bench``)."""
     return f"eval/bench/{bench}/{stat}"
+
+
+def eval_bench_of(name: str, stat: str) -> str | None:
+    """The benchmark of an :func:`eval_bench_metric` name for ``stat``, or None for any other name."""
+    parts = name.split("/")
+    return parts[2] if len(parts) == 4 and name == eval_bench_metric(parts[2], stat) else None

@@ -168,8 +168,7 @@ class Driver:
     def evaluate_benches(self, step: int) -> dict[str, float]:
         """``eval.bench``: every benchmark's problems split over all the workers, answered at once
         (continuous batching on each engine); pass@1 with its interval, answered rate, tokens."""
-        from selfplay.commands.bench_eval import problem_counts
-        from selfplay.core.bench_spec import parse_benches
+        from selfplay.core.bench_spec import parse_benches, problem_counts
         from selfplay.stats.bench_figures import bench_metrics, summarize
 
         specs = parse_benches(self.cfg.eval.bench)
@@ -287,8 +286,7 @@ def train(cfg: Config, resume: bool = False, verbose: bool = False) -> None:
     tokenizer = tokenizer_folder(cfg.model)
     check_before_start(cfg, tokenizer)
     if cfg.eval.bench:  # a missing file or column fails now, in one line, not at the first evaluation
-        from selfplay.commands.bench_eval import problem_counts
-        from selfplay.core.bench_spec import parse_benches
+        from selfplay.core.bench_spec import parse_benches, problem_counts
 
         problem_counts(parse_benches(cfg.eval.bench), "eval.bench")
     model_path = resolve_model(cfg.model) if cfg.model in BUILTIN else tokenizer

@@ -33,8 +33,7 @@ def progress_line(step: int, total: int, roles: RoleStats, values: dict[str, flo
                      f"[{values[names.KUHN_EXPLOITABILITY_LOW]:.3f}, {values[names.KUHN_EXPLOITABILITY_HIGH]:.3f}]")
     elif names.KUHN_INVALID_SHARE_MAX in values:  # too many invalid replies for a figure
         parts.append(f"kuhn expl n/a (invalid up to {values[names.KUHN_INVALID_SHARE_MAX]:.2f})")
-    for key in sorted(k for k in values if k.startswith("eval/bench/") and k.endswith("/pass_at_1")):
-        bench = key[len("eval/bench/"):-len("/pass_at_1")]
+    for bench, key in sorted((b, k) for k in values if (b := names.eval_bench_of(k, "pass_at_1")) is not None):
         parts.append(f"bench {bench} {values[key]:.3f} "
                      f"[{values.get(names.eval_bench_metric(bench, 'pass_at_1_low'), 0.0):.2f}, "
                      f"{values.get(names.eval_bench_metric(bench, 'pass_at_1_high'), 1.0):.2f}]")

@@ -13,6 +13,7 @@ import sys
 import pytest
 import yaml
 
+from envs.benchmarks import ARITH
 from selfplay.stats.metrics_writer import read_scalars
 
 pytestmark = pytest.mark.slow
@@ -21,7 +22,9 @@ OVERRIDES = ["model=tiny", "name=tiny", "rollout.episodes_per_step=4", "rollout.
              "rollout.kv_cache_gib=1", "rollout.opponents=[random, snapshot]", "pool.snapshot_every=1",
              "pool.eval_games=1", "eval.every=1", "eval.games=1", "eval.initial_games=1",
              "eval.infoset_samples=4", "checkpoint.every=1",
-             "checkpoint.keep_last=2", "trainer.micro_batch_tokens=2048"]
+             "checkpoint.keep_last=2", "trainer.micro_batch_tokens=2048",
+             # Two problems of the shipped benchmark at every evaluation, split over the workers.
+             f"eval.bench={{arith: '{ARITH},limit=2'}}"]
 
 
 def _train(run_root, *extra):
@@ -44,6 +47,7 @@ def test_progress_lines_count_steps_and_resume_continues_the_numbering(run):
     _, first, second = run
     assert "step 1/2 |" in first and "step 2/2 |" in first and "ETA" in first
     assert "resumed from" in second and "step 3/3 |" in second and "step 1/3" not in second
+    assert "| bench arith 0." in first and "benchmark arith at step 2: pass@1" in first
 
 
 def test_run_directory_holds_config_log_events_and_rotated_checkpoints(run):
@@ -71,7 +75,8 @@ def test_tensorboard_has_the_documented_metric_hierarchy(run):
     # Evaluation starts at step 0 (where the curves start) on a fresh run, not again on resuming;
     # head-to-head against the step-0 policy and Kuhn Poker's sampled figures at every evaluation.
     for tag in ("eval/KuhnPoker-v0/initial/p0/win_rate", "eval/KuhnPoker-v0/initial/p1/return",
-                "eval/KuhnPoker-v0/infoset_invalid_share_max"):
+                "eval/KuhnPoker-v0/infoset_invalid_share_max", "eval/bench/arith/pass_at_1",
+                "eval/bench/arith/answered", "eval/bench/arith/tokens"):
         assert [s for s, _ in scalars[tag]] == [0, 1, 2, 3], tag
     # The tiny model never answers in the format: no exploitability figure, only the invalid share.
     assert "eval/KuhnPoker-v0/exploitability" not in scalars

@@ -10,7 +10,7 @@ import pytest
 
 import envs  # noqa: F401 - registers the ids
 from envs.qa_data import read_source
-from selfplay.benchmarks import ARITH, arith_items
+from envs.benchmarks import ARITH, arith_items
 from envs.qa_data import item_to_row
 
 ROWS = [{"problem": "What is 1/2 + 1/4?", "solution": "\\frac{3}{4}"}, {"problem": "2+3?", "solution": 5}]

@@ -2,7 +2,7 @@
 
 ``arith.jsonl``: integer arithmetic from :mod:`envs.arithmetic` at levels 1-5, 30 problems each
 (150 rows of ``{"id", "question", "answer", "level"}``), written once and kept in the repository
-so every run scores the same problems. ``python -m selfplay.benchmarks.arith`` rewrites it; the same
+so every run scores the same problems. ``python -m envs.benchmarks.arith`` rewrites it; the same
 seed gives the same file byte for byte (a test checks it).
 """
 

@@ -1,6 +1,0 @@
-"""``python -m selfplay.benchmarks.arith``: rewrite the shipped arithmetic benchmark."""
-
-from selfplay.benchmarks import ARITH, write_arith
-
-if __name__ == "__main__":
-    print(f"{write_arith()} problems written to {ARITH}")
