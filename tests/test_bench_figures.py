@@ -45,7 +45,7 @@ def test_paired_difference_against_hand_worked_values():
     assert d["problems"] == 4 and d["diff"] == pytest.approx(0.375)
     assert d["ci"] == pytest.approx([0.375 - 0.4691307, 0.375 + 0.4691307], abs=1e-6)
     # Paired only over problems both answered.
-    assert paired_difference(a[:4], b)["problems"] == 2
+    assert paired_difference(a[:4], b)["problems"] == paired_difference(a, b[:4])["problems"] == 2
 
 
 @pytest.mark.parametrize("n", range(1, 8))

@@ -52,7 +52,7 @@ def test_bad_bench_input_is_one_line_naming_the_problem(tmp_path, capsys):
             (["--bench", "arith"], "config error: --bench arith: 'arith': expected NAME=SOURCE"),
             (["--bench", f"x={tmp_path / 'gone.jsonl'}"], "config error: --bench x: "),
             (["--bench", f"x={bad}"], "line 1: no column 'question' (columns: problem, answer)"),
-            (["--bench", f"x={ARITH}", "--bench", f"x={ARITH}"], "the name 'x' is given twice"),
+            (["--bench", f"x={ARITH}", "--bench", f"x={tmp_path / 'gone.jsonl'}"], "the name 'x' is given twice"),
             (["--bench", f"x={ARITH}", "--model", "a", "--model", "b", "--model", "c"], "at most two models"),
             (["--model", "a", "--model", "b", "--player", "random"], "only --bench compares two models")):
         assert main(["eval", *args]) == 2
