@@ -14,7 +14,9 @@ computation:
   renormalised over the legal actions: ``\\boxed{<action>}`` after the prompt at temperature 1
   with free answers (a different policy from the one that plays: it reasons first, at the
   training temperature), or the action's tokens after the prefilled ``answer_prefix`` at the
-  training temperature in forced-answer mode, where it is the played policy.
+  training temperature in forced-answer mode (the action's one token alone with constrained
+  answers, ``answer_choices``: exactly the distribution the engine samples from), where it is the
+  played policy.
 """
 
 from __future__ import annotations
@@ -100,7 +102,8 @@ def run_eval_command(cfg: Config, args: argparse.Namespace) -> int:
     if args.player == "model" and KUHN in env_ids:
         from selfplay.model_cache import resolve_model
 
-        exact = kuhn_exact(resolve_model(label), kuhn_answer_prefix(cfg), cfg.rollout.temperature)
+        exact = kuhn_exact(resolve_model(label), kuhn_answer_prefix(cfg), cfg.rollout.temperature,
+                           kuhn_answer_choices(cfg))
     if args.json:
         print(json.dumps({"player": label, "results": rows, "kuhn_exact": exact,
                           "kuhn_sampled": sampled_json(sampled) if sampled else {}}))
@@ -110,7 +113,9 @@ def run_eval_command(cfg: Config, args: argparse.Namespace) -> int:
         print(f"Kuhn Poker, sampled as in training (temperature {cfg.rollout.temperature}, "
               f"{cfg.rollout.max_new_tokens} tokens): exploitability {sampled.describe()}")
     if exact:
-        what = ("the answer's tokens after the prefilled prefix at the training temperature"
+        what = ("the action's token after the prefilled prefix at the training temperature"
+                if kuhn_answer_choices(cfg) else
+                "the answer's tokens after the prefilled prefix at the training temperature"
                 if kuhn_answer_prefix(cfg) else "the probability of answering \\boxed{a} at temperature 1")
         print(f"Kuhn Poker, exact ({what}, renormalised over the legal actions): "
               + ", ".join(f"{k.split('/')[-1]} {v:+.4f}" for k, v in exact.items()))
@@ -128,6 +133,12 @@ def kuhn_answer_prefix(cfg: Config) -> str | None:
     """The configured Kuhn Poker environment's forced-answer prefix, if it has one."""
     env = next((e for e in cfg.envs if e.id == KUHN), None)
     return (env.kwargs.get("answer_prefix") or None) if env else None
+
+
+def kuhn_answer_choices(cfg: Config) -> bool:
+    """Whether the configured Kuhn Poker environment constrains its answers (``answer_choices``)."""
+    env = next((e for e in cfg.envs if e.id == KUHN), None)
+    return bool(env.kwargs.get("answer_choices")) if env else False
 
 
 def parse_levels(text: str | None) -> list[tuple[int, int, int]]:
@@ -278,36 +289,43 @@ def answer_logprobs(model: Any, prompt: list[int], answers: list[list[int]], tem
 
 
 def model_policy(model: Any, tokenizer: Any, answer_prefix: str | None = None,
-                 temperature: float = 1.0) -> dict[str, dict[str, float]]:
+                 temperature: float = 1.0, answer_choices: bool = False) -> dict[str, dict[str, float]]:
     """The model's action probabilities at every information set (both roles): of answering
     ``\\boxed{a}`` (at ``temperature``), or with ``answer_prefix``, of writing the action and the
-    closing brace after the prefix, tokenized on its own as the episode runner inserts it."""
+    closing brace after the prefix, tokenized on its own as the episode runner inserts it; with
+    ``answer_choices`` too, of the action's one token alone (what a constrained answer samples)."""
+    from actors.episodes import choice_token_ids
     from actors.prompting import prompt_ids
     from envs.kuhn_poker import KuhnPokerEnv
+
+    def encode(text: str) -> list[int]:
+        return tokenizer.encode(text, add_special_tokens=False)
 
     policy = {}
     for key, (observation, legal) in kuhn_eval.infoset_prompts().items():
         ids = prompt_ids(tokenizer, observation, KuhnPokerEnv.system_prompt)
-        if answer_prefix:
-            ids = ids + tokenizer.encode(answer_prefix, add_special_tokens=False)
-            answers = [f"{a}}}" for a in legal]
+        if answer_prefix and answer_choices:  # the one token the engine chooses among
+            answers = [[t] for t in choice_token_ids(tokenizer, answer_prefix, tuple(legal))]
         else:
-            answers = [f"\\boxed{{{a}}}" for a in legal]
-        scores = answer_logprobs(model, ids, [tokenizer.encode(a, add_special_tokens=False) for a in answers],
-                                 temperature)
+            answers = [encode(f"{a}}}" if answer_prefix else f"\\boxed{{{a}}}") for a in legal]
+        if answer_prefix:
+            ids = ids + encode(answer_prefix)
+        scores = answer_logprobs(model, ids, answers, temperature)
         top = max(scores)
         weights = [math.exp(s - top) for s in scores]
         policy[key] = {a: w / sum(weights) for a, w in zip(legal, weights)}
     return policy
 
 
-def kuhn_exact(model_path: str, answer_prefix: str | None = None, temperature: float = 0.7) -> dict[str, float]:
+def kuhn_exact(model_path: str, answer_prefix: str | None = None, temperature: float = 0.7,
+               answer_choices: bool = False) -> dict[str, float]:
     """Load a model folder with transformers (float32) and return its exact Kuhn Poker figures:
-    free answers at temperature 1, forced answers (``answer_prefix``) at ``temperature``."""
+    free answers at temperature 1, forced answers (``answer_prefix``, constrained with
+    ``answer_choices``) at ``temperature``."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
     policy = model_policy(model, AutoTokenizer.from_pretrained(model_path), answer_prefix,
-                          temperature if answer_prefix else 1.0)
+                          temperature if answer_prefix else 1.0, answer_choices)
     return exact_metrics(policy)
