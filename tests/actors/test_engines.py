@@ -114,32 +114,49 @@ def test_update_weights_follows_transformers_then_restores(engine, reference, ti
     assert restored.logprobs == pytest.approx(before.logprobs, abs=1e-4)
 
 
-def test_update_during_generation_pauses_and_resumes_in_flight_requests(engine, reference):
-    """An update that lands mid-request neither loses nor hangs the request (it is paused, its
-    KV recomputed under the new weights, and resumed)."""
-    same = [(k, v.detach()) for k, v in reference.named_parameters()]
+def test_update_during_generation_lands_mid_request_and_the_rest_follows_the_new_weights(
+        engine, reference, tiny_model):
+    """An update that lands mid-request neither loses nor hangs the request, and the rest of the
+    answer follows the new weights over the whole prefix (its KV recomputed under them): the
+    answer's first tokens have the old weights' log-probs, every token from some point on has
+    the new weights' (each a teacher-forced recomputation), and old and new differ there. An
+    update not applied, applied only from the next request, or resumed on the old KV cache fails
+    (each checked on a broken engine: they leave tokens after the split off the new weights)."""
+    new = perturbed_state(reference, seed=3, scale=2.0)
+    changed = load_hf(tiny_model)
+    changed.load_state_dict(new, strict=False)
+    prompt = token_ids(engine, PROMPTS[2])
 
     async def run():
-        sampling = SamplingSettings(max_new_tokens=200, temperature=1.0, seed=1)
-        task = asyncio.ensure_future(engine.generate(token_ids(engine, PROMPTS[2]), sampling))
+        await engine.generate(prompt, SamplingSettings(max_new_tokens=2))  # one-off costs paid first
+        sampling = SamplingSettings(max_new_tokens=300, temperature=1.0, seed=1)
+        task = asyncio.ensure_future(engine.generate(prompt, sampling))
         await asyncio.sleep(0.3)
         start = time.perf_counter()
-        figures = await asyncio.to_thread(engine.update_weights, same)
+        figures = await asyncio.to_thread(engine.update_weights, new.items())
         wall = time.perf_counter() - start
         return await asyncio.wait_for(task, timeout=120), figures, wall
 
-    out, figures, wall = asyncio.run(run())
-    # The request ran to its end: 200 tokens, or fewer only when it stopped on its own.
+    try:
+        out, figures, wall = asyncio.run(run())
+    finally:  # the module's engine goes on with the reference weights
+        engine.update_weights((k, v.detach()) for k, v in reference.named_parameters())
+    # The request ran to its end: 300 tokens, or fewer only when it stopped on its own.
     assert len(out.token_ids) == len(out.logprobs)
     if out.finish_reason == "length":
-        assert len(out.token_ids) == 200
+        assert len(out.token_ids) == 300
     else:
-        assert out.finish_reason == "stop" and 0 < len(out.token_ids) < 200
-    # The weights are the same ones, so the whole answer, across the pause, is the reference's.
-    diffs = [abs(a - b) for a, b in zip(out.logprobs, recompute_logprobs(
-        reference, token_ids(engine, PROMPTS[2]), out.token_ids))]
-    assert sum(diffs) / len(diffs) < MEAN_TOL and max(diffs) < MAX_TOL
-    _check_sync_figures(figures, same, wall)
+        assert out.finish_reason == "stop" and 0 < len(out.token_ids) < 300
+    old = recompute_logprobs(reference, prompt, out.token_ids)
+    fresh = recompute_logprobs(changed, prompt, out.token_ids)
+    split = next((i for i, (a, b) in enumerate(zip(out.logprobs, old)) if abs(a - b) > MAX_TOL),
+                 len(out.token_ids))
+    assert 0 < split < len(out.token_ids), f"the update landed at token {split} of {len(out.token_ids)}"
+    after = [abs(a - b) for a, b in zip(out.logprobs[split:], fresh[split:])]
+    assert max(after) < MAX_TOL, f"token {split + after.index(max(after))} is off the new weights by {max(after):.2g}"
+    apart = [abs(a - b) for a, b in zip(old[split:], fresh[split:])]
+    assert sum(apart) / len(apart) > 10 * MAX_TOL  # the two weights are told apart after the split
+    _check_sync_figures(figures, new.items(), wall)
 
 
 def test_a_stop_string_ends_the_response_and_stays_in_it(engine):
