@@ -10,15 +10,18 @@ ratio, model-FLOPs utilisation (6 x parameters x tokens / time / the card's dens
 attention FLOPs not counted), peak memory against the memory plan, and a check that the step
 moved the weights.
 
-    python cluster/gpu_check_fsdp.py [samples] [seq_len] [micro_batch_tokens] [steps] [shape]
+    python cluster/gpu_check_fsdp.py [samples] [seq_len] [micro_batch_tokens] [steps] [shape] [--cpu]
 
 Defaults: 32 samples of 1,024 tokens (half prompt, half response), 8,192-token micro-batches,
 3 timed steps after one warm-up step, Qwen2.5-0.5B's shape (``shape``: another folder holding a
-``config.json``). Without CUDA it runs on the CPU (a smoke test: use a small shape there).
+``config.json``). Without CUDA, or with ``--cpu``, it runs on the CPU (gloo instead of NCCL): a
+smoke run of the whole path, which the test suite makes on the tiny model's shape
+(``2 16 32 1 <tiny folder> --cpu``) so that a broken script shows in CI, not on GPU time.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
@@ -117,10 +120,10 @@ def _bare_loop(folder: Path, samples: list[Sample], rows_per_micro: int, steps: 
 
 
 def main(n: int = 32, seq_len: int = 1024, micro_batch_tokens: int = 8192, steps: int = 3,
-         shape: str = str(SHAPE)) -> dict:
+         shape: str = str(SHAPE), cpu: bool = False) -> dict:
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = "cuda" if torch.cuda.is_available() and not cpu else "cpu"
     name = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
     out: dict[str, float | str] = {"device": name, "torch": torch.__version__}
     with tempfile.TemporaryDirectory() as tmp:
@@ -165,5 +168,10 @@ def main(n: int = 32, seq_len: int = 1024, micro_batch_tokens: int = 8192, steps
 
 
 if __name__ == "__main__":
-    args: list = [int(a) for a in sys.argv[1:5]] + sys.argv[5:6]
-    print(json.dumps(main(*args), indent=1))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    for name, default in (("samples", 32), ("seq_len", 1024), ("micro_batch_tokens", 8192), ("steps", 3)):
+        parser.add_argument(name, type=int, nargs="?", default=default)
+    parser.add_argument("shape", nargs="?", default=str(SHAPE), help="a folder holding a config.json")
+    parser.add_argument("--cpu", action="store_true", help="run on the CPU even where a GPU is visible")
+    a = parser.parse_args()
+    print(json.dumps(main(a.samples, a.seq_len, a.micro_batch_tokens, a.steps, a.shape, a.cpu), indent=1))

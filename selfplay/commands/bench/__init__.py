@@ -14,14 +14,15 @@ from selfplay.model_cache import resolve_model
 log = logging.getLogger(__name__)
 
 
-def run(what: str, cfg: Config, ranks: int = 0) -> dict[str, Any]:
+def run(what: str, cfg: Config, ranks: int = 0, sizes: dict[str, int] | None = None) -> dict[str, Any]:
     """Run benchmark ``what`` on the config's model and settings; ``ranks`` > 0 times the sharded
-    learner on 1 and ``ranks`` ranks (``learner`` only)."""
-    model = resolve_model(cfg.model)
+    learner on 1 and ``ranks`` ranks (``learner`` only). ``sizes`` overrides the benchmark's own
+    sizes (rollout: ``n``, ``max_new_tokens``; learner: ``num_samples``, ``seq_len``, ``steps``)."""
+    model, sizes = resolve_model(cfg.model), dict(sizes or {})
     if what == "learner" and ranks > 0:
         from selfplay.commands.bench.learner import bench_sharded
 
-        figures = bench_sharded(model, cfg.trainer, ranks)
+        figures = bench_sharded(model, cfg.trainer, ranks, **sizes)
         print(f"sharded learner: 1 rank {figures['tokens_per_s_1_ranks']:.1f} tokens/s   {ranks} ranks "
               f"{figures[f'tokens_per_s_{ranks}_ranks']:.1f} tokens/s "
               f"({figures[f'tokens_per_s_per_rank_{ranks}_ranks']:.1f} per rank)   speed-up "
@@ -31,12 +32,12 @@ def run(what: str, cfg: Config, ranks: int = 0) -> dict[str, Any]:
     if what == "rollout":
         from selfplay.commands.bench.rollout import bench_rollout
 
-        return bench_rollout(model, n=32, max_new_tokens=64, dtype=cfg.rollout.dtype,
+        return bench_rollout(model, **{"n": 32, "max_new_tokens": 64, **sizes}, dtype=cfg.rollout.dtype,
                              kv_cache_gib=cfg.rollout.kv_cache_gib)
     if what == "learner":
         from selfplay.commands.bench.learner import bench_learner
 
-        figures = bench_learner(model, cfg.trainer)
+        figures = bench_learner(model, cfg.trainer, **sizes)
         print(f"learner: {figures['learner_tokens_per_s']:.1f} tokens/s   bare torch loop: "
               f"{figures['bare_tokens_per_s']:.1f} tokens/s   ratio {figures['ratio']:.2f} (target >= 0.9)"
               f"   [{figures['device']}, {figures['dtype']}, CPU {figures['cpu_capability']}]")

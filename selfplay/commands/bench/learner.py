@@ -113,15 +113,16 @@ def bench_learner(model_path: str, trainer_cfg: TrainerConfig, num_samples: int 
 def _sharded_rank(rank: int, world_size: int, port: int, model_path: str, trainer_cfg: TrainerConfig,
                   samples: list[Sample], steps: int, out: str) -> None:
     """One rank of :func:`bench_sharded`: a warm-up step, then ``steps`` timed steps; rank 0
-    writes the mean step time to ``out``."""
+    writes the mean step time and the tokens its learner reports a step to ``out``."""
     from learners.sharded import ShardedLearner
 
     learner = ShardedLearner(model_path, trainer_cfg, rank=rank, world_size=world_size,
                              master_port=port)
     learner.train_step(samples)
-    times = [learner.train_step(samples)[names.LEARNER_STEP_S] for _ in range(steps)]
+    stats = [learner.train_step(samples) for _ in range(steps)]
     if rank == 0:
-        Path(out).write_text(json.dumps({"step_s": sum(times) / len(times)}))
+        Path(out).write_text(json.dumps({"step_s": sum(s[names.LEARNER_STEP_S] for s in stats) / steps,
+                                         "tokens": stats[-1][names.LEARNER_TOKENS]}))
 
 
 def bench_sharded(model_path: str, trainer_cfg: TrainerConfig, ranks: int, num_samples: int = 16,
@@ -147,8 +148,10 @@ def bench_sharded(model_path: str, trainer_cfg: TrainerConfig, ranks: int, num_s
             out = os.path.join(tmp, f"ranks-{n}.json")
             spawn_local_ranks(_sharded_rank, n, model_path, trainer_cfg, samples, steps, out,
                               threads_per_rank=threads)
-            step_s = json.loads(Path(out).read_text())["step_s"]
+            rank0 = json.loads(Path(out).read_text())
+            step_s = rank0["step_s"]
             figures[f"step_s_{n}_ranks"] = step_s
+            figures[f"learner_tokens_{n}_ranks"] = rank0["tokens"]  # as the learner counts them
             figures[f"tokens_per_s_{n}_ranks"] = tokens / step_s
             figures[f"tokens_per_s_per_rank_{n}_ranks"] = tokens / step_s / n
     figures["speedup"] = figures[f"tokens_per_s_{ranks}_ranks"] / figures["tokens_per_s_1_ranks"]

@@ -21,6 +21,8 @@ from selfplay.core.precision import cpu_capability
 
 log = logging.getLogger(__name__)
 GAME = "selfplay/TicTacToe-v0"
+#: A game's prompt budget, where the model's context holds it besides the answer.
+PROMPT_TOKENS = 4096
 
 
 def selfplay_specs(n: int, sampling: SamplingSettings) -> list[EpisodeSpec]:
@@ -31,9 +33,10 @@ def selfplay_specs(n: int, sampling: SamplingSettings) -> list[EpisodeSpec]:
                         env_kwargs={"invalid_action": "random"}, sampling=sampling) for k in range(n)]
 
 
-async def play_games(engine: Engine, n: int, sampling: SamplingSettings) -> dict[str, float]:
+async def play_games(engine: Engine, n: int, sampling: SamplingSettings,
+                     max_prompt_tokens: int = PROMPT_TOKENS) -> dict[str, float]:
     """Play :func:`selfplay_specs` on ``engine``; returns tokens, seconds, tokens/s and turns."""
-    runner = EpisodeRunner(engine, engine.tokenizer, EpisodeLimits(max_turns=9, max_prompt_tokens=4096))
+    runner = EpisodeRunner(engine, engine.tokenizer, EpisodeLimits(max_turns=9, max_prompt_tokens=max_prompt_tokens))
     start = time.perf_counter()
     episodes = await runner.run_many(selfplay_specs(n, sampling))
     seconds = time.perf_counter() - start
@@ -57,14 +60,24 @@ async def _raw(engine: Engine, n: int, sampling: SamplingSettings) -> dict[str, 
     return {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds}
 
 
+def _prompt_budget(model_path: str, max_new_tokens: int) -> int:
+    """:data:`PROMPT_TOKENS`, or less for a model whose context cannot hold it and the answer
+    (vLLM refuses a longer ``max_model_len``: the tiny model has 4,096 positions)."""
+    from transformers import AutoConfig
+
+    positions = getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", None)
+    return min(PROMPT_TOKENS, positions - max_new_tokens) if positions else PROMPT_TOKENS
+
+
 async def _bench(model_path: str, n: int, max_new_tokens: int, dtype: str, kv_cache_gib: float) -> dict[str, Any]:
     sampling = SamplingSettings(max_new_tokens=max_new_tokens, temperature=1.0)
-    vllm = await make_engine("vllm", model_path, dtype=dtype, max_model_len=4096 + max_new_tokens,
+    budget = _prompt_budget(model_path, max_new_tokens)
+    vllm = await make_engine("vllm", model_path, dtype=dtype, max_model_len=budget + max_new_tokens,
                              kv_cache_gib=kv_cache_gib)
     try:
         await _raw(vllm, 4, sampling)  # warm-up: first requests pay one-off costs
         log.info("bench rollout: (a) %d concurrent self-play games on vLLM", n)
-        a = await play_games(vllm, n, sampling)
+        a = await play_games(vllm, n, sampling, budget)
         log.info("bench rollout: (b) one raw batch of %d sequences on vLLM", n)
         b = await _raw(vllm, n, sampling)
     finally:
@@ -74,7 +87,7 @@ async def _bench(model_path: str, n: int, max_new_tokens: int, dtype: str, kv_ca
     try:
         await _raw(hf, 4, sampling)
         log.info("bench rollout: (c) the same %d games on the transformers engine", n)
-        c = await play_games(hf, n, sampling)
+        c = await play_games(hf, n, sampling, budget)
     finally:
         hf.shutdown()
     return {"bench": "rollout", "n": n, "max_new_tokens": max_new_tokens, "dtype": vllm.dtype,
@@ -83,7 +96,8 @@ async def _bench(model_path: str, n: int, max_new_tokens: int, dtype: str, kv_ca
             "c_transformers_tokens_per_s": c["tokens_per_s"],
             "ratio_a_b": a["tokens_per_s"] / b["tokens_per_s"], "ratio_a_c": a["tokens_per_s"] / c["tokens_per_s"],
             "a_tokens": a["tokens"], "a_turns": a["turns"], "a_seconds": a["seconds"],
-            "b_tokens": b["tokens"], "c_tokens": c["tokens"], "c_seconds": c["seconds"]}
+            "b_tokens": b["tokens"], "b_seconds": b["seconds"], "c_tokens": c["tokens"],
+            "c_turns": c["turns"], "c_seconds": c["seconds"]}
 
 
 def bench_rollout(model_path: str, n: int = 32, max_new_tokens: int = 64, dtype: str = "auto",
