@@ -128,10 +128,15 @@ def test_update_during_generation_lands_mid_request_and_the_rest_follows_the_new
     prompt = token_ids(engine, PROMPTS[2])
 
     async def run():
-        await engine.generate(prompt, SamplingSettings(max_new_tokens=2))  # one-off costs paid first
+        # The update should land some 40 tokens into the 300: wait that long at the speed measured
+        # now (the machine may be loaded), once the first request's one-off costs are paid.
+        await engine.generate(prompt, SamplingSettings(max_new_tokens=2))
+        start = time.perf_counter()
+        await engine.generate(prompt, SamplingSettings(max_new_tokens=16, temperature=1.0, seed=2))
+        per_token = (time.perf_counter() - start) / 16
         sampling = SamplingSettings(max_new_tokens=300, temperature=1.0, seed=1)
         task = asyncio.ensure_future(engine.generate(prompt, sampling))
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(40 * per_token)
         start = time.perf_counter()
         figures = await asyncio.to_thread(engine.update_weights, new.items())
         wall = time.perf_counter() - start
