@@ -77,14 +77,18 @@ async def _check(shape_dir: Path, work: Path, n: int, max_new_tokens: int = 64,
     return out
 
 
-if __name__ == "__main__":
+def run(argv: list[str] | None = None) -> dict[str, float | str]:
+    """The command line (``argv``; None: the process's) parsed and checked; returns the figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("shape", type=Path, help="folder with config.json and the tokenizer")
     parser.add_argument("scratch", type=Path, help="where the random-weight model is written")
     parser.add_argument("games", type=int, nargs="?", default=64)
     parser.add_argument("--max-new-tokens", type=int, default=64, help="tokens a turn (default 64)")
     parser.add_argument("--cpu", action="store_true", help="run on the CPU even where a GPU is visible")
-    args = parser.parse_args()
-    figures = asyncio.run(_check(args.shape, args.scratch, args.games, args.max_new_tokens,
-                                 "cpu" if args.cpu else "cuda"))
-    print(json.dumps(figures))
+    args = parser.parse_args(argv)
+    return asyncio.run(_check(args.shape, args.scratch, args.games, args.max_new_tokens,
+                              "cpu" if args.cpu else "cuda"))
+
+
+if __name__ == "__main__":
+    print(json.dumps(run()))

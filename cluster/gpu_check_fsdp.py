@@ -167,11 +167,16 @@ def main(n: int = 32, seq_len: int = 1024, micro_batch_tokens: int = 8192, steps
     return out
 
 
-if __name__ == "__main__":
+def run(argv: list[str] | None = None) -> dict:
+    """The command line (``argv``; None: the process's) parsed and checked; returns the figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     for name, default in (("samples", 32), ("seq_len", 1024), ("micro_batch_tokens", 8192), ("steps", 3)):
         parser.add_argument(name, type=int, nargs="?", default=default)
     parser.add_argument("shape", nargs="?", default=str(SHAPE), help="a folder holding a config.json")
     parser.add_argument("--cpu", action="store_true", help="run on the CPU even where a GPU is visible")
-    a = parser.parse_args()
-    print(json.dumps(main(a.samples, a.seq_len, a.micro_batch_tokens, a.steps, a.shape, a.cpu), indent=1))
+    a = parser.parse_args(argv)
+    return main(a.samples, a.seq_len, a.micro_batch_tokens, a.steps, a.shape, a.cpu)
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(), indent=1))

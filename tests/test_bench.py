@@ -37,8 +37,8 @@ def test_bench_sync_reports_the_weights_it_moved_and_how_the_time_splits(tiny_mo
 
 def test_bench_rollout_plays_the_games_it_was_asked_for_on_both_engines(tiny_model):
     """(a) self-play on vLLM, (b) one raw vLLM batch, (c) the same games on transformers: two
-    games of 4-token turns, the smallest run of the whole command."""
-    games, tokens = 2, 4
+    games of 2-token turns, the smallest run of the whole command."""
+    games, tokens = 2, 2
     figures, wall = _bench(["rollout", "rollout.kv_cache_gib=1", "--games", str(games),
                             "--max-new-tokens", str(tokens)])
     assert figures["n"] == games and figures["max_new_tokens"] == tokens
