@@ -32,8 +32,7 @@ def run(what: str, cfg: Config, ranks: int = 0, sizes: dict[str, int] | None = N
     if what == "rollout":
         from selfplay.commands.bench.rollout import bench_rollout
 
-        return bench_rollout(model, **{"n": 32, "max_new_tokens": 64, **sizes}, dtype=cfg.rollout.dtype,
-                             kv_cache_gib=cfg.rollout.kv_cache_gib)
+        return bench_rollout(model, dtype=cfg.rollout.dtype, kv_cache_gib=cfg.rollout.kv_cache_gib, **sizes)
     if what == "learner":
         from selfplay.commands.bench.learner import bench_learner
 
