@@ -168,3 +168,23 @@ def test_a_bad_answer_prefix_fails_at_start_up_in_one_line_naming_the_field(over
     with pytest.raises(ConfigError, match=message) as err:
         load_config("debug", overrides)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["envs.0.answer_choices=true"], r"^envs\[0\].answer_choices=True: needs envs\[0\].answer_prefix"),
+    (["envs.0.answer_prefix=\\boxed{", "envs.0.answer_choices=maybe"],
+     r"^envs\[0\].answer_choices='maybe': expected bool"),
+    (["envs.0.answer_prefix=\\boxed{", "envs.0.kwargs.answer_choices=1"],
+     r"^envs\[0\].answer_choices=1: expected true or false"),
+    (["envs.0.id=selfplay/SimpleNegotiation-v0", "envs.0.answer_prefix=\\boxed{", "envs.0.answer_choices=true"],
+     r"^envs\[0\].answer_choices=True: expected false for selfplay/SimpleNegotiation-v0 \(its legal actions are open-ended"),
+])
+def test_a_bad_answer_choices_fails_at_start_up_in_one_line_naming_the_field(overrides, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config("debug", overrides)
+    assert "\n" not in str(err.value)
+
+
+def test_constrained_answers_pass_to_the_game():
+    cfg = load_config("kuhn_cpu")
+    assert cfg.envs[0].kwargs == {"answer_prefix": "\\boxed{", "answer_choices": True}

@@ -81,3 +81,15 @@ def test_a_prompt_budget_error_on_first_use_comes_before_the_model_is_prepared(t
     # Not prepared (that took about 60 s here; this run about 10 s): only the tokenizer was.
     assert not (tmp_path / "cache" / "models" / "smollm2-135m-instruct").exists()
     assert (tmp_path / "cache" / "models" / "tokenizers" / "smollm2-135m-instruct").is_dir()
+
+
+def test_constrained_answers_over_actions_of_several_tokens_fail_at_start_up(tiny_model):
+    """Liar's Dice bids (``bid 1 1``) are several tokens: refused before Ray starts, in one line;
+    Kuhn Poker's actions are one token each and pass."""
+    choices = ["envs.0.answer_prefix=\\boxed{", "envs.0.answer_choices=true"]
+    check_before_start(load_config("debug", choices), tiny_model)
+    cfg = load_config("debug", ["envs.0.id=selfplay/LiarsDice-v0", *choices])
+    with pytest.raises(ConfigError, match=r"^envs\[0\].answer_choices=True: the action 'bid [0-9] [0-9]' "
+                                          r"is [0-9]+ tokens after") as err:
+        check_before_start(cfg, tiny_model)
+    assert "\n" not in str(err.value)

@@ -173,3 +173,38 @@ def test_the_runner_splices_the_prefix_and_the_env_reads_prefix_plus_answer():
         assert sample.response_ids[:len(prefix)] == prefix
         assert sample.loss_mask == [0] * len(prefix) + [1] * len(answer)
         assert sample.logprobs == [0.0] * len(prefix) + [-0.5] * len(answer)
+
+
+# ----- constrained answers (answer_choices) ---------------------------------------------------
+
+def test_constrained_answers_ask_for_one_token_among_the_legal_actions():
+    env, obs, info = kuhn(answer_choices=True)
+    (request,) = env.turn_requests(obs, info)
+    assert request == TurnRequest(player=info["player"], observation=obs, insert=BOX, max_tokens=1,
+                                  choices=("check", "bet"))
+    # The engine wrote one of the choices, and nothing else: read exactly, no brace needed.
+    _, _, _, _, after = env.step(engine_reply("bet"))
+    assert after["action"] == "bet" and not after["invalid"]
+    for text in ("bet}", "Bet", " bet", "fold"):  # never produced by a constrained engine
+        env, _, _ = kuhn(answer_choices=True)
+        assert env.step(engine_reply(text))[4]["invalid"], text
+
+
+def test_constrained_answers_need_a_prefix_and_a_bool():
+    with pytest.raises(ValueError, match="answer_choices=True needs answer_prefix"):
+        gym.make(KUHN, answer_choices=True)
+    with pytest.raises(ValueError, match="answer_choices='yes': expected true or false"):
+        gym.make(KUHN, answer_prefix=BOX, answer_choices="yes")
+
+
+def test_choice_tokens_are_one_token_each_after_the_prefix_or_a_clear_error(smollm2):
+    from transformers import AutoTokenizer
+
+    from actors.episodes import choice_token_ids
+
+    tok = AutoTokenizer.from_pretrained(smollm2)
+    ids = choice_token_ids(tok, BOX, ("check", "bet"))
+    head = tok.encode(BOX, add_special_tokens=False)
+    assert [tok.encode(BOX + a, add_special_tokens=False) for a in ("check", "bet")] == [head + [i] for i in ids]
+    with pytest.raises(ValueError, match="the action 'bid 1 1' is [0-9]+ tokens after"):
+        choice_token_ids(tok, BOX, ("bid 1 1", "liar"))

@@ -4,6 +4,8 @@ logits tensor of more than one chunk of positions, forward or backward."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -122,3 +124,48 @@ def test_no_logits_tensor_holds_more_than_one_chunk_of_positions(tiny_path):
     with LargestLogits(vocab) as seen:
         learner._micro_step(samples, n_loss)  # forward and backward of one micro-batch
     assert 0 < seen.most <= 8
+
+
+def test_constrained_positions_score_the_renormalised_choice_with_its_gradient():
+    """Positions restricted to a few tokens (constrained answers): log-prob, entropy and gradients
+    equal a plain masked log-softmax over all positions, for any chunk size."""
+    torch.manual_seed(0)
+    n, h, v = 7, 5, 11
+    hidden, weight = torch.randn(n, h, requires_grad=True), torch.randn(v, h, requires_grad=True)
+    allowed = {1: [2, 5], 4: [3, 7, 9], 6: [0, 1]}
+    targets = torch.tensor([3, 5, 1, 2, 9, 4, 0])
+    pos = torch.tensor([p for p, toks in allowed.items() for _ in toks])
+    tok = torch.tensor([t for toks in allowed.values() for t in toks])
+    blocked = torch.zeros(n, v, dtype=torch.bool)
+    for p, toks in allowed.items():
+        blocked[p] = True
+        blocked[p, toks] = False
+    ref = torch.log_softmax((hidden @ weight.T / 0.7).masked_fill(blocked, float("-inf")), -1)
+    ref_logp = ref.gather(1, targets[:, None]).squeeze(1)
+    ref_entropy = -(ref.exp() * ref.clamp(min=-1e30)).sum(-1)
+    upstream = torch.arange(1.0, n + 1)
+    ref_grads = torch.autograd.grad((ref_logp * upstream).sum(), (hidden, weight))
+    assert float(ref_entropy[4]) <= math.log(3) + 1e-6  # restricted: at most log of its choices
+    for chunk in (1, 2, 3, 100):
+        logp, entropy = chunked_logprobs(hidden, weight, targets, 0.7, chunk, True, (pos, tok))
+        grads = torch.autograd.grad((logp * upstream).sum(), (hidden, weight))
+        torch.testing.assert_close(logp, ref_logp, atol=1e-5, rtol=0)
+        torch.testing.assert_close(entropy, ref_entropy, atol=1e-5, rtol=0)
+        for got, want in zip(grads, ref_grads):
+            torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
+
+
+def test_collate_points_the_allowed_tokens_at_the_constrained_samples_loss_tokens():
+    from learners.step_parts import collate
+    from selfplay.core.samples import Sample
+
+    def sample(response: list[int], mask: list[int], allowed: tuple[int, ...] = ()) -> Sample:
+        return Sample([1, 2], response, [-0.5] * len(response), mask, "e", 0, 0.0, "ep",
+                      allowed_ids=allowed)
+
+    free = sample([5, 6, 7, 8], [0, 1, 1, 1])  # three loss tokens, unconstrained
+    chosen = sample([9, 4], [0, 1], allowed=(4, 11))  # one loss token, among 4 and 11
+    mb = collate([free, chosen, free], torch.device("cpu"))
+    assert mb.targets.tolist() == [6, 7, 8, 4, 6, 7, 8]
+    assert mb.allowed_pos.tolist() == [3, 3] and mb.allowed_tok.tolist() == [4, 11]
+    assert collate([free], torch.device("cpu")).allowed_pos.numel() == 0
