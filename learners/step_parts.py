@@ -132,8 +132,10 @@ def collate(batch: list[Sample], device: torch.device, every_token: bool = False
                                        torch.full((len(j),), s.advantage),
                                        torch.full((len(j),), scale, dtype=torch.float64))):
             part.append(value)
-        for k in range(loss_tokens, loss_tokens + len(j)) if s.allowed_ids else ():
-            allowed_pos += [k] * len(s.allowed_ids)
+        # The constraint covers what the engine sampled (the loss tokens), never inserted text.
+        written = [k for k, t in enumerate(j.tolist()) if s.loss_mask[t]] if s.allowed_ids else []
+        for k in written:
+            allowed_pos += [loss_tokens + k] * len(s.allowed_ids)
             allowed_tok += list(s.allowed_ids)
         loss_tokens += len(j)
     rows, cols, targets, old, adv, scale = (torch.cat(x).to(device) for x in parts)

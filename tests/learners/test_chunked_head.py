@@ -169,3 +169,7 @@ def test_collate_points_the_allowed_tokens_at_the_constrained_samples_loss_token
     assert mb.targets.tolist() == [6, 7, 8, 4, 6, 7, 8]
     assert mb.allowed_pos.tolist() == [3, 3] and mb.allowed_tok.tolist() == [4, 11]
     assert collate([free], torch.device("cpu")).allowed_pos.numel() == 0
+    # Every response token (the learner's log-probs for comparison with the engine): the
+    # inserted token 9 stays unconstrained, the written 4 is constrained.
+    every = collate([chosen], torch.device("cpu"), every_token=True)
+    assert every.targets.tolist() == [9, 4] and every.allowed_pos.tolist() == [1, 1]
