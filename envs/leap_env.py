@@ -128,7 +128,8 @@ class LeaPEnv(TextEpisodeEnv):
                  router: str = "dispersed", summary_tokens: int = 32, answer_tokens: int = 16,
                  token_budget: int | None = None, share: bool = True, correct_reward: float = 1.0,
                  wrong_reward: float = 0.0, no_answer_reward: float = 0.0, prompt: str = "cot",
-                 render_mode: str | None = None) -> None:
+                 render_mode: str | None = None, question: str = "question", answer: str = "answer",
+                 split: str | None = None) -> None:
         for name, value, low in (("num_paths", num_paths, 1), ("segment_tokens", segment_tokens, 1),
                                  ("num_segments", num_segments, 1), ("peers", peers, 0),
                                  ("summary_tokens", summary_tokens, 1), ("answer_tokens", answer_tokens, 1)):
@@ -142,7 +143,8 @@ class LeaPEnv(TextEpisodeEnv):
             raise ValueError(f"prompt={prompt!r}: expected one of {tuple(PROMPTS)}")
         self.prompt = prompt
         self.instruction, self.opening = PROMPTS[prompt]
-        self.source = ProblemSource(source, level, dataset, self.instruction)
+        self.source = ProblemSource(source, level, dataset, self.instruction, question=question,
+                                    answer=answer, split=split)
         self.num_players = self.num_paths = int(num_paths)
         self.segment_tokens, self.num_segments = int(segment_tokens), int(num_segments)
         self.peers, self.router, self.share = int(peers), router, bool(share)

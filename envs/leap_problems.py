@@ -4,8 +4,9 @@ beyond reading a JSONL file once):
 * ``arithmetic``: generated integer arithmetic at a difficulty level (:mod:`envs.arithmetic`);
 * ``sat``: a planted-solution SAT formula at a level ``(n, k, l)``, or rows of a SAT JSONL file,
   as ``selfplay/SAT-v0`` builds them (:mod:`envs.sat_env`); any satisfying assignment is right;
-* ``jsonl``: any file of ``{"question": ..., "answer": ...}`` rows (MATH- or AIME-style), answers
-  checked with Hugging Face's ``math-verify`` (:mod:`envs.qa_data`).
+* ``jsonl``: question/answer rows (MATH- or AIME-style) from any source ``selfplay eval --bench``
+  reads (:func:`envs.qa_data.read_source`: a JSONL file, a ``datasets`` folder or a cached dataset
+  id, with its own column names), answers checked with Hugging Face's ``math-verify``.
 
 A :class:`Problem` is a question, a check of a path's text, and :meth:`Problem.answer` (the final
 answer a text commits to, normalised) for majority votes and for telling whether a path changed
@@ -62,17 +63,22 @@ class ProblemSource:
     """Draws problems of one source; ``draw(rng)`` is deterministic in the generator's state.
 
     ``level``: an arithmetic level (1-6, default 2) or a SAT level ``(n, k, l)`` (default
-    ``(3, 5, 5)``); ``dataset``: a JSONL file (required for ``jsonl``; for ``sat``, a SAT-v0
-    dataset instead of a level); ``instruction``: what follows the problem in the question
+    ``(3, 5, 5)``); ``dataset``: for ``jsonl`` (required) a JSONL file, a ``datasets`` folder or a
+    cached dataset id, read by :func:`envs.qa_data.read_source` with ``question``/``answer`` (the
+    column names) and ``split``, the same reader as the benchmarks'; for ``sat``, a SAT-v0 dataset
+    instead of a level; ``instruction``: what follows the problem in the question
     (:data:`ANSWER_INSTRUCTION`, or LeaP's instructions for its protocol). SAT-v0's own prompt
     already asks for ``\\boxed{BITS}``, so it takes an instruction only when that is not
     :data:`ANSWER_INSTRUCTION`.
     """
 
     def __init__(self, source: str, level: Any = None, dataset: str | os.PathLike | None = None,
-                 instruction: str = ANSWER_INSTRUCTION) -> None:
+                 instruction: str = ANSWER_INSTRUCTION, *, question: str = "question",
+                 answer: str = "answer", split: str | None = None) -> None:
         if source not in SOURCES:
             raise ValueError(f"source={source!r}: expected one of {SOURCES}")
+        if source != "jsonl" and (question, answer, split) != ("question", "answer", None):
+            raise ValueError(f"question=, answer= and split= name a dataset's columns: source='jsonl' only")
         self.source, self.instruction = source, instruction
         self.dataset = None if dataset is None else os.fspath(dataset)
         self.items: Sequence[Any] = ()
@@ -94,7 +100,9 @@ class ProblemSource:
             if level is not None:
                 raise ValueError("source='jsonl' has no levels: drop level=")
             self.level = None
-            self.items = qa_data.read_jsonl(self.dataset)
+            if self.dataset.endswith((".jsonl", ".json")) and not os.path.exists(self.dataset):
+                raise FileNotFoundError(f"dataset={self.dataset!r}: no such file")
+            self.items = qa_data.read_source(self.dataset, question, answer, split)
         if dataset is not None and not self.items:
             raise ValueError(f"dataset={self.dataset!r}: the file has no rows")
 

@@ -199,6 +199,24 @@ def test_sat_and_jsonl_sources(tmp_path) -> None:
     assert env.problem.question.startswith("What is half of one?")
 
 
+def test_jsonl_source_reads_a_datasets_folder_with_its_column_names(tmp_path) -> None:
+    """LeaP reads what ``--bench`` reads (one reader, ``qa_data.read_source``): a ``datasets``
+    folder whose columns are MATH-500's ``problem``/``answer``, ``question=`` naming the one."""
+    datasets = pytest.importorskip("datasets")
+    rows = [{"problem": "What is half of one?", "answer": "\\frac{1}{2}", "level": 1}]
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "math"))
+    env = make(source="jsonl", dataset=str(tmp_path / "math"), question="problem", num_paths=2,
+               num_segments=1)
+    _, last = play(env, lambda info: {"text": "\\boxed{0.5}" if info["player"] == 0 else "\\boxed{2}",
+                                      "finished": True, "tokens": 3})
+    assert last["rewards"] == {0: 1.0, 1: 0.0}
+    assert env.problem.question.startswith("What is half of one?")
+    with pytest.raises(ValueError, match="no column 'question'"):
+        make(source="jsonl", dataset=str(tmp_path / "math"))
+    with pytest.raises(ValueError, match="source='jsonl' only"):
+        make(source="arithmetic", question="problem")
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"num_paths": 0}, "num_paths"), ({"router": "nearest"}, "router"), ({"peers": -1}, "peers"),
     ({"source": "gsm8k"}, "source"), ({"source": "jsonl"}, "dataset"), ({"level": 9}, "level"),
