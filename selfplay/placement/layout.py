@@ -125,8 +125,9 @@ def shortfall(layout: Layout, nodes: list[Node]) -> str:
     """One line saying why ``layout`` does not fit ``nodes`` and which settings to change."""
     have = {k: sum(n.get(k, 0.0) for n in nodes) for k in ("CPU", "GPU")}
     w = layout.workers[0] if layout.workers else layout.learner
-    need = (f"{len(layout.learners)} learner rank(s) x {{{_amounts(layout.learner)}}} + "
-            f"{len(layout.workers)} rollout workers x "
+    # An evaluation's layout has no learner (selfplay.commands.bench_workers).
+    learners = f"{len(layout.learners)} learner rank(s) x {{{_amounts(layout.learner)}}} + " if layout.learners else ""
+    need = (f"{learners}{len(layout.workers)} rollout workers x "
             f"{{{_amounts(w)}}} = CPU {layout.total('CPU'):g}, GPU {layout.total('GPU'):g}")
     where = "this machine's local Ray" if layout.local else f"the cluster's {len(nodes)} node(s)"
     return (f"cluster: the layout ({need}, {layout.strategy}) does not fit {where} (CPU {have['CPU']:g}, "
