@@ -64,7 +64,7 @@ def test_a_leap_path_that_cannot_fit_the_context_is_one_line(tiny_model):
 
 def test_a_leap_dataset_that_is_missing_is_one_line(tiny_model):
     cfg = load_config("leap_r1_distill_14b", ["envs.0.kwargs.dataset=/nonexistent/aime24.jsonl"])
-    with pytest.raises(ConfigError, match=r"envs\[0\].kwargs=.*selfplay/LeaP-v0 rejects them .*No such file"):
+    with pytest.raises(ConfigError, match=r"envs\[0\].kwargs=.*selfplay/LeaP-v0 rejects them \(dataset=.*: no such file\)"):
         check_before_start(cfg, tiny_model)
 
 
