@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import sys
 import time
 from dataclasses import replace
 from typing import Any, Callable
@@ -66,12 +67,21 @@ def eta_line(label: str, done: int, total: int, tokens: int, elapsed: float) -> 
             f"ETA {eta_text}")
 
 
+def say_progress(line: str) -> None:
+    """Log ``line`` where INFO is shown (the CLI's own process); else write it to stderr: a Ray
+    worker's logging hides INFO, and Ray forwards its stderr to the driver."""
+    if log.isEnabledFor(logging.INFO):
+        log.info(line)
+    else:
+        print(f"{__name__}: {line}", file=sys.stderr, flush=True)
+
+
 async def run_bench(runner: EpisodeRunner, specs: list[EpisodeSpec], label: str,
                     every_s: float = PROGRESS_EVERY_S, say: Callable[[str], None] | None = None
                     ) -> list[dict[str, Any]]:
     """Play ``specs`` concurrently; log a progress line every ``every_s`` seconds and at the end.
     No per-episode timeout: queued answers wait for the engine, they are not late."""
-    say = say or log.info
+    say = say or say_progress
     runner = EpisodeRunner(runner.engine, runner.tokenizer, replace(runner.limits, timeout_s=1e9),
                            runner.opponent_engines)
     start, done, tokens = time.perf_counter(), 0, 0
@@ -97,4 +107,4 @@ async def run_bench(runner: EpisodeRunner, specs: list[EpisodeSpec], label: str,
     return records
 
 
-__all__ = ["bench_sampling", "plan_bench", "record", "eta_line", "run_bench", "PROGRESS_EVERY_S"]
+__all__ = ["bench_sampling", "plan_bench", "record", "eta_line", "say_progress", "run_bench", "PROGRESS_EVERY_S"]

