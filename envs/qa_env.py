@@ -1,9 +1,11 @@
 """``selfplay/QA-v0``: answer one question of a benchmark file in one turn (MATH-500, AIME, GSM8K
 or the shipped arithmetic file), checked against the reference by :func:`envs.qa_data.check_answer`.
 
-The prompt is SPIRAL's evaluation template by default: the question, then "Please reason step by
-step, and put your final answer within \\boxed{}." on its own line, as the one user message of
-the model's chat template (no system prompt). Any template with ``{question}`` can replace it.
+The prompt is SPIRAL's evaluation template by default (``qwen3-self-play`` in its
+math-evaluation-harness, what its ``evals/benchmarks/eval.sh`` runs): "Please reason step by step,
+and put your final answer within \\boxed{}.", then "Question: " and the question on the next line,
+as the one user message of the model's chat template (no system prompt). Any template with
+``{question}`` can replace it.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from envs.base import TurnBasedTextEnv, TurnRequest
 from envs.qa_data import QAItem, check_answer, read_source
 
 QUESTION = "{question}"
-#: SPIRAL's evaluation prompt for its Qwen3 base models (the same sentence LeaP appends).
-DEFAULT_TEMPLATE = QUESTION + "\nPlease reason step by step, and put your final answer within \\boxed{}."
+#: SPIRAL's evaluation prompt for its Qwen3 models (its harness's ``qwen3-self-play``; LeaP appends the
+#: same sentence after the question instead).
+DEFAULT_TEMPLATE = "Please reason step by step, and put your final answer within \\boxed{}.\nQuestion: " + QUESTION
 
 
 def check_template(template: Any) -> str:

@@ -60,8 +60,9 @@ def test_unbiased_pass_at_k_equals_brute_force_enumeration(n):
 
 def test_spiral_template_is_the_default_and_any_template_with_question_works():
     q = "What is {x} in \\{1, 2\\}?"  # braces in questions and templates stay as they are
+    # SPIRAL's math-evaluation-harness, prompt type qwen3-self-play (its eval.sh's), inside the user turn.
     assert render_prompt(DEFAULT_TEMPLATE, q) == (
-        q + "\nPlease reason step by step, and put your final answer within \\boxed{}.")
+        "Please reason step by step, and put your final answer within \\boxed{}.\nQuestion: " + q)
     assert render_prompt("Q: {question}\nA:", "2+2?") == "Q: 2+2?\nA:"
     with pytest.raises(ValueError, match="template="):
         render_prompt("no placeholder", q)
