@@ -208,6 +208,7 @@ class TransformersEngine:
         top_p = torch.tensor([r.sampling.top_p for r in batch], dtype=torch.float32)
         min_p = torch.tensor([r.sampling.min_p for r in batch], dtype=torch.float32)
         top_k = torch.tensor([r.sampling.top_k for r in batch], dtype=torch.long)
+        allowed = [r.sampling.allowed_token_ids for r in batch]
         blocked = None  # built at the first step, when the logits' width (the vocabulary) is known
         rngs = [torch.Generator().manual_seed(r.sampling.seed) if r.sampling.seed is not None
                 else self._rng for r in batch]
@@ -225,8 +226,8 @@ class TransformersEngine:
             self.forward_passes += 1
             past = out.past_key_values
             logits = out.logits[:, -1].float().cpu()
-            if blocked is None:
-                blocked = allowed_mask([r.sampling.allowed_token_ids for r in batch], logits.shape[-1])
+            if blocked is None and any(allowed):
+                blocked = allowed_mask(allowed, logits.shape[-1])
             logp = sampling_logprobs(logits, temperature, top_p, min_p, top_k, blocked)
             chosen = self._pick(logp, temperature, rngs)
             for i in range(n):
