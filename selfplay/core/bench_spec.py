@@ -17,6 +17,7 @@ Options: ``question`` / ``answer`` (column names), ``split``, ``template`` (with
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, fields
 from typing import Any
@@ -120,4 +121,42 @@ def problem_counts(specs: list[BenchSpec], key: str = "--bench") -> dict[str, in
     return counts
 
 
-__all__ = ["BenchSpec", "OPTIONS", "split_arg", "parse_bench", "parse_benches", "problem_counts"]
+#: One call of the pool: (worker index, method, arguments).
+Call = tuple[int, str, tuple]
+
+
+def split_problems(count: int, workers: int) -> list[list[int]]:
+    """Problem indices per worker: ``i`` goes to worker ``i mod workers`` (empty lists kept)."""
+    if workers < 1:
+        raise ValueError(f"workers={workers!r}: expected >= 1")
+    return [list(range(w, count, workers)) for w in range(workers)]
+
+
+def bench_calls(specs: list[BenchSpec], counts: dict[str, int], samples: dict[str, int], seed: int,
+                workers: int) -> tuple[list[Call], list[str]]:
+    """The ``evaluate_bench`` calls answering every benchmark on ``workers`` workers, and the
+    benchmark each call answers. A source that is a path here is made absolute: the workers may
+    run in another folder or on another node."""
+    calls: list[Call] = []
+    owners: list[str] = []
+    for spec in specs:
+        kwargs = spec.env_kwargs()
+        if os.path.exists(spec.source):
+            kwargs["dataset"] = os.path.abspath(spec.source)
+        for w, indices in enumerate(split_problems(counts[spec.name], workers)):
+            if indices:
+                calls.append((w, "evaluate_bench", (spec.name, kwargs, indices, samples[spec.name], seed)))
+                owners.append(spec.name)
+    return calls, owners
+
+
+def merge(owners: list[str], parts: list[list[dict[str, Any]]], names: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Each benchmark's records from all its calls, in problem order."""
+    records: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for name, part in zip(owners, parts):
+        records[name] += part
+    return {name: sorted(r, key=lambda x: x["index"]) for name, r in records.items()}
+
+
+__all__ = ["BenchSpec", "OPTIONS", "split_arg", "parse_bench", "parse_benches", "problem_counts",
+           "split_problems", "bench_calls", "merge"]

@@ -16,7 +16,6 @@ a learner that dies ends the run with the command that resumes it.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -168,27 +167,16 @@ class Driver:
     def evaluate_benches(self, step: int) -> dict[str, float]:
         """``eval.bench``: every benchmark's problems split over all the workers, answered at once
         (continuous batching on each engine); pass@1 with its interval, answered rate, tokens."""
-        from selfplay.core.bench_spec import parse_benches, problem_counts
+        from selfplay.core.bench_spec import bench_calls, merge, parse_benches, problem_counts
         from selfplay.stats.bench_figures import bench_metrics, summarize
 
         specs = parse_benches(self.cfg.eval.bench)
         if not specs:
             return {}
-        counts, n = problem_counts(specs, "eval.bench"), len(self.rollout)
-        calls, owners = [], []
-        for spec in specs:
-            indices = list(range(counts[spec.name]))
-            kwargs = spec.env_kwargs()
-            if os.path.exists(spec.source):  # the workers may start elsewhere than this process
-                kwargs["dataset"] = os.path.abspath(spec.source)
-            for w in range(n):
-                if indices[w::n]:
-                    calls.append((w, "evaluate_bench", (spec.name, kwargs, indices[w::n],
-                                                        spec.samples or 1, self.cfg.seed)))
-                    owners.append(spec.name)
-        records: dict[str, list[dict[str, Any]]] = {s.name: [] for s in specs}
-        for name, part in zip(owners, self.rollout.call_many(calls)):
-            records[name] += part
+        counts = problem_counts(specs, "eval.bench")
+        calls, owners = bench_calls(specs, counts, {s.name: s.samples or 1 for s in specs}, self.cfg.seed,
+                                    len(self.rollout))
+        records = merge(owners, self.rollout.call_many(calls), [s.name for s in specs])
         values: dict[str, float] = {}
         for spec in specs:
             summary = summarize(records[spec.name])
