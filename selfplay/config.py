@@ -264,8 +264,10 @@ def validate(cfg: Config) -> None:
     from envs.opponents import FIXED_OPPONENTS
     from learners.advantages import make_estimator
     from learners.loss_agg import LOSS_AGGS, NEEDS_LENGTH
+    from learners.off_policy import OFF_POLICY
     from selfplay.core.samples import SNAPSHOT
     from selfplay.core.weight_format import WEIGHT_SYNCS
+    from selfplay.placement.cores import parse_cores
     from selfplay.placement.layout import PLACEMENT_STRATEGIES
 
     _check(cfg.format_version == CONFIG_FORMAT, "format_version", cfg.format_version,
@@ -332,6 +334,11 @@ def validate(cfg: Config) -> None:
            f"sequence's token sum is divided by, e.g. rollout.max_new_tokens)")
     _check(t.epochs >= 1, "trainer.epochs", t.epochs, ">= 1")
     _check(t.samples_per_step >= 0, "trainer.samples_per_step", t.samples_per_step, ">= 0")
+    _check(isinstance(t.max_staleness, int) and t.max_staleness >= 0, "trainer.max_staleness",
+           t.max_staleness, ">= 0 (0: synchronous)")
+    _check(t.off_policy in OFF_POLICY, "trainer.off_policy", t.off_policy, f"one of {OFF_POLICY}")
+    _check(t.importance_cap > 0 or (t.off_policy != "tis" and t.importance_cap == 0), "trainer.importance_cap",
+           t.importance_cap, "> 0 (0, no cap, is for trainer.off_policy=decoupled only)")
     _check(t.dtype in DTYPE_NAMES, "trainer.dtype", t.dtype, f"one of {DTYPE_NAMES}")
     _check(t.device in ("auto", "cpu", "cuda"), "trainer.device", t.device, "one of auto, cpu, cuda")
     e = cfg.eval
@@ -386,6 +393,9 @@ def validate(cfg: Config) -> None:
     _check(cl.placement_strategy in PLACEMENT_STRATEGIES, "cluster.placement_strategy",
            cl.placement_strategy, f"one of {PLACEMENT_STRATEGIES}")
     _check(cl.placement_timeout_s > 0, "cluster.placement_timeout_s", cl.placement_timeout_s, "> 0")
+    for key, cores in (("cluster.learner_cores", cl.learner_cores), ("cluster.worker_cores", cl.worker_cores)):
+        _check(cores is None or parse_cores(str(cores)) is not None, key, cores,
+               'cores as "0", "0,2" or "2-7", or null')
     _check(cl.max_worker_restarts >= 0, "cluster.max_worker_restarts", cl.max_worker_restarts, ">= 0")
     _check(r.weight_sync != "nccl" or cl.worker_gpus > 0, "rollout.weight_sync", r.weight_sync,
            "cpu or auto when cluster.worker_gpus is 0 (NCCL needs GPUs)")

@@ -156,6 +156,23 @@ class TrainerConfig:
     filter_zero_advantage: bool = False
     """Drop samples whose advantage is exactly 0 before training: they carry no gradient but
     dilute the token-level mean (SPIRAL does this)."""
+    max_staleness: int = 0
+    """Bounded staleness k (``selfplay.loop.staleness``): 0 is the synchronous on-policy loop
+    (rollout waits for each update); with k >= 1 the rollout workers keep generating while the
+    learner trains, never more than k steps ahead of it, and a sample trains only if the weights
+    that generated its turn are at most k versions behind the learner's (older ones are dropped
+    and counted, ``learner/dropped/stale``) (>= 0; AReaL's ``max_head_offpolicyness``, prime-rl's
+    ``async_level``)."""
+    off_policy: str = "none"
+    """Off-policy correction of the PPO loss: none (the ratio against the engine's behaviour
+    log-probs, as always), tis (the ratio against the learner's own log-probs at the start of the
+    update, each token weighted by their ratio to the behaviour log-probs truncated at
+    ``importance_cap``; verl's TIS) or decoupled (the same ratio, weighted by the untruncated
+    ratio, tokens whose weight exceeds ``importance_cap`` masked out; AReaL's decoupled PPO). Both
+    cost one extra forward pass without gradients per step."""
+    importance_cap: float = 2.0
+    """tis: the truncation of the importance weight; decoupled: tokens whose weight exceeds it
+    are left out (0: keep every token) (> 0 for tis, >= 0 for decoupled)."""
     dtype: str = "auto"
     """Learner dtype: auto (bfloat16 on a GPU or a CPU with native bf16, else float32), bfloat16,
     float16 or float32."""
@@ -267,6 +284,15 @@ class ClusterConfig:
     placement_timeout_s: float = 120.0
     """How long to wait for the cluster to place the layout before the run stops with one line
     saying what did not fit (> 0)."""
+    learner_cores: str | int | None = None
+    """CPU cores the learner's process runs on, e.g. ``"1"`` or ``"2-7"`` (Linux affinity; torch
+    uses that many threads); None: no pinning, all CPUs of the node divided among the ranks in the
+    synchronous loop, and on a local machine in the asynchronous loop (``trainer.max_staleness``
+    >= 1) the last half of the CPUs, so rollout and learning do not fight for the same cores."""
+    worker_cores: str | int | None = None
+    """CPU cores the rollout workers (and vLLM's engine process) run on, the same notation; vLLM on
+    CPU binds its threads to them (``VLLM_CPU_OMP_THREADS_BIND``); None: no pinning, except in the
+    local asynchronous loop: the first half of the CPUs."""
     max_worker_restarts: int = 3
     """Times one rollout worker may die (killed, out of memory) and be restarted by Ray with the
     current weights before the run ends (>= 0)."""
