@@ -37,6 +37,9 @@ class Context:
     last_text: str = ""
     #: The token ids a constrained answer was sampled among (``Sample.allowed_ids``); () for none.
     allowed: tuple[int, ...] = ()
+    #: The oldest weight version that wrote any of it (``Sample.weight_version``); None before
+    #: the first generation.
+    version: int | None = None
 
     def insert(self, ids: list[int]) -> None:
         """Append text the policy did not write (masked out of the loss)."""
@@ -44,8 +47,10 @@ class Context:
         self.logprobs += [0.0] * len(ids)
         self.mask += [0] * len(ids)
 
-    def generated(self, ids: list[int], logprobs: list[float], text: str = "") -> None:
-        """Append what the policy wrote, with its behaviour log-probs."""
+    def generated(self, ids: list[int], logprobs: list[float], text: str = "", version: int = 0) -> None:
+        """Append what the policy wrote, with its behaviour log-probs; ``version``: the weights'
+        version when this generation started (the oldest that wrote any of it)."""
+        self.version = version if self.version is None else min(self.version, version)
         self.last_start, self.last_text = len(self.ids), text
         self.ids += ids
         self.logprobs += logprobs

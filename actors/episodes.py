@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -132,9 +132,12 @@ class EnginePlayer:
     ``sampling.max_new_tokens`` (a turn that would not fit is shortened, to nothing if need be)."""
 
     def __init__(self, engine: Engine, tokenizer: Any, sampling: SamplingSettings,
-                 max_prompt_tokens: int, record: bool = False) -> None:
+                 max_prompt_tokens: int, record: bool = False,
+                 version: Callable[[], int] = lambda: 0) -> None:
         self.engine, self.tokenizer, self.sampling = engine, tokenizer, sampling
         self.max_prompt_tokens, self.record = max_prompt_tokens, record
+        #: The engine's weight version now; read as each generation starts (``Sample.weight_version``).
+        self.version = version
         self.open: dict[int, Context] = {}  # each role's current context
         self.started = 0  # contexts started so far (a sample's ``turn``)
 
@@ -167,8 +170,10 @@ class EnginePlayer:
                 raise ValueError("a constrained answer must open its own context (request.extends)")
             ctx.allowed = choice_token_ids(self.tokenizer, request.insert, request.choices)
             sampling = replace(sampling, max_new_tokens=1, allowed_token_ids=ctx.allowed, stop=())
+        # Read before generating: an update landing mid-generation leaves the older version.
+        version = self.version()
         gen = await self.engine.generate(ctx.prompt + ctx.ids, sampling)
-        ctx.generated(list(gen.token_ids), list(gen.logprobs), gen.text)
+        ctx.generated(list(gen.token_ids), list(gen.logprobs), gen.text, version)
         finished = gen.finish_reason == "stop" or bool(request.choices)  # one token is the answer
         return Turn(gen.text, finished, len(gen.token_ids), ctx if self.record else None,
                     after_insert=True)
@@ -260,7 +265,7 @@ def _episode(env: TextEpisodeEnv, spec: EpisodeSpec, limits: EpisodeLimits, prog
     samples = [Sample(prompt_ids=list(c.prompt), response_ids=list(c.ids), logprobs=list(c.logprobs),
                       loss_mask=list(c.mask), env_id=spec.env_id, role=c.role, ret=rewards[c.role],
                       episode_id=spec.episode_id, turn=c.index, opponent=spec.opponent,
-                      group_id=spec.group_id, allowed_ids=c.allowed)
+                      group_id=spec.group_id, allowed_ids=c.allowed, weight_version=c.version or 0)
                for c in progress.contexts.values() if c.written]
     stats = progress.info.get("stats", {}) if ended else {}
     return Episode(
@@ -270,7 +275,7 @@ def _episode(env: TextEpisodeEnv, spec: EpisodeSpec, limits: EpisodeLimits, prog
         invalid_counts=list(progress.info.get("invalid_counts", [])),
         transcript="\n".join(progress.transcript),
         generated_tokens=progress.tokens, group_id=spec.group_id,
-        forfeit=int(progress.info["forfeit"]) if outcome == "invalid" else None,
+        forfeit=int(progress.info["forfeit"]) if outcome == "invalid" else None, seed=spec.seed,
         extra={names.episode_stat(env.stats_prefix, k): v for k, v in stats.items()})
 
 
@@ -279,8 +284,11 @@ class EpisodeRunner:
     the others."""
 
     def __init__(self, engine: Engine, tokenizer: Any, limits: EpisodeLimits,
-                 opponent_engines: dict[str, Engine] | None = None) -> None:
+                 opponent_engines: dict[str, Engine] | None = None,
+                 version: Callable[[], int] = lambda: 0) -> None:
         self.engine = engine
+        #: The weight version ``engine`` holds now (the rollout worker's), stamped on every turn.
+        self.version = version
         self.tokenizer = tokenizer
         self.limits = limits
         #: Engines of frozen snapshots, by opponent name (shared with the owner, who adds to it).
@@ -297,7 +305,7 @@ class EpisodeRunner:
     async def play(self, env: TextEpisodeEnv, spec: EpisodeSpec) -> Episode:
         """Play ``spec`` on ``env`` (made from the spec, or built by the caller)."""
         policy = EnginePlayer(self.engine, self.tokenizer, spec.sampling, self.limits.max_prompt_tokens,
-                              record=True)
+                              record=True, version=self.version)
         snapshot = self.opponent_engines.get(spec.opponent)
         other: Player
         if snapshot is not None:

@@ -69,7 +69,7 @@ class RolloutWorker:
                                         engine_settings(self.rollout, self.seed + self.index,
                                                         self.tensor_parallel_size))
         self.runner = EpisodeRunner(self.engine, self.engine.tokenizer, episode_limits(self.rollout),
-                                    opponent_engines=self.snapshots)
+                                    opponent_engines=self.snapshots, version=lambda: self.weight_version)
         seconds = time.perf_counter() - start
         log.info("worker %d: %s engine ready in %.1f s, %s (%s) (pid %d)", self.index,
                  self.rollout.backend, seconds, self.engine.dtype, self.engine.dtype_reason, os.getpid())
@@ -85,18 +85,21 @@ class RolloutWorker:
             raise RuntimeError("RolloutWorker.init() must be awaited before playing episodes")
         return self.runner
 
-    async def collect(self, count: int, step: int, level_options: dict[str, dict[str, Any]] | None = None
-                      ) -> tuple[list[Episode], list[Episode], dict[str, float]]:
+    async def collect(self, count: int, step: int, level_options: dict[str, dict[str, Any]] | None = None,
+                      frozen: list[str] | None = None) -> tuple[list[Episode], list[Episode], dict[str, float]]:
         """Play ``count`` training episodes concurrently (environments with a curriculum at the
-        level ``level_options`` names). Returns them, their summaries (no samples or transcripts)
-        and throughput figures; the driver asks for three return values, so the full episodes
-        stay in the object store on their way to the learner."""
-        start, version = time.perf_counter(), self.weight_version
+        level ``level_options`` names; ``snapshot`` opponents drawn from ``frozen``, the pool's
+        snapshots when the driver planned the step, else every snapshot hosted here). Returns
+        them, their summaries (no samples or transcripts) and throughput figures; the driver asks
+        for three return values, so the full episodes stay in the object store on their way to
+        the learner."""
+        start, version, began = time.perf_counter(), self.weight_version, time.time()
         specs = plan_training(self.envs, self.rollout, self.seed, count, step, self.index, level_options)
         rng = np.random.default_rng([self.seed, step, self.index, 1])
+        if frozen is None:
+            frozen = sorted(n for n in self.snapshots if n != INITIAL)  # INITIAL: evaluation only
         for spec in specs:  # "snapshot" means any frozen snapshot; self-play until one exists
             if spec.opponent == SNAPSHOT:
-                frozen = sorted(n for n in self.snapshots if n != INITIAL)  # INITIAL: evaluation only
                 if frozen:
                     spec.opponent = str(rng.choice(frozen))
                 else:
@@ -108,7 +111,10 @@ class RolloutWorker:
             names.ROLLOUT_S: seconds, names.ROLLOUT_TOKENS: float(tokens),
             names.ROLLOUT_TOKENS_PER_S: tokens / max(seconds, 1e-9),
             # -1 if new weights arrived mid-batch: its episodes mix two policies.
-            names.WEIGHT_VERSION: float(version if version == self.weight_version else -1)}
+            names.WEIGHT_VERSION: float(version if version == self.weight_version else -1),
+            # For the asynchronous loop: the oldest weights of the batch, and when it ran
+            # (wall clock, to measure each side's idle time across overlapping calls).
+            names.BATCH_VERSION: float(version), names.BATCH_START: began, names.BATCH_END: time.time()}
 
     async def evaluate(self, env_ids: list[str], opponents: list[str], games: int, seed: int = 0,
                        options: dict[str, Any] | None = None, repeats: int = 1) -> list[Episode]:

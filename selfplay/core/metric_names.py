@@ -74,6 +74,11 @@ LEARNER_IDLE_SHARE = "perf/learner_idle_share"
 ASYNC_IN_FLIGHT = "perf/batches_in_flight"
 """Training batches being generated while the learner trains (0 in the synchronous loop)."""
 
+#: Keys of a training batch's figures that the driver pops and does not log: the oldest weight
+#: version that generated it and its wall-clock start and end (each side's idle time when
+#: rollout and learning overlap).
+BATCH_VERSION, BATCH_START, BATCH_END = "batch/version", "batch/start", "batch/end"
+
 # cluster/
 WORKER_RESTARTS = "cluster/worker_restarts"
 """Rollout-worker restarts so far in this run (a worker died and Ray restarted it)."""

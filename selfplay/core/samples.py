@@ -25,6 +25,11 @@ def opponent_kind(opponent: str) -> str:
     return SNAPSHOT if opponent.startswith(SNAPSHOT + "@") else opponent
 
 
+def snapshot_step(name: str) -> int:
+    """``snapshot@12`` -> 12."""
+    return int(name.removeprefix(SNAPSHOT + "@"))
+
+
 @dataclass
 class Sample:
     """One policy turn: what the policy saw, what it wrote, and how that turn is credited.
@@ -54,6 +59,10 @@ class Sample:
     #: ids alone, so the learner scores the same renormalised distribution; () for the whole
     #: vocabulary.
     allowed_ids: tuple[int, ...] = ()
+    #: The version of the weights that generated this turn (the learner's step count when they
+    #: were published; 0 for the model as loaded); a turn an update interrupted carries the
+    #: oldest. Its staleness is the learner's version minus this (:mod:`selfplay.loop.staleness`).
+    weight_version: int = 0
 
     def __post_init__(self) -> None:
         n = len(self.response_ids)
@@ -96,6 +105,8 @@ class Episode:
     #: The role that forfeited the game by an invalid action (the environment's final
     #: ``info["forfeit"]``), else None.
     forfeit: int | None = None
+    #: The seed of its problem (the deal, the SAT instance, the row of a dataset source).
+    seed: int | None = None
 
     def result(self, role: int) -> int:
         """``role``'s result: +1 win, 0 draw, -1 loss. A forfeit is a loss for its author and a

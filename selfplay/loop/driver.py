@@ -27,7 +27,7 @@ from envs import kuhn_eval
 from selfplay.config import Config, ConfigError, to_dict
 from selfplay.league.curriculum import LevelCurriculum
 from selfplay.core import metric_names as names
-from selfplay.core.samples import INITIAL, Episode
+from selfplay.core.samples import INITIAL, Episode, snapshot_step
 from selfplay.stats.episode_stats import episode_metrics, eval_table, format_eval_table, role_stats
 from selfplay.stats.kuhn_figures import sampled_metrics
 from selfplay.placement.layout import Layout, plan_layout
@@ -37,9 +37,11 @@ from selfplay.league.opponent_pool import OpponentPool
 from selfplay.stats.progress import progress_line
 from selfplay.placement.ray_session import cluster_address, reserve, start_ray, stop_ray
 from selfplay.loop.restarts import learner_lost
-from selfplay.loop.rollout_pool import RolloutPool
+from selfplay.loop.pipeline import Pipeline
+from selfplay.loop.rollout_pool import Batch, BatchPlan, RolloutPool
 from selfplay.placement.run_dir import (prepare_run_dir, setup_logging, snapshot_folder, snapshot_folders, tb_folder,
                               with_persistent_run_root)
+from selfplay.stats.episode_ledger import EpisodeLedger
 from selfplay.stats.step_figures import idle_shares, worker_figures
 
 log = logging.getLogger("selfplay.train")
@@ -59,6 +61,11 @@ class Driver:
         self.learner = LearnerGroup(cfg, model_path, layout, pg)
         self.rollout = RolloutPool(cfg, model_path, layout, pg, first_bundle=len(layout.learners))
         self.rollout.resync = self._resync
+        #: Batches being generated (the asynchronous loop's; :mod:`selfplay.loop.pipeline`).
+        self.pending: dict[int, Batch] = {}
+        #: Plans of the batches that were in flight at the checkpoint a resumed run started from.
+        self.saved_plans: dict[int, BatchPlan] = {}
+        self.ledger = EpisodeLedger(cfg.run_dir)
         self.metrics.scalars(self.rollout.start(), 0)
         # The learner chooses each worker's weight transport from where it runs
         # (learners.weight_publisher.choose_transports).
@@ -86,19 +93,32 @@ class Driver:
                 raise
             raise learner_lost(self.cfg.run_dir, latest_checkpoint(self.cfg.run_dir), str(err)) from None
 
-    def step(self, step: int) -> tuple[list[Episode], dict[str, float]]:
-        """Collect a step's episodes, train on them and publish the new weights; returns the
-        episodes' summaries and the step's figures (learner, weights, rollout, per worker)."""
+    def plan(self, step: int) -> BatchPlan:
+        """Step ``step``'s batch: episodes per worker, the curriculum's level and the pool's
+        snapshots as they are now."""
         n, k = self.cfg.rollout.episodes_per_step, len(self.rollout)
-        counts = [n // k + (i < n % k) for i in range(k)]
         levels = {self.curriculum.env_id: self.curriculum.options} if self.curriculum else {}
+        return BatchPlan(step, [n // k + (i < n % k) for i in range(k)], levels, list(self.pool.snapshots))
+
+    def step(self, step: int) -> tuple[list[Episode], dict[str, float]]:
+        """The synchronous loop's step: collect a batch, train on it and publish the new weights;
+        returns the episodes' summaries and the step's figures (learner, weights, rollout, per
+        worker)."""
         start = time.perf_counter()
-        refs, summaries, perfs = self.rollout.collect(counts, step, levels)
+        refs, summaries, perfs = self.rollout.collect(self.plan(step))
         collected = time.perf_counter()
+        episodes, stats = self.train_on(step, refs, summaries, perfs)
+        end = time.perf_counter()
+        stats.update(idle_shares(end - start, {i: p[names.ROLLOUT_S] for i, p in perfs.items()}, end - collected))
+        return episodes, stats
+
+    def train_on(self, step: int, refs: list[Any], summaries: dict[int, list[Episode]],
+                 perfs: dict[int, dict[str, float]]) -> tuple[list[Episode], dict[str, float]]:
+        """Train on a collected batch and publish the new weights; the learner's, the weights'
+        and the batch's figures."""
         # The full episodes stay in the object store; the learner reads them from there.
         stats = dict(self._learner(self.learner.update(*refs)))
         stats.update(self.publish())
-        end = time.perf_counter()
         episodes = [e for part in summaries.values() for e in part]
         ids = [e.episode_id for e in episodes]
         if len(set(ids)) != len(ids):  # a replay must replace a lost batch, never add to one
@@ -109,7 +129,7 @@ class Driver:
                       names.ROLLOUT_TOKENS_PER_S: tokens / max(seconds, 1e-9),
                       names.WORKER_RESTARTS: float(self.rollout.book.total)})
         stats.update(worker_figures(perfs))
-        stats.update(idle_shares(end - start, {i: p[names.ROLLOUT_S] for i, p in perfs.items()}, end - collected))
+        self.ledger.record(step + 1, episodes)
         return episodes, stats
 
     def publish(self, targets: list[int] | None = None) -> dict[str, float]:
@@ -132,6 +152,10 @@ class Driver:
         """The frozen policies the workers host: the pool's snapshots, and the step-0 policy for
         head-to-head evaluation where it is asked for."""
         folders = self.pool.snapshot_folders()
+        # A batch in flight (or to replay) may face a snapshot the pool has evicted since.
+        for plan in [b.plan for b in self.pending.values()] + list(self.saved_plans.values()):
+            folders.update({name: str(snapshot_folder(self.cfg.run_dir, snapshot_step(name)))
+                            for name in plan.frozen})
         if self.cfg.eval.every and self.cfg.eval.initial_games:
             folders[INITIAL] = self.model_path
         return folders
@@ -225,19 +249,25 @@ class Driver:
         self.rollout.call_all("sync_snapshots", self.opponent_folders())
 
     def restore(self, ckpt: Path) -> tuple[int, dict[str, Any]]:
-        """Load a checkpoint into the learner, the pool and the workers; returns the step and the
-        counters."""
+        """Load a checkpoint into the learner, the pool and the workers, with the plans of the
+        batches that were in flight (:attr:`saved_plans`: generated again); returns the step and
+        the counters."""
         state = self._learner(self.learner.call("restore", str(ckpt)))
         if state.get("pool"):
             self.pool.load_state_dict(state["pool"])
-            self.sync_snapshots()
         if self.curriculum is not None and state.get("curriculum"):
             self.curriculum.load_state_dict(state["curriculum"])
+        self.saved_plans = {p["step"]: BatchPlan(**p) for p in state.get("in_flight") or []}
+        self.sync_snapshots()
+        self.ledger.truncate(state["step"])  # the steps after the checkpoint are played again
         return state["step"], state.get("counters", {})
 
     def checkpoint(self, step: int, counters: dict[str, Any]) -> None:
+        """Write a checkpoint: the learner's, the counters, the pool, the curriculum and the plans
+        of the batches in flight."""
         extra = {"counters": counters, "pool": self.pool.state_dict(),
-                 "curriculum": self.curriculum.state_dict() if self.curriculum else None}
+                 "curriculum": self.curriculum.state_dict() if self.curriculum else None,
+                 "in_flight": [vars(b.plan) for _, b in sorted(self.pending.items())]}
         path = self._learner(self.learner.call("save", str(self.cfg.run_dir), step, extra,
                                                self.cfg.checkpoint.keep_last))
         log.info("checkpoint written: %s", path)
@@ -248,9 +278,12 @@ class Driver:
         resume from any kept checkpoint finds the snapshots it names."""
         from learners.checkpoint import list_checkpoints, read_state
 
-        used = set(self.pool.snapshot_folders().values())
+        used = set(self.opponent_folders().values())
         for _, ckpt in list_checkpoints(self.cfg.run_dir):
-            used.update(OpponentPool.folders_in(read_state(ckpt).get("pool")))
+            state = read_state(ckpt)
+            used.update(OpponentPool.folders_in(state.get("pool")))
+            used.update(str(snapshot_folder(self.cfg.run_dir, snapshot_step(name)))
+                        for plan in state.get("in_flight") or [] for name in plan["frozen"])
         for folder in snapshot_folders(self.cfg.run_dir):
             if str(folder) not in used:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -311,7 +344,8 @@ def train(cfg: Config, resume: bool = False, verbose: bool = False) -> None:
             step, saved = driver.restore(ckpt)
             counters.update({k: saved.get(k, 0) for k in counters})
             metrics.scalars(driver.publish(), step)
-            log.info("resumed from %s at step %d", ckpt, step)
+            log.info("resumed from %s at step %d%s", ckpt, step, f"; generating again the {len(driver.saved_plans)} "
+                     f"batches that were in flight" if driver.saved_plans else "")
         elif resume:
             log.warning("--resume: no checkpoint in %s, starting from step 0", run_dir)
         _loop(cfg, driver, metrics, step, counters)
@@ -334,14 +368,19 @@ def train(cfg: Config, resume: bool = False, verbose: bool = False) -> None:
 
 
 def _loop(cfg: Config, driver: Driver, metrics: MetricsWriter, step: int, counters: dict[str, Any]) -> None:
-    t0, first = time.perf_counter(), step
+    t0, first, k = time.perf_counter(), step, cfg.trainer.max_staleness
+    pipeline = Pipeline(driver, k, cfg.trainer.steps, step) if k else None
+    log.info("loop: %s", f"asynchronous, at most {k} step(s) ahead of the learner (trainer.max_staleness={k}, "
+             f"trainer.off_policy={cfg.trainer.off_policy})" if k else "synchronous, on-policy (trainer.max_staleness=0)")
+    if pipeline is not None:
+        pipeline.fill()  # the first batches generate during the first evaluation
     if step == 0 and cfg.eval.every:  # where the curves start
         values = driver.evaluate(0)
         metrics.scalars(values, 0)
         log.info(progress_line(0, cfg.trainer.steps, {}, values, 0.0))
     while step < cfg.trainer.steps:
         tick = time.perf_counter()
-        episodes, values = driver.step(step)
+        episodes, values = pipeline.step(step) if pipeline else driver.step(step)
         step += 1
         if cfg.pool.snapshot_every and step % cfg.pool.snapshot_every == 0:
             driver.snapshot(step)
@@ -359,6 +398,8 @@ def _loop(cfg: Config, driver: Driver, metrics: MetricsWriter, step: int, counte
         metrics.flush()
         eta = (time.perf_counter() - t0) / (step - first) * (cfg.trainer.steps - step)
         log.info(progress_line(step, cfg.trainer.steps, role_stats(episodes), values, eta))
+        if pipeline is not None:  # after the bookkeeping, before the checkpoint (its plans)
+            pipeline.fill()
         if step == cfg.trainer.steps or (cfg.checkpoint.every and step % cfg.checkpoint.every == 0):
             driver.checkpoint(step, counters)
     log.info("done: %d steps; TensorBoard: tensorboard --logdir %s", step, tb_folder(cfg.run_dir))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from selfplay.config import Config
@@ -27,6 +28,31 @@ log = logging.getLogger("selfplay.train")
 
 #: A batch refused for its weight version is replayed once after a resync; a second refusal is a bug.
 MAX_STALE_REPLAYS = 1
+
+
+@dataclass
+class BatchPlan:
+    """What a step's batch is: episodes per worker, the curriculum levels and the pool's snapshot
+    names when it was planned. Plain data: a checkpoint keeps the plans of batches in flight, so a
+    resumed run replays them as planned."""
+
+    step: int
+    counts: list[int]
+    levels: dict[str, dict[str, Any]] = field(default_factory=dict)
+    frozen: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Batch:
+    """A batch being generated: each worker's call in flight (its three references), the parts
+    done, the refusals, and, per worker, its restart count and the wall time at launch."""
+
+    plan: BatchPlan
+    calls: dict[int, list[Any]]
+    done: dict[int, tuple[Any, list[Any], dict[str, float]]]
+    stale: dict[int, int]
+    lives: dict[int, int]
+    launched: dict[int, float]
 
 
 class RolloutPool:
@@ -45,6 +71,8 @@ class RolloutPool:
         self.resync: Callable[[int], None] = lambda i: None
         #: The weight version the workers must generate with (the learner's, after each publish).
         self.weight_version = 0
+        #: Restarts of each worker so far: a call started before the last restart died with it.
+        self.lives = [0] * r.num_workers
         actor = ray.remote(RolloutWorker)
         # max_task_retries=0: a call in flight when the worker dies fails (and is replayed here)
         # instead of being re-run by Ray on an actor that has no engine yet.
@@ -96,49 +124,68 @@ class RolloutPool:
                 out.append(self.call(i, method, *args))
         return out
 
-    def collect(self, counts: list[int], step: int, levels: dict[str, dict[str, Any]]
-                ) -> tuple[list[Any], dict[int, list[Any]], dict[int, dict[str, float]]]:
-        """Each worker ``i`` plays ``counts[i]`` training episodes. Returns the references to the
-        full episodes (for the learner) and, by worker, their summaries and throughput figures.
-        A worker that dies is restarted and replays its batch; a batch generated with other
-        weights than :attr:`weight_version` is refused and replayed after a resync."""
+    def launch(self, plan: BatchPlan) -> Batch:
+        """Start every worker's part of ``plan``'s training batch; returns at once."""
+        batch = Batch(plan, {}, {}, dict.fromkeys(range(len(plan.counts)), 0), {}, {})
+        for i, count in enumerate(plan.counts):
+            if count:
+                self._launch_part(batch, i)
+        return batch
+
+    def _launch_part(self, batch: Batch, i: int) -> None:
+        plan = batch.plan
+        batch.calls[i] = self.workers[i].collect.options(num_returns=3).remote(
+            plan.counts[i], plan.step, plan.levels, plan.frozen)
+        batch.lives[i], batch.launched[i] = self.lives[i], time.time()
+
+    def finish(self, batch: Batch, oldest_version: int | None = None
+               ) -> tuple[list[Any], dict[int, list[Any]], dict[int, dict[str, float]]]:
+        """Wait for ``batch``: references to the full episodes (for the learner) and, by worker,
+        their summaries and figures. A worker that dies is restarted and replays its part (the
+        same episodes: same ids and seeds). ``oldest_version`` None (the synchronous loop): a
+        part generated with other weights than :attr:`weight_version` is refused and replayed
+        after a resync; otherwise a part whose oldest weights are older than that is."""
         import ray
 
-        def launch(i: int) -> list[Any]:
-            return self.workers[i].collect.options(num_returns=3).remote(counts[i], step, levels)
-
-        calls = {i: launch(i) for i, c in enumerate(counts) if c}
-        done: dict[int, tuple[Any, list[Any], dict[str, float]]] = {}
-        stale = dict.fromkeys(calls, 0)
-        while calls:
-            by_ref = {refs[2]: i for i, refs in calls.items()}
+        step = batch.plan.step
+        while batch.calls:
+            by_ref = {refs[2]: i for i, refs in batch.calls.items()}
             ready, _ = ray.wait(list(by_ref), num_returns=1)
             i = by_ref[ready[0]]
-            episodes, summary, perf = calls.pop(i)
+            episodes, summary, perf = batch.calls.pop(i)
             try:
                 summaries, figures = ray.get([summary, perf])
             except Exception as err:  # noqa: BLE001
-                if not self.recover_if_lost(i, err):
+                # A death another call already recovered from (several batches were in flight)
+                # is not counted again: the part is only replayed.
+                if batch.lives[i] == self.lives[i] and not self.recover_if_lost(i, err):
                     raise
                 log.warning("replaying the %d episodes of step %d that rollout worker %d lost",
-                            counts[i], step + 1, i)
-                calls[i] = launch(i)
+                            batch.plan.counts[i], step + 1, i)
+                self._launch_part(batch, i)
                 continue
             version = figures.pop(names.WEIGHT_VERSION)
-            if version != self.weight_version:
-                stale[i] += 1
-                if stale[i] > MAX_STALE_REPLAYS:
-                    raise RunAborted(f"rollout worker {i} keeps generating with weight version {version:g}, "
+            oldest = figures[names.BATCH_VERSION]
+            if (version != self.weight_version) if oldest_version is None else (oldest < oldest_version):
+                batch.stale[i] += 1
+                if batch.stale[i] > MAX_STALE_REPLAYS:
+                    raise RunAborted(f"rollout worker {i} keeps generating with weight version {oldest:g}, "
                                      f"not {self.weight_version}: its weight updates do not arrive")
                 log.warning("refused %d episodes of rollout worker %d: generated with weight version "
                             "%g, not %d; resending the weights and replaying them",
-                            counts[i], i, version, self.weight_version)
+                            batch.plan.counts[i], i, version if oldest_version is None else oldest,
+                            self.weight_version)
                 self.resync(i)
-                calls[i] = launch(i)
+                self._launch_part(batch, i)
                 continue
-            done[i] = (episodes, summaries, figures)
-        order = sorted(done)
-        return ([done[i][0] for i in order], {i: done[i][1] for i in order}, {i: done[i][2] for i in order})
+            batch.done[i] = (episodes, summaries, figures)
+        order = sorted(batch.done)
+        return ([batch.done[i][0] for i in order], {i: batch.done[i][1] for i in order},
+                {i: batch.done[i][2] for i in order})
+
+    def collect(self, plan: BatchPlan) -> tuple[list[Any], dict[int, list[Any]], dict[int, dict[str, float]]]:
+        """The synchronous loop's batch: :meth:`launch` then :meth:`finish` at the current version."""
+        return self.finish(self.launch(plan))
 
     # -- restarts -----------------------------------------------------------------------------------
 
@@ -170,6 +217,7 @@ class RolloutPool:
                     raise
                 err, died = again, False
                 continue
+            self.lives[i] += 1
             log.warning("rollout worker %d restarted (death %d of at most %d; pid %d) in %.1f s with "
                         "weight version %d: %s", i, deaths, self.book.limit, status["pid"],
                         time.perf_counter() - start, self.weight_version, one_line(str(err)))

@@ -44,6 +44,11 @@ def progress_line(step: int, total: int, roles: RoleStats, values: dict[str, flo
     if names.ROLLOUT_IDLE_SHARE in values and names.LEARNER_IDLE_SHARE in values:
         parts.append(f"idle rollout {values[names.ROLLOUT_IDLE_SHARE]:.2f} "
                      f"learner {values[names.LEARNER_IDLE_SHARE]:.2f}")
+    if values.get(names.ASYNC_IN_FLIGHT) or values.get(names.STALENESS_MAX):  # the asynchronous loop
+        parts.append(f"staleness {values.get(names.STALENESS_MEAN, 0.0):.2f} (max "
+                     f"{values.get(names.STALENESS_MAX, 0.0):.0f}), {values.get(names.ASYNC_IN_FLIGHT, 0.0):.0f} "
+                     f"in flight" + (f", {values[names.DROPPED_STALE]:.0f} stale dropped"
+                                     if values.get(names.DROPPED_STALE) else ""))
     if values.get(names.WORKER_RESTARTS):
         parts.append(f"restarts {values[names.WORKER_RESTARTS]:.0f}")
     parts.append(f"ETA {_fmt_eta(eta_s)}")

@@ -32,5 +32,18 @@ def idle_shares(step_s: float, worker_busy_s: dict[int, float], learner_busy_s: 
     return out
 
 
+def busy_seconds(intervals: list[tuple[float, float]], start: float, end: float) -> float:
+    """Seconds of ``[start, end]`` covered by at least one of ``intervals`` (a worker with several
+    batches in flight at once is busy once, not twice). E.g. ``[(0, 4), (2, 6), (8, 20)]`` within
+    ``[1, 10]``: 5 + 2 = 7."""
+    total, reach = 0.0, start
+    for a, b in sorted(intervals):
+        a, b = max(a, reach), min(b, end)
+        if b > a:
+            total += b - a
+            reach = b
+    return total
+
+
 def _share(part: float, whole: float) -> float:
     return min(1.0, max(0.0, part / whole))
