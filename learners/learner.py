@@ -3,7 +3,9 @@
 No Ray here; the driver wraps ``Learner`` as an actor. One ``train_step`` takes a batch of
 ``Sample``s (advantages already filled in), packs them into padded micro-batches, accumulates
 PPO-clip gradients, aggregated over tokens as ``trainer.loss_agg`` says (:mod:`learners.loss_agg`),
-so the step equals one big batch, clips and applies AdamW.
+so the step equals one big batch, clips and applies AdamW. With ``trainer.off_policy`` tis or
+decoupled it first runs the policy without gradient over the step's micro-batches, for the
+proximal log-probs the loss takes its ratio against (:mod:`learners.off_policy`).
 
 Precision: with ``dtype`` bfloat16 the model computes in bf16 (2.5x faster than fp32 for a training
 step of the 135M model on a CPU with native bf16; ``auto`` picks float32 on CPUs without it) but the optimiser updates a float32 *master* copy of the weights, copied back into the
@@ -179,10 +181,14 @@ class Learner(LearnerBase):
         loss_tokens = [sum(s.loss_mask) for s in samples]
         n_loss = sum(loss_tokens)
         count = max(step_count(self.cfg.loss_agg, loss_tokens), 1)
-        totals = StepTotals()
+        off_policy = self.cfg.off_policy != "none"
+        # Before the first optimiser step: every epoch's ratio is against the same policy.
+        prox = ([self._proximal([samples[i] for i in idx]) for idx in batches] if off_policy
+                else [None] * len(batches))
+        totals = StepTotals(off_policy=off_policy)
         for _ in range(self.cfg.epochs):
-            for idx in batches:
-                totals.add(*self._micro_step([samples[i] for i in idx], count))
+            for idx, mb_prox in zip(batches, prox):
+                totals.add(*self._micro_step([samples[i] for i in idx], count, mb_prox))
                 self.flat.accumulate_grads()
             totals.grad_norms.append(self._optimizer_step())
         self.step += 1
@@ -200,14 +206,23 @@ class Learner(LearnerBase):
             out.append(self._logprobs(self.model, mb, with_entropy=False)[0].tolist())
         return out
 
-    def _micro_step(self, batch: list[Sample], count: int) -> tuple[float, dict[str, float]]:
+    @torch.no_grad()
+    def _proximal(self, batch: list[Sample]) -> Tensor:
+        """The current policy's log-probs of a micro-batch's loss tokens, without gradient: the
+        off-policy loss's proximal log-probs. Its activations are freed on return, so the pass
+        needs no more memory than the training forward."""
+        return self._logprobs(self.model, self._collate(batch), with_entropy=False)[0]
+
+    def _micro_step(self, batch: list[Sample], count: int, prox: Tensor | None = None
+                    ) -> tuple[float, dict[str, float]]:
         """Forward and backward of one micro-batch; the loss is divided by the step's count
         (loss tokens or sequences, :mod:`learners.loss_agg`), so gradients summed over
-        micro-batches equal one big batch's."""
+        micro-batches equal one big batch's. ``prox``: the proximal log-probs of its loss tokens
+        (:meth:`_proximal`), for ``trainer.off_policy`` tis or decoupled."""
         reference = (None if self.ref_model is None
                      else (lambda mb: self._logprobs(self.ref_model, mb, with_entropy=False)[0]))
         loss, stats = micro_batch_loss(lambda mb: self._logprobs(self.model, mb), reference,
-                                       self._collate(batch), self.cfg, count)
+                                       self._collate(batch)._replace(prox=prox), self.cfg, count)
         loss.backward()
         return float(loss.detach()), stats
 

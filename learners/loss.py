@@ -4,6 +4,9 @@ PPO-clip policy gradient on per-sample advantages, against the behaviour log-pro
 engine reported, with an optional k3 KL penalty to a frozen reference, summed over tokens with
 the weights of the loss aggregation (:mod:`learners.loss_agg`; :func:`token_weights`). Masked
 tokens (padding, tokens the policy did not write) contribute exactly nothing to loss or gradient.
+With ``trainer.off_policy`` tis or decoupled the ratio is taken against the learner's own
+log-probs at the start of the update and weighted by an importance weight
+(:mod:`learners.off_policy`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import torch
 from torch import Tensor
 
 from learners.loss_agg import sequence_token_weight, step_count
+from learners.off_policy import importance_stats, importance_weights
 
 __all__ = ["token_logprobs", "logprobs_and_entropy", "entropy_from_logits", "entropy_of",
            "token_weights", "policy_loss"]
@@ -81,6 +85,9 @@ def policy_loss(
     logits: Tensor | None = None,
     entropy: Tensor | None = None,
     weights: Tensor | None = None,
+    prox_logprobs: Tensor | None = None,
+    off_policy: str = "none",
+    importance_cap: float = 0.0,
 ) -> tuple[Tensor, dict[str, float]]:
     """PPO-clip loss summed over tokens. Shapes: ``[B, T]`` for log-probs, mask and ``weights``,
     ``[B]`` or ``[B, T]`` for advantages.
@@ -90,6 +97,13 @@ def policy_loss(
         pg_t = -min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A)
         kl_t = exp(ref - new) - (ref - new) - 1                    # k3, >= 0, unbiased for KL
         loss = sum_t mask_t * w_t * (pg_t + kl_coef * kl_t)
+
+    With ``off_policy`` tis or decoupled (:mod:`learners.off_policy`), ``prox_logprobs`` (the
+    learner's own log-probs at the start of the update, no gradient) replace ``old`` in the
+    ratio, and ``pg_t`` is multiplied by the constant importance weight of
+    :func:`learners.off_policy.importance_weights` (``exp(prox - old)`` truncated at, or dropped
+    above, ``importance_cap``); the KL term is not weighted (it is a penalty on the current
+    policy, not an estimate under the behaviour policy's samples).
 
     ``weights`` (``w_t``) carry the loss aggregation (:func:`token_weights`; the learners pass the
     step's weights, :mod:`learners.loss_agg`). Without them every token weighs ``1 / num_tokens``
@@ -102,10 +116,15 @@ def policy_loss(
     gradient. The stats are means over unmasked tokens, whatever the weights are:
     ``pg_loss``, ``kl`` (k3 to the reference, 0 without one), ``clip_fraction`` (tokens whose
     gradient the clip removed), ``approx_kl`` (``0.5 * (new - old)^2``, vs the behaviour
-    policy), ``tokens`` (the unmasked count, to weight means across calls), and ``entropy`` when
+    policy; both vs ``prox`` when off-policy), ``importance_weight_mean``,
+    ``importance_weight_max`` and ``importance_capped`` when off-policy
+    (:func:`learners.off_policy.importance_stats`), ``tokens`` (the unmasked count, to weight means across calls), and ``entropy`` when
     per-token ``entropy`` (``[B, T]``, e.g. from ``logprobs_and_entropy``) or ``logits``
     (``[B, T, V]``) are given.
     """
+    off = off_policy != "none"
+    if off and prox_logprobs is None:
+        raise ValueError(f"policy_loss: off_policy={off_policy!r} needs prox_logprobs")
     mask = mask.bool()
     if advantages.dim() == new_logprobs.dim() - 1:
         advantages = advantages.unsqueeze(-1)
@@ -115,10 +134,15 @@ def policy_loss(
     old = torch.where(mask, old_logprobs.to(new.dtype), zero)
     adv = torch.where(mask, advantages.to(new.dtype), zero)
 
-    log_ratio = new - old
+    # Off-policy: the trust region is around the learner's policy at the start of the update.
+    base = torch.where(mask, prox_logprobs.detach().to(new.dtype), zero) if off else old
+    log_ratio = new - base
     ratio = torch.exp(log_ratio)
     clipped_ratio = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
     pg = -torch.minimum(ratio * adv, clipped_ratio * adv)
+    if off:
+        raw_weight, weight = importance_weights(base, old, off_policy, importance_cap)
+        pg = pg * weight
     per_token = pg
     kl = torch.zeros_like(new)
     if ref_logprobs is not None:
@@ -148,6 +172,8 @@ def policy_loss(
             "approx_kl": float(torch.where(mask, 0.5 * log_ratio**2, zero).sum() / n),
             "tokens": float(n_masked),
         }
+        if off:
+            stats.update(importance_stats(raw_weight, mask, importance_cap))
         ent = entropy if entropy is not None else (
             entropy_from_logits(logits) if logits is not None else None)
         if ent is not None:

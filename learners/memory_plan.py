@@ -21,6 +21,10 @@ What one rank holds (P parameters, N ranks, FSDP2 as :mod:`learners.fsdp_model` 
   chunk at a time). Unchunked, ``[T, vocab]`` with a 152k vocabulary was the largest item;
 * a fixed reserve for the CUDA context, NCCL buffers and allocator fragmentation.
 
+Forward passes without gradient (the KL reference's; ``trainer.off_policy``'s proximal log-probs
+of :mod:`learners.off_policy`) add nothing: they keep no activations for backward, so they peak
+below the training pass, and what they return is one float per loss token.
+
 Activations are an estimate (element counts of the tensors a SwiGLU/GQA decoder layer keeps, with
 a fused attention kernel that keeps no ``[T, T]`` scores); the rest is exact arithmetic.
 """

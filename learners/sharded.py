@@ -12,8 +12,11 @@ into micro-batches. Ranks run the same number of micro-batches (a rank with fewe
 each forward and backward is a collective), every loss is divided by the *global* count of the
 loss aggregation (loss tokens, or sequences, summed over all ranks: :mod:`learners.loss_agg`),
 and gradients are summed across ranks, so N ranks make the update one rank makes on the whole
-batch. The gradient norm is clipped over the sharded gradients (``clip_grad_norm_`` reduces
-the DTensor norms across ranks), then AdamW steps each rank's shard.
+batch. With ``trainer.off_policy`` tis or decoupled, every rank first runs the policy without
+gradient over the same rounds of micro-batches (empty ones included: the forward is collective),
+for the proximal log-probs of :mod:`learners.off_policy`. The gradient norm is clipped over the
+sharded gradients (``clip_grad_norm_`` reduces the DTensor norms across ranks), then AdamW steps
+each rank's shard.
 
 Checkpoints: :meth:`save` writes the Hugging Face folder once (rank 0, from full tensors gathered
 one decoder layer at a time), and the float32 master weights, AdamW state and the step sharded
@@ -125,11 +128,15 @@ class ShardedLearner(LearnerBase):
         if n_batches == 0:
             raise ValueError("train_shard needs at least one sample on some rank")
         rounds = int(all_max([len(batches)], self.device)[0])
-        totals = StepTotals()
+        off_policy = self.cfg.off_policy != "none"
+        # Before the first optimiser step, every rank its own micro-batches in the training
+        # pass's order (each forward all-gathers the shards: all ranks run the same rounds).
+        prox = ([self._proximal(self._micro_batch(shard, batches, i)) for i in range(rounds)]
+                if off_policy else [None] * rounds)
+        totals = StepTotals(off_policy=off_policy)
         for _ in range(self.cfg.epochs):
             for i in range(rounds):
-                mb = (collate([shard[j] for j in batches[i]], self.device, cfg=self.cfg)
-                      if i < len(batches) else self._empty_micro_batch())
+                mb = self._micro_batch(shard, batches, i)._replace(prox=prox[i])
                 reference = None if self.ref_model is None else self._reference_logprobs
                 loss, stats = micro_batch_loss(self._policy_logprobs, reference, mb, self.cfg,
                                                max(count, 1))
@@ -140,9 +147,23 @@ class ShardedLearner(LearnerBase):
         summed = totals.as_tensor().to(self.device)
         dist.all_reduce(summed)
         totals.set_from_tensor(summed.cpu())
+        if off_policy:
+            totals.weight_max = all_max([totals.weight_max], self.device)[0]
         return totals.figures(epochs=self.cfg.epochs, loss_tokens=int(n_loss), tokens=int(tokens),
                               micro_batches=int(n_batches), lr=lr,
                               elapsed=time.perf_counter() - start)
+
+    def _micro_batch(self, shard: list[Sample], batches: list[list[int]], i: int) -> MicroBatch:
+        """Micro-batch ``i`` of this rank's share, or an empty one past its last."""
+        if i < len(batches):
+            return collate([shard[j] for j in batches[i]], self.device, cfg=self.cfg)
+        return self._empty_micro_batch()
+
+    @torch.no_grad()
+    def _proximal(self, mb: MicroBatch) -> Tensor:
+        """The current policy's log-probs of ``mb``'s loss tokens without gradient (the
+        off-policy loss's proximal log-probs); collective, like every forward."""
+        return self._policy_logprobs(mb, with_entropy=False)[0]
 
     def _policy_logprobs(self, mb: MicroBatch, with_entropy: bool = True
                          ) -> tuple[Tensor, Tensor | None]:

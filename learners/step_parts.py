@@ -10,7 +10,8 @@ Pure batch logic and the loss of one micro-batch, no optimiser and no process gr
   positions at a time (:mod:`learners.chunked_head`);
 * :func:`micro_batch_loss` is the PPO-clip loss of one micro-batch, divided by the step's count
   (:mod:`learners.loss_agg`), so gradients summed over micro-batches (and ranks) equal one big
-  batch's;
+  batch's; with ``trainer.off_policy`` tis or decoupled, against the micro-batch's ``prox``
+  log-probs (:mod:`learners.off_policy`), which the learners compute before the update;
 * :func:`warmup_lr` is the learning-rate schedule;
 * :class:`StepTotals` sums the statistics of a step and turns them into ``learner/*`` figures.
 """
@@ -26,6 +27,7 @@ from torch import Tensor
 from learners.chunked_head import Allowed, chunked_logprobs, restrict_logits
 from learners.loss import logprobs_and_entropy, policy_loss, token_logprobs
 from learners.loss_agg import sequence_token_weight
+from learners.off_policy import MAX_STAT, MEAN_STATS
 from selfplay.core import metric_names as names
 from selfplay.core.config_schema import TrainerConfig
 from selfplay.core.samples import Sample
@@ -54,6 +56,9 @@ class MicroBatch(NamedTuple):
     #: (:data:`learners.chunked_head.Allowed`); None or empty where no sample is constrained.
     allowed_pos: Tensor | None = None
     allowed_tok: Tensor | None = None
+    #: ``trainer.off_policy`` tis or decoupled: per loss token, the learner's own log-prob at the
+    #: start of the update (no gradient; :mod:`learners.off_policy`); None otherwise.
+    prox: Tensor | None = None
 
     @property
     def allowed(self) -> Allowed | None:
@@ -182,7 +187,8 @@ def micro_batch_loss(policy: Callable[[MicroBatch], tuple[Tensor, Tensor | None]
     """The loss of one micro-batch (not yet backpropagated) and its statistics. ``policy`` maps a
     micro-batch to its gathered log-probs and entropy, ``reference`` to its gathered log-probs;
     each token weighs its aggregation weight ``mb.scale`` divided by the step's ``count``
-    (:func:`learners.loss_agg.step_count` over all micro-batches and ranks)."""
+    (:func:`learners.loss_agg.step_count` over all micro-batches and ranks). Off-policy
+    (``cfg.off_policy`` tis or decoupled) needs ``mb.prox``."""
     ref = None
     if reference is not None:
         with torch.no_grad():
@@ -190,22 +196,35 @@ def micro_batch_loss(policy: Callable[[MicroBatch], tuple[Tensor, Tensor | None]
     new, entropy = policy(mb)
     mask = torch.ones_like(new, dtype=torch.bool)  # only loss tokens were gathered
     return policy_loss(new, mb.old, mb.adv, mask, cfg.clip_eps, ref_logprobs=ref,
-                       kl_coef=cfg.kl_coef, entropy=entropy, weights=mb.scale / count)
+                       kl_coef=cfg.kl_coef, entropy=entropy, weights=mb.scale / count,
+                       prox_logprobs=mb.prox, off_policy=cfg.off_policy,
+                       importance_cap=cfg.importance_cap)
 
 
 @dataclass
 class StepTotals:
     """Sums over one step's micro-batches (and epochs): the loss, each loss statistic weighted
-    by its micro-batch's loss tokens, and the gradient norm of each optimiser step."""
+    by its micro-batch's loss tokens, and the gradient norm of each optimiser step. With
+    ``off_policy`` also the importance-weight statistics (:mod:`learners.off_policy`): means
+    summed like the others, the maximum in ``weight_max`` (a sharded learner takes its maximum
+    over ranks, not the sum)."""
 
+    off_policy: bool = False
     sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(names.LOSS_STATS, 0.0))
     loss: float = 0.0
     grad_norms: list[float] = field(default_factory=list)
+    weight_max: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.off_policy:
+            self.sums.update(dict.fromkeys(MEAN_STATS, 0.0))
 
     def add(self, loss: float, stats: dict[str, float]) -> None:
         self.loss += loss
         for k in self.sums:  # stats are means over the micro-batch's tokens: re-weight
             self.sums[k] += stats.get(k, 0.0) * stats["tokens"]
+        if self.off_policy:
+            self.weight_max = max(self.weight_max, stats.get(MAX_STAT, 0.0))
 
     def as_tensor(self) -> Tensor:
         """``[loss, *sums]`` in float64, to be summed across ranks in one all-reduce."""
@@ -219,7 +238,10 @@ class StepTotals:
                 lr: float, elapsed: float) -> dict[str, float]:
         """``learner/*`` figures: loss terms token-weighted over micro-batches and epochs."""
         seen = max(loss_tokens, 1) * epochs
-        out = {names.LOSS_STATS[k]: v / seen for k, v in self.sums.items()}
+        metric = {**names.LOSS_STATS, **MEAN_STATS}
+        out = {metric[k]: v / seen for k, v in self.sums.items()}
+        if self.off_policy:
+            out[names.IMPORTANCE_WEIGHT_MAX] = self.weight_max
         out.update({
             names.LOSS_TOTAL: self.loss / epochs,
             names.GRAD_NORM: sum(self.grad_norms) / len(self.grad_norms),
