@@ -157,7 +157,7 @@ class TrainerConfig:
     """Drop samples whose advantage is exactly 0 before training: they carry no gradient but
     dilute the token-level mean (SPIRAL does this)."""
     max_staleness: int = 0
-    """Bounded staleness k (``selfplay.loop.staleness``): 0 is the synchronous on-policy loop
+    """Bounded staleness k (``selfplay.core.staleness``): 0 is the synchronous on-policy loop
     (rollout waits for each update); with k >= 1 the rollout workers keep generating while the
     learner trains, never more than k steps ahead of it, and a sample trains only if the weights
     that generated its turn are at most k versions behind the learner's (older ones are dropped

@@ -61,7 +61,7 @@ class Sample:
     allowed_ids: tuple[int, ...] = ()
     #: The version of the weights that generated this turn (the learner's step count when they
     #: were published; 0 for the model as loaded); a turn an update interrupted carries the
-    #: oldest. Its staleness is the learner's version minus this (:mod:`selfplay.loop.staleness`).
+    #: oldest. Its staleness is the learner's version minus this (:mod:`selfplay.core.staleness`).
     weight_version: int = 0
 
     def __post_init__(self) -> None:

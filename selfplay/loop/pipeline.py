@@ -2,7 +2,7 @@
 
 The driver keeps up to k + 1 batches going: while the learner trains step ``s``, the workers
 generate the batches of steps ``s + 1 .. s + k`` (all at once on each engine: continuous batching).
-A batch starts as soon as the capacity rule allows (:func:`selfplay.loop.staleness.launchable`):
+A batch starts as soon as the capacity rule allows (:func:`selfplay.core.staleness.launchable`):
 right after each step's bookkeeping (evaluation, snapshot, curriculum), so that its plan (levels,
 snapshot opponents) is what a resumed run would plan at that point, and before the checkpoint,
 which keeps the plans of the batches in flight. New weights reach the workers as soon as the
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from selfplay.core import metric_names as names
 from selfplay.core.samples import Episode
-from selfplay.loop.staleness import launchable
+from selfplay.core.staleness import launchable
 from selfplay.stats.step_figures import busy_seconds, idle_shares
 
 if TYPE_CHECKING:
