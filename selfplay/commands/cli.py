@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     bsub = p.add_subparsers(dest="bench_command", required=True, metavar="WHAT")
     for name, text in (("rollout", "concurrent self-play vs raw vLLM vs transformers, tokens/s"),
                        ("learner", "learner tokens/s vs a bare torch loop"),
-                       ("sync", "weight publishing time and MB/s vs the in-worker floor")):
+                       ("sync", "weight publishing time and MB/s vs the in-worker floor"),
+                       ("async", "the same training run per trainer.max_staleness k: speed-up and learning")):
         bp = bsub.add_parser(name, help=text)
         _add_config_args(bp)
         bp.add_argument("--json", action="store_true", help="print one JSON object on the last line")
@@ -105,10 +106,24 @@ def build_parser() -> argparse.ArgumentParser:
                             help="sequences a step (default 16)")
             bp.add_argument("--seq-len", type=int, metavar="N", help="tokens a sequence (default 256)")
             bp.add_argument("--steps", type=int, metavar="N", help="timed steps (default 2)")
+        if name == "async":
+            bp.add_argument("--staleness", type=_staleness_list, default=None, metavar="K,K,...",
+                            help="values of trainer.max_staleness, 0 among them (default 0,1,2); each "
+                                 "trains <run_root>/<name>-async-k<k> afresh")
 
     p = sub.add_parser("config", help="print the resolved configuration")
     _add_config_args(p)
     return parser
+
+
+def _staleness_list(text: str) -> list[int]:
+    """``--staleness 0,1,2``, parsed where a bad value is a usage error."""
+    from selfplay.stats.async_figures import parse_staleness
+
+    try:
+        return parse_staleness(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
@@ -176,7 +191,8 @@ def _run(args: argparse.Namespace) -> int:
             from selfplay.commands import bench
             sizes = {k: getattr(args, k) for k in ("n", "max_new_tokens", "num_samples", "seq_len", "steps")
                      if getattr(args, k, None) is not None}
-            figures = bench.run(args.bench_command, cfg, ranks=getattr(args, "ranks", 0), sizes=sizes)
+            figures = bench.run(args.bench_command, cfg, ranks=getattr(args, "ranks", 0), sizes=sizes,
+                                staleness=getattr(args, "staleness", None))
             if args.json:
                 print(json.dumps(figures))
             return 0

@@ -1,4 +1,4 @@
-"""``selfplay bench {rollout,learner,sync}``: benchmarks that print figures (never timed tests).
+"""``selfplay bench {rollout,learner,sync,async}``: benchmarks that print figures (never timed tests).
 
 Each returns a dict of figures; the CLI prints it as one JSON line last with ``--json``.
 """
@@ -6,7 +6,7 @@ Each returns a dict of figures; the CLI prints it as one JSON line last with ``-
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Sequence
 
 from selfplay.config import Config
 from selfplay.model_cache import resolve_model
@@ -14,10 +14,18 @@ from selfplay.model_cache import resolve_model
 log = logging.getLogger(__name__)
 
 
-def run(what: str, cfg: Config, ranks: int = 0, sizes: dict[str, int] | None = None) -> dict[str, Any]:
+def run(what: str, cfg: Config, ranks: int = 0, sizes: dict[str, int] | None = None,
+        staleness: Sequence[int] | None = None) -> dict[str, Any]:
     """Run benchmark ``what`` on the config's model and settings; ``ranks`` > 0 times the sharded
     learner on 1 and ``ranks`` ranks (``learner`` only). ``sizes`` overrides the benchmark's own
-    sizes (rollout: ``n``, ``max_new_tokens``; learner: ``num_samples``, ``seq_len``, ``steps``)."""
+    sizes (rollout: ``n``, ``max_new_tokens``; learner: ``num_samples``, ``seq_len``, ``steps``).
+    ``staleness``: the values of ``trainer.max_staleness`` to train with (``async`` only)."""
+    if what == "async":  # whole training runs: the driver resolves the model itself
+        from selfplay.commands.bench.async_loop import DEFAULT_STALENESS, bench_async, report
+
+        figures = bench_async(cfg, staleness or DEFAULT_STALENESS)
+        report(figures)
+        return figures
     model, sizes = resolve_model(cfg.model), dict(sizes or {})
     if what == "learner" and ranks > 0:
         from selfplay.commands.bench.learner import bench_sharded
