@@ -128,7 +128,7 @@ def test_table_has_a_row_per_k_in_order_and_dashes_for_what_is_missing():
           "speedup": 1.5}
     lines = format_table({2: f2, 0: f0})
     assert len(lines) == 3 and lines[1].split()[0] == "0" and lines[2].split()[0] == "2"
-    assert "exploitability 0.300 [0.250, 0.350]" in lines[1] and "win 0.50 return +0.20" in lines[1]
+    assert "exploitability 0.300 [0.250, 0.350] at step 2" in lines[1] and "win 0.50 return +0.20" in lines[1]
     # loop_s, samples/s, speed-up, step_s, rollout idle share
     assert lines[1].split()[1:6] == ["9.0", "5.00", "1.00", "3.00", "0.40"]
     assert lines[2].split()[1:6] == ["9.0", "7.50", "1.50", "3.00", "-"]

@@ -167,7 +167,8 @@ def format_table(runs: Mapping[int, Mapping[str, Any]]) -> list[str]:
         end = [f"invalid {env} {share:.2f}" for env, share in r["invalid_share"].items()]
         if r["kuhn_exploitability"]:
             e = r["kuhn_exploitability"]
-            end.append(f"exploitability {e['value']:.3f} [{_fmt(e['low'], '.3f')}, {_fmt(e['high'], '.3f')}]")
+            end.append(f"exploitability {e['value']:.3f} [{_fmt(e['low'], '.3f')}, {_fmt(e['high'], '.3f')}] "
+                       f"at step {e['step']}")
         for env, h in r["head_to_head"].items():
             end.append(f"vs step 0 on {env}: win {_fmt(h.get('win_rate'), '.2f')} "
                        f"return {_fmt(h.get('return'), '+.2f')}")
