@@ -21,6 +21,7 @@ from actors.episodes import DecisionPoint, EpisodeLimits, EpisodeRunner, sample_
 from actors.schedule import eval_sampling, plan_evaluation, plan_training, train_sampling
 from envs import num_players
 from selfplay.core import metric_names as names
+from selfplay.core.cores import format_cores, pin
 from selfplay.core.config_schema import EnvConfig, EvalConfig, RolloutConfig
 from selfplay.core.samples import INITIAL, SELF, SNAPSHOT, Episode
 
@@ -50,8 +51,11 @@ class RolloutWorker:
     """Hosts one engine and plays training and evaluation episodes with it."""
 
     def __init__(self, model_path: str, rollout: RolloutConfig, envs: list[EnvConfig],
-                 evaluation: EvalConfig, seed: int = 0, index: int = 0, tensor_parallel_size: int = 1) -> None:
+                 evaluation: EvalConfig, seed: int = 0, index: int = 0, tensor_parallel_size: int = 1,
+                 cores: list[int] | None = None) -> None:
         self.model_path = model_path
+        #: The CPU cores this worker and its engine process run on (``cluster.worker_cores``).
+        self.cores = cores
         self.rollout, self.envs, self.evaluation = rollout, envs, evaluation
         self.seed, self.index, self.tensor_parallel_size = seed, index, tensor_parallel_size
         self.engine: Engine | None = None
@@ -65,6 +69,12 @@ class RolloutWorker:
     async def init(self) -> dict[str, float]:
         """Build the engine; returns its start-up time."""
         start = time.perf_counter()
+        if self.cores:
+            # Before the engine starts: vLLM's processes inherit the affinity and bind their
+            # compute threads to exactly these cores; torch (the transformers engine) uses as many.
+            pin(self.cores)
+            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = format_cores(self.cores)
+            torch.set_num_threads(len(self.cores))
         self.engine = await make_engine(self.rollout.backend, self.model_path,
                                         engine_settings(self.rollout, self.seed + self.index,
                                                         self.tensor_parallel_size))

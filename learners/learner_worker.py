@@ -31,6 +31,7 @@ from selfplay.core.config_schema import AdvantageConfig, TrainerConfig
 from selfplay.core.precision import resolve_dtype, torch_dtype
 from selfplay.core.samples import Episode, Sample
 from selfplay.core.staleness import split_stale, staleness_figures
+from selfplay.core.cores import pin
 
 
 def select_samples(episodes: list[Episode], estimator: AdvantageEstimator, trainer: TrainerConfig,
@@ -83,7 +84,10 @@ class LearnerWorker:
     def __init__(self, model_path: str, trainer: TrainerConfig, advantage: AdvantageConfig, *,
                  engine_dtype: str, engine_device: str, temperature: float, seed: int = 0,
                  num_threads: int | None = None, rank: int = 0, world_size: int = 1,
-                 master_addr: str = "127.0.0.1", master_port: int = 0) -> None:
+                 master_addr: str = "127.0.0.1", master_port: int = 0, cores: list[int] | None = None) -> None:
+        if cores:  # its own cores (cluster.learner_cores): rollout runs on the others meanwhile
+            pin(cores)
+            num_threads = len(cores)
         if num_threads:  # Ray caps actors at their CPU share; the loop is synchronous, so use all
             torch.set_num_threads(num_threads)
         self.rank, self.world_size = rank, world_size

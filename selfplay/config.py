@@ -267,7 +267,7 @@ def validate(cfg: Config) -> None:
     from learners.off_policy import OFF_POLICY
     from selfplay.core.samples import SNAPSHOT
     from selfplay.core.weight_format import WEIGHT_SYNCS
-    from selfplay.placement.cores import parse_cores
+    from selfplay.core.cores import parse_cores
     from selfplay.placement.layout import PLACEMENT_STRATEGIES
 
     _check(cfg.format_version == CONFIG_FORMAT, "format_version", cfg.format_version,

@@ -27,6 +27,7 @@ from envs import kuhn_eval
 from selfplay.config import Config, ConfigError, to_dict
 from selfplay.league.curriculum import LevelCurriculum
 from selfplay.core import metric_names as names
+from selfplay.core.cores import available_cpus, resolve_cores
 from selfplay.core.samples import INITIAL, Episode, snapshot_step
 from selfplay.stats.episode_stats import episode_metrics, eval_table, format_eval_table, role_stats
 from selfplay.stats.kuhn_figures import sampled_metrics
@@ -57,9 +58,13 @@ class Driver:
         self.pool = OpponentPool(cfg.pool.max_snapshots, fixed=tuple(cfg.eval.opponents))
         cu = cfg.curriculum
         self.curriculum = LevelCurriculum(cu.env, cu.levels, cu.gate, cu.start) if cu.env else None
-        r = cfg.rollout
-        self.learner = LearnerGroup(cfg, model_path, layout, pg)
-        self.rollout = RolloutPool(cfg, model_path, layout, pg, first_bundle=len(layout.learners))
+        r, cl = cfg.rollout, cfg.cluster
+        worker_cores, learner_cores = resolve_cores(cl.learner_cores, cl.worker_cores, cfg.trainer.max_staleness > 0,
+                                                    layout.local, available_cpus(cl.num_cpus))
+        if worker_cores or learner_cores:
+            log.info("cores: rollout workers on %s, learner on %s", worker_cores or "any", learner_cores or "any")
+        self.learner = LearnerGroup(cfg, model_path, layout, pg, learner_cores)
+        self.rollout = RolloutPool(cfg, model_path, layout, pg, first_bundle=len(layout.learners), cores=worker_cores)
         self.rollout.resync = self._resync
         #: Batches being generated (the asynchronous loop's; :mod:`selfplay.loop.pipeline`).
         self.pending: dict[int, Batch] = {}

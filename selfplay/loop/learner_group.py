@@ -27,9 +27,11 @@ def rank0_address(pg: Any) -> str:
 
 
 class LearnerGroup:
-    """Starts the learner's ranks in bundles ``0 .. N-1`` of ``pg`` and calls them."""
+    """Starts the learner's ranks in bundles ``0 .. N-1`` of ``pg`` (on ``cores`` if given:
+    :mod:`selfplay.core.cores`) and calls them."""
 
-    def __init__(self, cfg: Config, model_path: str, layout: Layout, pg: Any) -> None:
+    def __init__(self, cfg: Config, model_path: str, layout: Layout, pg: Any,
+                 cores: list[int] | None = None) -> None:
         import ray
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -52,7 +54,7 @@ class LearnerGroup:
             # Ray hides GPUs from actors that asked for none, so this is the device engines see.
             engine_device="cuda" if cl.worker_gpus > 0 else "cpu",
             temperature=r.temperature, seed=cfg.seed, num_threads=threads, rank=i, world_size=ranks,
-            master_addr=addr, master_port=port) for i, slot in enumerate(layout.learners)]
+            master_addr=addr, master_port=port, cores=cores) for i, slot in enumerate(layout.learners)]
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> list[Any]:
         """``method`` on every rank; the references, rank 0's first."""

@@ -58,7 +58,8 @@ class Batch:
 class RolloutPool:
     """Creates the workers in bundles ``first_bundle + i`` of ``pg`` and calls them."""
 
-    def __init__(self, cfg: Config, model_path: str, layout: Layout, pg: Any, first_bundle: int) -> None:
+    def __init__(self, cfg: Config, model_path: str, layout: Layout, pg: Any, first_bundle: int,
+                 cores: list[int] | None = None) -> None:
         import ray
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -79,7 +80,7 @@ class RolloutPool:
         self.workers = [actor.options(
             num_cpus=slot.cpus, num_gpus=slot.gpus, max_restarts=cl.max_worker_restarts, max_task_retries=0,
             scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=first_bundle + i),
-        ).remote(model_path, r, cfg.envs, cfg.eval, cfg.seed, i, slot.tensor_parallel)
+        ).remote(model_path, r, cfg.envs, cfg.eval, cfg.seed, i, slot.tensor_parallel, cores)
             for i, slot in enumerate(layout.workers)]
 
     def __len__(self) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["parse_cores", "format_cores", "local_split", "pin"]
+__all__ = ["parse_cores", "format_cores", "local_split", "resolve_cores", "pin", "available_cpus"]
 
 
 def parse_cores(text: str) -> list[int] | None:
@@ -41,6 +41,33 @@ def local_split(cpus: list[int]) -> tuple[list[int], list[int]]:
         return list(cpus), list(cpus)
     half = len(cpus) // 2
     return list(cpus[:half]), list(cpus[half:])
+
+
+def resolve_cores(learner_cores: str | int | None, worker_cores: str | int | None, asynchronous: bool,
+                  local: bool, cpus: list[int]) -> tuple[list[int] | None, list[int] | None]:
+    """``(worker_cores, learner_cores)``: what the config names, else, on a local machine in the
+    asynchronous loop, :func:`local_split` of ``cpus`` (a side named in the config keeps its
+    cores and the other side takes the rest); None: no pinning (the synchronous loop, where the
+    two sides take turns and each may use every core; a cluster, where they hold separate nodes
+    or GPUs)."""
+    learner = parse_cores(str(learner_cores)) if learner_cores is not None else None
+    worker = parse_cores(str(worker_cores)) if worker_cores is not None else None
+    if asynchronous and local and (learner is None or worker is None):
+        default_worker, default_learner = local_split(cpus)
+        if learner is None and worker is None:
+            worker, learner = default_worker, default_learner
+        elif learner is None:
+            learner = [c for c in cpus if c not in worker] or list(cpus)
+        else:
+            worker = [c for c in cpus if c not in learner] or list(cpus)
+    return worker, learner
+
+
+def available_cpus(limit: int | None = None) -> list[int]:
+    """The cores this process may run on (its affinity), the first ``limit`` of them if given
+    (a local Ray told ``cluster.num_cpus``)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return cpus[:limit] if limit else cpus
 
 
 def pin(cores: list[int]) -> None:
