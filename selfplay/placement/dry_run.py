@@ -8,10 +8,24 @@ On a cluster it connects, reads the alive nodes' resources and disconnects.
 from __future__ import annotations
 
 from selfplay.config import Config, ConfigError
+from selfplay.core.cores import available_cpus, format_cores, resolve_cores
 from selfplay.placement.layout import check_fits, describe, plan_layout
 from selfplay.placement.memory_check import check_trainable, plan_report
 from selfplay.placement.ray_session import cluster_address, join_ray, local_nodes, nodes_now, stop_ray
 from selfplay.placement.run_dir import with_persistent_run_root
+
+
+def loop_description(cfg: Config, local: bool) -> str:
+    """One line: synchronous, or asynchronous with its staleness bound, correction and cores."""
+    t, cl = cfg.trainer, cfg.cluster
+    if not t.max_staleness:
+        return "loop: synchronous, on-policy (trainer.max_staleness=0)"
+    worker, learner = resolve_cores(cl.learner_cores, cl.worker_cores, True, local, available_cpus(cl.num_cpus))
+    cores = (f"; cores: rollout {format_cores(worker) if worker else 'any'}, learner "
+             f"{format_cores(learner) if learner else 'any'}")
+    return (f"loop: asynchronous, rollout at most {t.max_staleness} step(s) ahead of the learner "
+            f"(trainer.max_staleness), off-policy correction {t.off_policy}"
+            f"{f' (cap {t.importance_cap:g})' if t.off_policy != 'none' else ''}{cores}")
 
 
 def dry_run(cfg: Config) -> tuple[str, str | None]:
@@ -34,7 +48,8 @@ def dry_run(cfg: Config) -> tuple[str, str | None]:
     head = (f"run {cfg.name}: model {cfg.model}, {len(cfg.envs)} environment(s), {cfg.trainer.steps} steps of "
             f"{r.episodes_per_step} episodes, backend {r.backend}, weight sync {r.weight_sync}\n"
             f"run directory {cfg.run_dir} (chosen by {why})\n"
-            f"Ray: {'cluster at ' + address if address else 'a private local Ray (127.0.0.1), started by the run'}")
+            f"Ray: {'cluster at ' + address if address else 'a private local Ray (127.0.0.1), started by the run'}\n"
+            f"{loop_description(cfg, local=address is None)}")
     text = head + "\n" + describe(layout, nodes, names)
     plan, error = plan_report(cfg)
     text += "\n" + plan

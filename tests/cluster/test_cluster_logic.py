@@ -151,3 +151,15 @@ def test_submit_without_a_head_is_one_line(capsys):
     assert main(["--address", "http://127.0.0.1:9", "--", "--config", "debug"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("no Ray head answers at http://127.0.0.1:9")
+
+
+def test_dry_run_names_the_loop_its_staleness_bound_and_the_cores(capsys, tiny_model):
+    from selfplay.commands import cli
+
+    assert cli.main(["train", "--config", "debug", "model=tiny", "--dry-run"]) == 0
+    assert "loop: synchronous, on-policy (trainer.max_staleness=0)" in capsys.readouterr().out
+    assert cli.main(["train", "--config", "debug", "model=tiny", "trainer.max_staleness=2", "trainer.off_policy=tis",
+                     "cluster.learner_cores=1", "cluster.worker_cores=0", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert ("loop: asynchronous, rollout at most 2 step(s) ahead of the learner (trainer.max_staleness), "
+            "off-policy correction tis (cap 2); cores: rollout 0, learner 1") in out
