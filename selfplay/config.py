@@ -19,13 +19,13 @@ import yaml
 
 from selfplay.core.config_schema import (
     CONFIG_FORMAT, AdvantageConfig, CheckpointConfig, ClusterConfig, Config, ConfigError,
-    CurriculumConfig, EnvConfig, EvalConfig, PoolConfig, RolloutConfig, TrainerConfig,
+    CurriculumConfig, EnvConfig, EvalConfig, LoraConfig, PoolConfig, RolloutConfig, TrainerConfig,
 )
 from selfplay.core.precision import DTYPE_NAMES
 
 __all__ = [
     "AdvantageConfig", "CheckpointConfig", "ClusterConfig", "Config", "ConfigError", "CurriculumConfig", "EnvConfig",
-    "EvalConfig", "PoolConfig", "RolloutConfig", "TrainerConfig", "load_config", "to_dict", "shipped_configs",
+    "EvalConfig", "LoraConfig", "PoolConfig", "RolloutConfig", "TrainerConfig", "load_config", "to_dict", "shipped_configs",
 ]
 
 
@@ -339,6 +339,11 @@ def validate(cfg: Config) -> None:
     _check(t.off_policy in OFF_POLICY, "trainer.off_policy", t.off_policy, f"one of {OFF_POLICY}")
     _check(t.importance_cap > 0 or (t.off_policy != "tis" and t.importance_cap == 0), "trainer.importance_cap",
            t.importance_cap, "> 0 (0, no cap, is for trainer.off_policy=decoupled only)")
+    lo = t.lora
+    _check(isinstance(lo.rank, int) and lo.rank >= 0, "trainer.lora.rank", lo.rank, ">= 0 (0: full fine-tuning)")
+    _check(lo.alpha > 0, "trainer.lora.alpha", lo.alpha, "> 0")
+    _check(0 <= lo.dropout < 1, "trainer.lora.dropout", lo.dropout, "in [0, 1)")
+    _check(bool(lo.target_modules), "trainer.lora.target_modules", lo.target_modules, "at least one module name")
     _check(t.dtype in DTYPE_NAMES, "trainer.dtype", t.dtype, f"one of {DTYPE_NAMES}")
     _check(t.device in ("auto", "cpu", "cuda"), "trainer.device", t.device, "one of auto, cpu, cuda")
     e = cfg.eval

@@ -113,6 +113,24 @@ class AdvantageConfig:
 
 
 @dataclass
+class LoraConfig:
+    """LoRA adapters on a frozen base (``peft``): only the adapter trains and only the adapter
+    travels to the engines. ``rank`` 0 (the default) is full fine-tuning."""
+
+    rank: int = 0
+    """Rank r of every adapter matrix pair (>= 0; 0: LoRA off)."""
+    alpha: float = 32.0
+    """Scaling numerator: the update is ``alpha / rank * B @ A`` (> 0)."""
+    dropout: float = 0.0
+    """Dropout on the adapter's input (0 <= dropout < 1; keep 0 for RL: the learner's log-probs
+    must be the engine's)."""
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
+                                                                "gate_proj", "up_proj", "down_proj"])
+    """Module names (suffixes) that get an adapter: attention and MLP projections of Llama/Qwen-style
+    models."""
+
+
+@dataclass
 class TrainerConfig:
     """The learner's optimisation and the length of the run."""
 
@@ -180,6 +198,8 @@ class TrainerConfig:
     """Trade compute for memory in the learner's forward pass."""
     device: str = "auto"
     """auto, cpu or cuda."""
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    """LoRA instead of full fine-tuning (``trainer.lora.rank=16``)."""
 
 
 @dataclass
