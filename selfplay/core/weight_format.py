@@ -53,6 +53,10 @@ NCCL_ROUND = ("start_weight_update", "update_weights", "finish_weight_update")
 
 _PREFIX = "selfplay-weights"
 _WEIGHT_FILE = re.compile(rf"^{_PREFIX}-(\d+)-[0-9a-f]+\.safetensors$")
+#: LoRA adapter folders (:func:`adapter_folder`): the publisher's, and each worker's own copies of
+#: adapters that came through the object store.
+ADAPTER_PREFIX = "selfplay-adapter"
+_ADAPTER_FOLDER = re.compile(rf"^{ADAPTER_PREFIX}-(\d+)-v\d+-[0-9a-f]+$")
 
 
 def _shm_folder() -> str:
@@ -63,6 +67,12 @@ def shm_path(prefix: str = _PREFIX) -> str:
     """A fresh file name in RAM (``/dev/shm`` where present, else the temp folder), carrying the
     writer's pid so that :func:`sweep_stale_weight_files` can tell orphans from live files."""
     return os.path.join(_shm_folder(), f"{prefix}-{os.getpid()}-{uuid.uuid4().hex[:8]}.safetensors")
+
+
+def adapter_folder(version: int, prefix: str = ADAPTER_PREFIX) -> str:
+    """A fresh folder name in RAM for the LoRA adapter of weight version ``version`` (not created
+    here), carrying the writer's pid as :func:`shm_path` does, for the same sweep."""
+    return os.path.join(_shm_folder(), f"{prefix}-{os.getpid()}-v{version}-{uuid.uuid4().hex[:8]}")
 
 
 @contextmanager
@@ -154,17 +164,23 @@ def nccl_update_info(named_tensors: Iterable[tuple[str, torch.Tensor]]) -> dict[
 
 
 def sweep_stale_weight_files(folder: str | None = None) -> list[str]:
-    """Delete weight files in ``folder`` (``/dev/shm``) whose writing process has gone (a killed
-    run leaves a model-sized file in RAM). Files of live processes, whoever they belong to, stay,
-    so two runs on one node never delete each other's files. Returns the removed paths."""
+    """Delete weight files and LoRA adapter folders in ``folder`` (``/dev/shm``) whose writing
+    process has gone (a killed run leaves a model-sized file in RAM). Those of live processes,
+    whoever they belong to, stay, so two runs on one node never delete each other's files.
+    Returns the removed paths."""
+    import shutil
+
     folder = folder or _shm_folder()
     removed = []
     for name in os.listdir(folder):
-        m = _WEIGHT_FILE.match(name)
+        m = _WEIGHT_FILE.match(name) or _ADAPTER_FOLDER.match(name)
         if m and not _alive(int(m.group(1))):
             path = os.path.join(folder, name)
             try:
-                os.unlink(path)
+                if os.path.isdir(path):
+                    shutil.rmtree(path)
+                else:
+                    os.unlink(path)
                 removed.append(path)
             except FileNotFoundError:
                 pass
