@@ -54,6 +54,13 @@ class EngineSettings:
     """Longest prompt + response in tokens; None: the model's own limit."""
     weight_sync: str = "auto"
     """How new weights arrive (:data:`selfplay.core.weight_format.WEIGHT_SYNCS`)."""
+    lora_rank: int = 0
+    """The rank of the LoRA adapters ``load_adapter`` will bring (``trainer.lora.rank``); 0: no
+    adapters. vLLM reserves adapter slots of this rank (rounded up to a size it supports); the
+    transformers engine merges adapters into its weights and needs nothing reserved."""
+    max_loras: int = 1
+    """vLLM only: adapters kept loaded at once, the newest ones (``trainer.max_staleness + 1``:
+    requests started under an older adapter may still be running)."""
     # vLLM only
     tensor_parallel_size: int = 1
     """GPUs one engine shards the model over (the worker's GPUs, ``cluster.worker_gpus``)."""
@@ -99,6 +106,12 @@ class Engine(Protocol):
 
     def update_weights_from_file(self, path: str) -> dict[str, float]:
         """Load new policy weights from a weights file on this node (the RAM-file transport)."""
+        ...
+
+    def load_adapter(self, path: str, version: int) -> dict[str, float]:
+        """Serve every later request with the policy's LoRA adapter of weight version ``version``
+        (a PEFT folder on this node: ``adapter_config.json`` + ``adapter_model.safetensors``) on
+        the base weights; returns timing figures in seconds."""
         ...
 
     def shutdown(self) -> None: ...

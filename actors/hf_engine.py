@@ -11,6 +11,11 @@ and lets ``generate`` be awaited from any loop.
 ``logits / temperature`` after min-p, top-k and top-p truncation in that order (renormalised over
 what they keep), exactly as vLLM's ``processed_logprobs`` mode; greedy requests (temperature 0)
 report the untempered log-softmax.
+
+**LoRA adapters** are merged into the engine's own weights (``W = W_base + alpha/r * B @ A``,
+:mod:`selfplay.core.lora_format`): it keeps a copy of the base weights of the adapted layers
+only, so each new adapter replaces the last one exactly. A batch in progress finishes with the
+weights it started with (the update waits for it); queued requests get the new adapter.
 """
 
 from __future__ import annotations
@@ -125,6 +130,9 @@ class TransformersEngine:
         self._lock = threading.Lock()  # held for a whole batch and for a weight update
         self._thread: threading.Thread | None = None
         self._rng = torch.Generator().manual_seed(settings.seed)
+        #: Unadapted copies of the weights an adapter has changed (by Hugging Face name).
+        self._lora_base: dict[str, torch.Tensor] = {}
+        self.adapter_version: int | None = None
 
     async def init(self) -> "TransformersEngine":
         """Load tokenizer and model (off the caller's loop) and start the serving thread."""
@@ -273,6 +281,7 @@ class TransformersEngine:
         nbytes = 0
         with self._lock, torch.no_grad():
             targets = self.model.state_dict(keep_vars=True)  # tied names included
+            self._drop_adapter(targets)  # full weights replace the model: no adapter on top
             for name, tensor in named_tensors:
                 if name not in targets:
                     raise KeyError(f"update_weights: {name!r} is not a weight of {self.model_path}")
@@ -281,6 +290,36 @@ class TransformersEngine:
         total = time.perf_counter() - start
         return {names.SYNC_TOTAL_S: total, names.SYNC_LOAD_S: total, names.SYNC_SERIALIZE_S: 0.0,
                 names.SYNC_MB: nbytes / 1e6, names.SYNC_MB_PER_S: nbytes / 1e6 / max(total, 1e-9)}
+
+    def load_adapter(self, path: str, version: int) -> dict[str, float]:
+        """Merge the PEFT adapter folder ``path`` into the base weights, replacing the previous
+        adapter; blocks while a batch is running. Returns ``sync/load_s`` and ``sync/mb``."""
+        from selfplay.core.lora_format import folder_bytes, merged_weights, read_adapter
+
+        start = time.perf_counter()
+        pairs = read_adapter(path)  # read before taking the lock: generation goes on meanwhile
+        with self._lock, torch.no_grad():
+            targets = self.model.state_dict(keep_vars=True)
+            old_base = self._lora_base
+            # The base of each layer this adapter changes: the copy kept while an earlier adapter
+            # changed it, else its live weight (copied: it is about to be overwritten).
+            base = {name: old_base[name] if name in old_base else targets[name].detach().clone()
+                    for name in {p.weight_name for p in pairs} if name in targets}
+            merged = merged_weights(base, pairs)  # raises on a name the model lacks
+            for name, weight in old_base.items():  # layers only the previous adapter changed
+                if name not in base:
+                    targets[name].data.copy_(weight)
+            for name, weight in merged.items():
+                targets[name].data.copy_(weight)
+            self._lora_base, self.adapter_version = base, version
+        return {names.SYNC_LOAD_S: time.perf_counter() - start, names.SYNC_MB: folder_bytes(path) / 1e6}
+
+    def _drop_adapter(self, targets: dict[str, torch.Tensor]) -> None:
+        """Put the base weights back and forget them (lock held)."""
+        for name, weight in self._lora_base.items():
+            targets[name].data.copy_(weight)
+        self._lora_base.clear()
+        self.adapter_version = None
 
     def update_weights_from_file(self, path: str) -> dict[str, float]:
         """Load new weights from a safetensors file."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from typing import Any, Iterable
 
@@ -22,19 +23,23 @@ from actors.schedule import eval_sampling, plan_evaluation, plan_training, train
 from envs import num_players
 from selfplay.core import metric_names as names
 from selfplay.core.cores import format_cores, pin
-from selfplay.core.config_schema import EnvConfig, EvalConfig, RolloutConfig
+from selfplay.core.config_schema import EnvConfig, EvalConfig, LoraConfig, RolloutConfig
 from selfplay.core.samples import INITIAL, SELF, SNAPSHOT, Episode
 
 log = logging.getLogger(__name__)
 
 
-def engine_settings(rollout: RolloutConfig, seed: int = 0, tensor_parallel_size: int = 1) -> EngineSettings:
-    """The engine a rollout config asks for; its context holds the prompt budget plus the answer's."""
+def engine_settings(rollout: RolloutConfig, seed: int = 0, tensor_parallel_size: int = 1,
+                    lora: LoraConfig | None = None, max_loras: int = 1) -> EngineSettings:
+    """The engine a rollout config asks for; its context holds the prompt budget plus the answer's.
+    With ``lora`` (``trainer.lora``, rank > 0) it serves adapters of that rank, the newest
+    ``max_loras`` of them at once (``trainer.max_staleness + 1``)."""
     return EngineSettings(dtype=rollout.dtype, seed=seed, tensor_parallel_size=tensor_parallel_size,
                           max_model_len=rollout.max_prompt_tokens + rollout.max_new_tokens,
                           kv_cache_gib=rollout.kv_cache_gib, weight_sync=rollout.weight_sync,
                           gpu_memory_utilization=rollout.gpu_memory_utilization,
-                          enforce_eager=rollout.enforce_eager)
+                          enforce_eager=rollout.enforce_eager,
+                          lora_rank=lora.rank if lora is not None else 0, max_loras=max_loras)
 
 
 def episode_limits(rollout: RolloutConfig) -> EpisodeLimits:
@@ -52,7 +57,8 @@ class RolloutWorker:
 
     def __init__(self, model_path: str, rollout: RolloutConfig, envs: list[EnvConfig],
                  evaluation: EvalConfig, seed: int = 0, index: int = 0, tensor_parallel_size: int = 1,
-                 cores: list[int] | None = None) -> None:
+                 cores: list[int] | None = None, lora: LoraConfig | None = None,
+                 max_loras: int = 1) -> None:
         self.model_path = model_path
         #: The CPU cores this worker and its engine process run on (``cluster.worker_cores``).
         self.cores = cores
@@ -65,6 +71,11 @@ class RolloutWorker:
         #: The learner's step whose weights the engine holds: 0 is the model folder as loaded; each
         #: publish sets it. Reported with every batch, so the driver can refuse stale samples.
         self.weight_version = 0
+        #: ``trainer.lora`` when the learner publishes LoRA adapters (rank > 0), and how many of
+        #: them the engine keeps loaded (``trainer.max_staleness + 1``).
+        self.lora, self.max_loras = lora, max_loras
+        #: This worker's copies of adapters that came through the object store, oldest first.
+        self._adapter_folders: list[str] = []
 
     async def init(self) -> dict[str, float]:
         """Build the engine; returns its start-up time."""
@@ -77,7 +88,8 @@ class RolloutWorker:
             torch.set_num_threads(len(self.cores))
         self.engine = await make_engine(self.rollout.backend, self.model_path,
                                         engine_settings(self.rollout, self.seed + self.index,
-                                                        self.tensor_parallel_size))
+                                                        self.tensor_parallel_size, self.lora,
+                                                        self.max_loras))
         self.runner = EpisodeRunner(self.engine, self.engine.tokenizer, episode_limits(self.rollout),
                                     opponent_engines=self.snapshots, version=lambda: self.weight_version)
         seconds = time.perf_counter() - start
@@ -176,6 +188,35 @@ class RolloutWorker:
         """Load new weights from a weights file on this node (the RAM-file transport)."""
         figures = self._engine().update_weights_from_file(path)
         self._set_version(weight_version)
+        return figures
+
+    def update_adapter_from_folder(self, path: str, weight_version: int) -> dict[str, float]:
+        """Serve the policy's LoRA adapter of ``weight_version`` from now on: a PEFT folder the
+        learner wrote in ``/dev/shm`` on this node (the RAM-file transport)."""
+        figures = self._engine().load_adapter(path, weight_version)
+        self._set_version(weight_version)
+        return figures
+
+    def update_adapter(self, files: dict[str, bytes], weight_version: int) -> dict[str, float]:
+        """The same from the adapter folder's files (the object-store transport): they are written
+        into a folder of this worker's own in ``/dev/shm`` and loaded from there. The newest
+        ``max_loras`` folders are kept (the engine's adapters; vLLM reads a folder again if it
+        must reload one), older ones removed. ``sync/load_s`` includes the writing."""
+        from selfplay.core.lora_format import write_folder_files
+        from selfplay.core.weight_format import adapter_folder
+
+        start = time.perf_counter()
+        folder = adapter_folder(weight_version)
+        try:
+            write_folder_files(folder, files)
+            figures = self.update_adapter_from_folder(folder, weight_version)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        self._adapter_folders.append(folder)
+        while len(self._adapter_folders) > self.max_loras:
+            shutil.rmtree(self._adapter_folders.pop(0), ignore_errors=True)
+        figures[names.SYNC_LOAD_S] = time.perf_counter() - start
         return figures
 
     async def weight_transfer(self, method: str, payload: dict[str, Any] | None = None,

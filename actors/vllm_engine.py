@@ -20,11 +20,19 @@ into ``/dev/shm`` and the worker reloads from a memory map (only the path crosse
 new weights from the learner through :meth:`VLLMEngine.weight_transfer`. Either way generation is
 paused around the swap (in-flight requests are kept) and the prefix cache is reset, since cached
 KV blocks were computed by the old weights.
+
+**LoRA adapters** (``EngineSettings.lora_rank > 0``, ``trainer.lora``): the engine is built with
+vLLM's LoRA support and :meth:`VLLMEngine.load_adapter` adds the learner's adapter folder as a
+``LoRARequest`` that every later request carries; the base weights never change. Requests in
+flight keep the adapter they started with, so the newest ``max_loras`` adapters stay loaded and an
+older one is removed once its last request has finished. No pause and no prefix-cache reset: vLLM
+keys cached KV blocks by adapter, and each weight version is an adapter of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import math
 import os
@@ -63,6 +71,19 @@ def sampling_params(sampling: SamplingSettings) -> Any:
         output_kind=RequestOutputKind.FINAL_ONLY)  # no per-token streaming back to us
 
 
+def vllm_lora_rank(rank: int) -> int:
+    """The smallest adapter rank vLLM reserves room for (``max_lora_rank``: a fixed set of sizes)
+    that holds adapters of rank ``rank``."""
+    from typing import get_args
+
+    from vllm.config.lora import MaxLoRARanks
+
+    fits = [r for r in get_args(MaxLoRARanks) if r >= rank]
+    if not fits:
+        raise ValueError(f"LoRA rank {rank}: vLLM serves adapters up to rank {max(get_args(MaxLoRARanks))}")
+    return min(fits)
+
+
 def sampled_logprobs(token_ids: Iterable[int], logprobs: Any) -> list[float]:
     """The log-prob of each sampled token from vLLM's per-position ``{token: Logprob}`` output."""
     return [float(position[token].logprob) for token, position in zip(token_ids, logprobs)]
@@ -83,6 +104,14 @@ class VLLMEngine:
         self._weight_dtype: torch.dtype | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        # LoRA state, touched on the engine's loop only (so no lock): the adapter new requests
+        # get, the ids vLLM holds (oldest first), requests running per id, and the ids past the
+        # newest max_loras that wait for their last request before being removed.
+        self._lora: Any = None
+        self._loras: list[int] = []
+        self._lora_running: collections.Counter[int] = collections.Counter()
+        self._lora_retired: set[int] = set()
+        self._lora_tasks: set[asyncio.Task] = set()
 
     # -- set-up and the bridge to the engine's loop ---------------------------------------------
 
@@ -102,6 +131,10 @@ class VLLMEngine:
             # The worker's Ray actor already holds these GPUs: vLLM's own processes use them, rather
             # than vLLM asking Ray for a placement group of its own inside ours.
             extra.update(tensor_parallel_size=s.tensor_parallel_size, distributed_executor_backend="mp")
+        if s.lora_rank > 0:
+            # One spare CPU slot: a new adapter loads while the oldest still finishes requests.
+            extra.update(enable_lora=True, max_lora_rank=vllm_lora_rank(s.lora_rank),
+                         max_loras=s.max_loras, max_cpu_loras=s.max_loras + 1)
         if self.weight_sync == "nccl":
             from vllm.config import WeightTransferConfig
 
@@ -163,15 +196,74 @@ class VLLMEngine:
     async def _generate(self, prompt_ids: list[int], sampling: SamplingSettings) -> Generation:
         from vllm.inputs import TokensPrompt
 
+        lora = self._lora  # this request's adapter to its end, whatever arrives meanwhile
+        if lora is not None:
+            self._lora_running[lora.lora_int_id] += 1
         final = None
-        async for output in self._llm.generate(TokensPrompt(prompt_token_ids=prompt_ids),
-                                               sampling_params(sampling), request_id=uuid.uuid4().hex):
-            final = output
+        try:
+            async for output in self._llm.generate(TokensPrompt(prompt_token_ids=prompt_ids),
+                                                   sampling_params(sampling), request_id=uuid.uuid4().hex,
+                                                   lora_request=lora):
+                final = output
+        finally:
+            if lora is not None:
+                self._release_lora(lora.lora_int_id)
         assert final is not None, "vLLM finished a request without any output"
         out = final.outputs[0]
         token_ids = list(out.token_ids)
         return Generation(token_ids=token_ids, logprobs=sampled_logprobs(token_ids, out.logprobs),
                           text=out.text, finish_reason=str(out.finish_reason))
+
+    # -- LoRA adapters -----------------------------------------------------------------------------
+
+    def load_adapter(self, path: str, version: int) -> dict[str, float]:
+        """Serve every later request with the PEFT adapter folder ``path`` (weight version
+        ``version``, on this node); returns ``sync/load_s``. vLLM reads the folder now, and again
+        only if it has to reload the adapter, so the folder should outlive its requests."""
+        from vllm.lora.request import LoRARequest
+
+        if self.settings.lora_rank <= 0:
+            raise RuntimeError("load_adapter: the engine was built without LoRA (EngineSettings.lora_rank=0)")
+        if self._llm is None:
+            raise RuntimeError("VLLMEngine.init() must be awaited first")
+        start = time.perf_counter()
+        # Ids must be > 0; one adapter per version, so the prefix cache never mixes two versions.
+        request = LoRARequest(lora_name=f"v{version}", lora_int_id=version + 1, lora_path=path)
+        self._blocking(self._load_adapter(request))
+        return {names.SYNC_LOAD_S: time.perf_counter() - start}
+
+    async def _load_adapter(self, request: Any) -> None:
+        if not await self._llm.add_lora(request):  # loads and checks the folder now
+            raise RuntimeError(f"vLLM did not load the LoRA adapter at {request.lora_path}")
+        self._lora = request
+        lora_id = request.lora_int_id
+        if lora_id in self._loras:  # the same version again (a worker restarted mid-publish)
+            self._loras.remove(lora_id)
+        self._loras.append(lora_id)
+        self._lora_retired.discard(lora_id)
+        while len(self._loras) > self.settings.max_loras:
+            old = self._loras.pop(0)
+            if self._lora_running[old]:
+                self._lora_retired.add(old)  # removed by its last request (_release_lora)
+            else:
+                await self._llm.remove_lora(old)
+
+    def _release_lora(self, lora_id: int) -> None:
+        """A request with adapter ``lora_id`` has ended: remove a retired adapter after its last."""
+        self._lora_running[lora_id] -= 1
+        if self._lora_running[lora_id] > 0:
+            return
+        del self._lora_running[lora_id]
+        if lora_id in self._lora_retired and self._llm is not None:
+            self._lora_retired.discard(lora_id)
+            # A task, not an await: this runs in a finally that may be unwinding a cancellation.
+            task = asyncio.ensure_future(self._llm.remove_lora(lora_id))
+            self._lora_tasks.add(task)
+            task.add_done_callback(self._lora_tasks.discard)
+
+    async def loaded_adapters(self) -> set[int]:
+        """The adapter ids vLLM holds now (tests)."""
+        return await self._on_loop(self._llm.list_loras())
 
     # -- weight updates: the cpu path --------------------------------------------------------------
 

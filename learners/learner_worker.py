@@ -24,8 +24,8 @@ from learners.checkpoint import begin_checkpoint, finish_checkpoint, load_checkp
 from learners.fsdp_model import drain
 from learners.policy_learner import PolicyLearner, make_learner
 from learners.ranks import free_port
-from learners.weight_publisher import (NCCL, NCCLPublisher, WeightPublisher, choose_transports,
-                                       weight_passes)
+from learners.weight_publisher import (NCCL, AdapterFolders, AdapterPublisher, NCCLPublisher,
+                                       WeightPublisher, choose_transports, weight_passes)
 from selfplay.core import metric_names as names
 from selfplay.core.config_schema import AdvantageConfig, TrainerConfig
 from selfplay.core.precision import resolve_dtype, torch_dtype
@@ -131,13 +131,17 @@ class LearnerWorker:
                 ranks_per_engine: int = 1) -> list[str]:
         """Reach the rollout workers (Ray actor handles, on Ray nodes ``worker_nodes``) for
         publishing; returns each one's transport (:func:`choose_transports`). With NCCL, rank 0
-        joins vLLM's weight-transfer group with the engines, ``ranks_per_engine`` ranks each."""
+        joins vLLM's weight-transfer group with the engines, ``ranks_per_engine`` ranks each. With
+        LoRA (``trainer.lora.rank > 0``) only the adapter is published (:class:`AdapterPublisher`),
+        its folders kept for the ``max_staleness + 1`` versions engines may still be using."""
         import ray
 
         self.workers = list(workers)
         self.transports = choose_transports(weight_sync, self.node_id(), worker_nodes)
         if self.rank > 0:
             return self.transports  # rank 0 publishes; this rank only helps gather the weights
+        if self.trainer.lora.rank > 0:
+            self.adapter_folders = AdapterFolders(keep=self.trainer.max_staleness + 1)
         publisher_nccl = None
         if NCCL in self.transports:
             def call(i: int, method: str, payload: dict | None) -> Any:
@@ -148,7 +152,8 @@ class LearnerWorker:
         self.publisher = self._publisher(list(range(len(workers))), publisher_nccl)
         return self.transports
 
-    def _publisher(self, targets: list[int], nccl: NCCLPublisher | None = None) -> WeightPublisher:
+    def _publisher(self, targets: list[int], nccl: NCCLPublisher | None = None
+                   ) -> WeightPublisher | AdapterPublisher:
         """A publisher to the workers ``targets``. A worker whose call fails (its process died)
         is noted in ``self.failed`` instead of failing the others' update: the driver restarts
         it and publishes to it alone."""
@@ -166,6 +171,10 @@ class LearnerWorker:
                     results.append({names.SYNC_LOAD_S: 0.0})
             return results
 
+        if self.trainer.lora.rank > 0:
+            return AdapterPublisher(self.learner.save_adapter, lambda: self.version, fan_out,
+                                    [self.transports[i] for i in targets], put=ray.put,
+                                    folders=self.adapter_folders)
         return WeightPublisher(lambda: self.learner.named_weights(copy=False), self.engine_dtype,
                                fan_out, [self.transports[i] for i in targets], put=ray.put, nccl=nccl)
 

@@ -17,6 +17,11 @@ Three transports, all vLLM's own mechanisms on the receiving side (:mod:`actors.
   Written against vLLM's documented API and tested against stand-ins only: it needs CUDA on both
   ends, and no run of this project has used it on GPUs yet.
 
+With LoRA (``trainer.lora.rank > 0``) only the adapter travels (:class:`AdapterPublisher`): the
+learner writes it once as a PEFT folder in ``/dev/shm``, one folder per weight version, and the
+engines load it as an adapter on their unchanged base (file: the folder's path; object store: the
+folder's files as bytes, which each worker writes into a folder of its own). No NCCL for adapters.
+
 :func:`choose_transports` is the one place the choice is made; :func:`weight_passes` is the one
 place that says how many times a publish reads the weights, which the sharded learner's other
 ranks follow to gather with rank 0 (a gather is collective: a rank that read the weights a
@@ -29,6 +34,7 @@ cluster, direct calls in one process).
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable
@@ -36,7 +42,8 @@ from typing import Any, Callable, Iterable
 import torch
 
 from selfplay.core import metric_names as names
-from selfplay.core.weight_format import resolve_weight_sync, shm_path, write_safetensors
+from selfplay.core.lora_format import folder_bytes, read_folder_files
+from selfplay.core.weight_format import adapter_folder, resolve_weight_sync, shm_path, write_safetensors
 
 FILE, OBJECT_STORE, NCCL = "file", "object_store", "nccl"
 TRANSPORTS = (FILE, OBJECT_STORE, NCCL)
@@ -191,4 +198,81 @@ class WeightPublisher:
                       names.SYNC_LOAD_S: max(x[names.SYNC_LOAD_S] for x in loads)})
         if names.SYNC_MB in stats:
             stats[names.SYNC_MB_PER_S] = stats[names.SYNC_MB] / max(total, 1e-9)
+        return stats
+
+
+class AdapterFolders:
+    """The adapter folders a learner has published in ``/dev/shm``, one per weight version, oldest
+    first: the newest ``keep`` stay (``trainer.max_staleness + 1``, the adapters an engine may
+    still be serving requests with; vLLM reads a folder again if it must reload an adapter), older
+    ones are removed. Shared by every publisher of one learner, so a restarted worker gets the
+    folder already written for the current version."""
+
+    def __init__(self, keep: int) -> None:
+        if keep < 1:
+            raise ValueError(f"keep={keep}: at least the current adapter's folder must stay")
+        self.keep = keep
+        self.paths: dict[int, str] = {}  # version -> folder, in publishing order
+
+    def add(self, version: int, path: str) -> None:
+        self.paths[version] = path
+        while len(self.paths) > self.keep:
+            shutil.rmtree(self.paths.pop(next(iter(self.paths))), ignore_errors=True)
+
+    def clear(self) -> None:
+        """Remove every folder (the end of a run)."""
+        for path in self.paths.values():
+            shutil.rmtree(path, ignore_errors=True)
+        self.paths.clear()
+
+
+class AdapterPublisher:
+    """Sends the learner's LoRA adapter to every rollout engine (``trainer.lora.rank > 0``).
+
+    ``save_adapter(path)`` writes the adapter as a PEFT folder (the learner's ``save_adapter``);
+    ``version()`` is the weight version being published (one folder per version, in ``folders``).
+    ``transports[i]`` says how engine ``i`` receives it: ``file`` through its
+    ``update_adapter_from_folder(path)``, ``object_store`` through ``update_adapter(files)`` with a
+    reference from ``put`` to the folder's files as bytes (put once for all such engines).
+    """
+
+    nccl = None  #: no NCCL for adapters (the interface of :class:`WeightPublisher`)
+
+    def __init__(self, save_adapter: Callable[[str], Any], version: Callable[[], int], fan_out: FanOut,
+                 transports: list[str], put: Callable[[Any], Any] | None = None,
+                 folders: AdapterFolders | None = None) -> None:
+        weight_passes(transports)  # refuses unknown transports
+        if NCCL in transports:
+            raise ValueError("LoRA adapters travel through a RAM file or the object store, not nccl "
+                             "(rollout.weight_sync: cpu or auto)")
+        if OBJECT_STORE in transports and put is None:
+            raise ValueError("engines on other nodes need an object store (put)")
+        self.save_adapter, self.version, self.fan_out = save_adapter, version, fan_out
+        self.transports, self.put = list(transports), put
+        self.folders = folders if folders is not None else AdapterFolders(keep=1)
+
+    def publish(self) -> dict[str, float]:
+        """Publish the current adapter once; returns ``sync/*`` figures (seconds, MB) and
+        ``perf/weight_sync_s``. A version already written (a restarted worker) is sent again
+        from its folder."""
+        start = time.perf_counter()
+        version = self.version()
+        stats: dict[str, float] = {}
+        folder = self.folders.paths.get(version)
+        if folder is None:
+            folder = adapter_folder(version)
+            try:
+                self.save_adapter(folder)
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            self.folders.add(version, folder)
+            stats[names.SYNC_WRITE_S] = time.perf_counter() - start
+        stats[names.SYNC_MB] = folder_bytes(folder) / 1e6
+        remote = self.put(read_folder_files(folder)) if OBJECT_STORE in self.transports else None
+        loads = self.fan_out([("update_adapter_from_folder", (folder,)) if kind == FILE
+                              else ("update_adapter", (remote,)) for kind in self.transports])
+        total = time.perf_counter() - start
+        stats.update({names.WEIGHT_SYNC_S: total, names.SYNC_MB_PER_S: stats[names.SYNC_MB] / max(total, 1e-9),
+                      names.SYNC_LOAD_S: max((x[names.SYNC_LOAD_S] for x in loads), default=0.0)})
         return stats
