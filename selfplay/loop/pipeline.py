@@ -62,9 +62,22 @@ class Pipeline:
         return episodes, stats
 
     def _intervals(self, worker: int, now: float) -> list[tuple[float, float]]:
-        """Worker ``worker``'s finished runs (older ones forgotten) and its parts in flight (from
-        their launch until ``now``)."""
-        runs = self.runs[worker] = [r for r in self.runs.get(worker, []) if r[1] >= self.last_end]
-        flying = [(b.launched[worker], now) for b in self.driver.pending.values() if worker in b.calls]
-        return runs + flying
+        """Worker ``worker``'s finished runs (older ones forgotten) and its parts of later batches:
+        from start to end if they are done (not yet trained on), from launch until ``now`` if not."""
+        import ray
+
+        self.runs[worker] = [r for r in self.runs.get(worker, []) if r[1] >= self.last_end]
+        runs = list(self.runs[worker])
+        for batch in self.driver.pending.values():
+            if worker not in batch.calls:
+                continue
+            perf = batch.calls[worker][2]
+            done, _ = ray.wait([perf], timeout=0)
+            try:
+                figures = ray.get(done[0]) if done else None
+            except Exception:  # noqa: BLE001 - a lost part: finish() recovers it; count it busy
+                figures = None
+            runs.append((figures[names.BATCH_START], figures[names.BATCH_END]) if figures
+                        else (batch.launched[worker], now))
+        return runs
 
