@@ -19,6 +19,13 @@ Memory layout: all parameters are views of one flat buffer and their gradients v
 fused AdamW, copying weights back) is one kernel each instead of one per tensor. On a busy
 2-core CPU each per-tensor kernel waits on OpenMP's thread barrier: with ~270 tensors that cost
 seconds a step.
+
+LoRA (``trainer.lora.rank`` > 0): the model is wrapped by ``peft`` and only the adapter trains.
+The base stays frozen in the compute dtype, outside the flat buffer; the adapter's parameters
+are the flat buffer, with the same float32 master and fused AdamW. Whatever leaves the learner as
+full weights (:meth:`Learner.named_weights`, :meth:`Learner.save_model`) is the *merged* model
+``W + alpha/r * B @ A`` under the base's Hugging Face names, so every full-weight path works
+unchanged; :meth:`Learner.save_adapter` writes the adapter alone as a PEFT folder.
 """
 
 from __future__ import annotations
@@ -34,14 +41,20 @@ from torch import Tensor
 from learners.loss_agg import step_count
 from learners.step_parts import (MicroBatch, StepTotals, collate, gathered_logprobs, head_only,
                                   micro_batch_loss, pack_micro_batches, warmup_lr)
-from selfplay.core.config_schema import TrainerConfig
+from selfplay.core.config_schema import LoraConfig, TrainerConfig
 from selfplay.core.precision import local_device, resolve_dtype, torch_dtype
 from selfplay.core.samples import Sample
 
-__all__ = ["Learner", "LearnerBase", "FlatParams", "pack_micro_batches", "resolve_device_dtype"]
+__all__ = ["Learner", "LearnerBase", "FlatParams", "pack_micro_batches", "resolve_device_dtype",
+           "ADAPTER_DIR", "ADAPTER_NAME", "merged_weights"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+#: The folder, inside a checkpoint of a LoRA run, of the adapter (PEFT format).
+ADAPTER_DIR = "adapter"
+#: peft's name of the one adapter the learner trains.
+ADAPTER_NAME = "default"
 
 
 def resolve_device_dtype(trainer: TrainerConfig) -> tuple[torch.device, torch.dtype, str]:
@@ -53,7 +66,8 @@ def resolve_device_dtype(trainer: TrainerConfig) -> tuple[torch.device, torch.dt
 
 
 class FlatParams:
-    """A model's parameters re-seated as views of one flat buffer, gradients as views of another.
+    """A model's trainable parameters re-seated as views of one flat buffer, gradients as views
+    of another (with LoRA, the adapter's: the frozen base has no gradient and no optimiser state).
 
     ``master`` is the float32 tensor the optimiser steps: the flat buffer itself in float32, a
     copy of it otherwise. Autograd accumulates into the existing ``.grad`` views in place, so
@@ -66,7 +80,8 @@ class FlatParams:
     """
 
     def __init__(self, model: torch.nn.Module) -> None:
-        self.params = list(model.parameters())  # tied weights appear once
+        # Tied weights appear once; frozen ones (a LoRA base) stay where they are.
+        self.params = [p for p in model.parameters() if p.requires_grad]
         total = sum(p.numel() for p in self.params)
         first = self.params[0]
         self.flat = torch.empty(total, dtype=first.dtype, device=first.device)
@@ -131,7 +146,9 @@ class LearnerBase:
 class Learner(LearnerBase):
     """Policy model + AdamW + the gradient step. ``step`` counts ``train_step`` calls.
 
-    One process: rank 0 of a world of 1 (:class:`learners.policy_learner.PolicyLearner`)."""
+    One process: rank 0 of a world of 1 (:class:`learners.policy_learner.PolicyLearner`).
+    ``lora`` is ``trainer.lora`` when it is on (rank > 0), else None; ``model`` is then peft's
+    ``PeftModel`` around the Hugging Face model."""
 
     rank, world_size = 0, 1
 
@@ -139,15 +156,20 @@ class Learner(LearnerBase):
                  temperature: float = 1.0) -> None:
         super().__init__(model_path, trainer, seed, temperature)
         why = self.dtype_reason
-        log.info("learner: %s on %s (%s)", str(self.dtype).removeprefix("torch."), self.device, why)
-        self.model = self._load_model(self.model_path)
-        for p in self.model.parameters():
-            p.requires_grad_(True)
+        self.lora: LoraConfig | None = trainer.lora if trainer.lora.rank > 0 else None
+        log.info("learner: %s on %s (%s)%s", str(self.dtype).removeprefix("torch."), self.device, why,
+                 f", LoRA rank {self.lora.rank}" if self.lora else "")
+        model = self._load_model(self.model_path)
         if trainer.gradient_checkpointing:
             # Non-reentrant: it keeps gradients flowing although the inputs need no grad.
-            self.model.gradient_checkpointing_enable({"use_reentrant": False})
+            model.gradient_checkpointing_enable({"use_reentrant": False})
+        if self.lora is None:
+            self.model = model.requires_grad_(True)
+        else:
+            self.model = self._wrap_lora(model, self.lora)
         self.ref_model = None
-        if trainer.kl_coef > 0:  # the frozen initial policy, anchoring the KL penalty
+        if trainer.kl_coef > 0 and self.lora is None:  # the frozen initial policy, for the KL penalty
+            # (with LoRA it is the base itself, adapter disabled: no second copy)
             self.ref_model = self._load_model(self.model_path).requires_grad_(False)
         self._head_only = head_only(self.model.config)
         self.flat = FlatParams(self.model)
@@ -165,6 +187,25 @@ class Learner(LearnerBase):
         # eval(): no dropout, so the learner's log-probs match the engine's. Gradient
         # checkpointing in transformers only acts in train mode, so it needs train().
         return model.train() if self.cfg.gradient_checkpointing else model.eval()
+
+    def _wrap_lora(self, model: torch.nn.Module, lora: LoraConfig) -> torch.nn.Module:
+        """``model`` with LoRA adapters on ``lora.target_modules``; only they require grad."""
+        import peft
+
+        config = peft.LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                 target_modules=list(lora.target_modules), bias="none",
+                                 task_type="CAUSAL_LM")
+        # autocast_adapter_dtype=False: the adapter computes in the base's dtype, as the engines'
+        # LoRA kernels do; its float32 master lives in FlatParams, like a full model's.
+        wrapped = peft.get_peft_model(model, config, autocast_adapter_dtype=False)
+        # Where the saved adapter's base is (``selfplay model merge`` and the engines read it):
+        # an absolute folder, not the path as it was spelt in this process's working directory.
+        base = Path(self.model_path).expanduser()
+        wrapped.peft_config[ADAPTER_NAME].base_model_name_or_path = (
+            str(base.resolve()) if base.is_dir() else self.model_path)
+        # peft's new modules (its wrappers, the adapters' dropout) start in train mode: the same
+        # mode as the model's (:meth:`_load_model`), eval unless gradient checkpointing needs train.
+        return wrapped.train(model.training)
 
     # -- the step -------------------------------------------------------------------------------
 
@@ -219,12 +260,19 @@ class Learner(LearnerBase):
         (loss tokens or sequences, :mod:`learners.loss_agg`), so gradients summed over
         micro-batches equal one big batch's. ``prox``: the proximal log-probs of its loss tokens
         (:meth:`_proximal`), for ``trainer.off_policy`` tis or decoupled."""
-        reference = (None if self.ref_model is None
-                     else (lambda mb: self._logprobs(self.ref_model, mb, with_entropy=False)[0]))
+        reference = self._reference if self.cfg.kl_coef > 0 else None
         loss, stats = micro_batch_loss(lambda mb: self._logprobs(self.model, mb), reference,
                                        self._collate(batch)._replace(prox=prox), self.cfg, count)
         loss.backward()
         return float(loss.detach()), stats
+
+    def _reference(self, mb: MicroBatch) -> Tensor:
+        """The KL reference's log-probs (the initial policy): a frozen copy, or with LoRA the
+        base itself, its adapter disabled for the pass."""
+        if self.ref_model is not None:
+            return self._logprobs(self.ref_model, mb, with_entropy=False)[0]
+        with self.model.disable_adapter():
+            return self._logprobs(self.model, mb, with_entropy=False)[0]
 
     def _collate(self, batch: list[Sample], every_token: bool = False) -> MicroBatch:
         return collate(batch, self.device, every_token, self.cfg)
@@ -256,7 +304,12 @@ class Learner(LearnerBase):
 
         By default each tensor is a standalone copy: the model's are views of one flat buffer,
         and pickling a view (Ray, ``torch.save``) would carry the whole buffer along. A caller
-        that only reads the bytes at once (writing a weights file) passes ``copy=False``."""
+        that only reads the bytes at once (writing a weights file) passes ``copy=False``.
+
+        With LoRA: the merged weights (:func:`merged_weights`)."""
+        if self.lora is not None:
+            yield from merged_weights(self.model.get_base_model(), copy)
+            return
         seen: set[int] = set()
         for name, tensor in self.model.state_dict(keep_vars=True).items():
             if id(tensor) not in seen:
@@ -268,38 +321,111 @@ class Learner(LearnerBase):
         transformers and vLLM."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
+        # With LoRA the Hugging Face model under the adapter writes the merged weights (the
+        # PeftModel's own save_pretrained writes the adapter: :meth:`save_adapter`).
+        hf_model = self.model if self.lora is None else self.model.get_base_model()
         # Standalone copies: safetensors refuses tensors that share one buffer.
-        self.model.save_pretrained(path, state_dict=dict(self.named_weights()),
-                                   safe_serialization=True)
+        hf_model.save_pretrained(path, state_dict=dict(self.named_weights()), safe_serialization=True)
         if self._tokenizer is None:
             from transformers import AutoTokenizer
 
             self._tokenizer = AutoTokenizer.from_pretrained(self.model_path)
         self._tokenizer.save_pretrained(path)
 
+    def save_adapter(self, path: str | Path) -> None:
+        """LoRA only: the adapter as a PEFT folder (``adapter_config.json``,
+        ``adapter_model.safetensors``), loadable by ``peft.PeftModel.from_pretrained(base, path)``
+        and by vLLM; its ``base_model_name_or_path`` is the base's absolute folder."""
+        if self.lora is None:
+            raise RuntimeError("save_adapter: trainer.lora.rank is 0 (full fine-tuning, no adapter)")
+        # Standalone copies of the adapter's tensors, which are views of the flat buffer.
+        adapter = {n: t.detach().clone() for n, t in self.model.state_dict().items() if _is_lora(n)}
+        self.model.save_pretrained(str(path), state_dict=adapter, safe_serialization=True,
+                                   save_embedding_layers=False)
+
     def save(self, path: str | Path) -> None:
-        """:meth:`save_model` plus ``optimizer.pt`` (AdamW state, float32 master weights, step)."""
+        """:meth:`save_model` plus ``optimizer.pt`` (AdamW state, float32 master weights, step);
+        with LoRA also the adapter in ``adapter/`` (:meth:`save_adapter`). The folder stays a
+        Hugging Face model folder (merged, with LoRA) for whatever reads checkpoints as models."""
         path = Path(path)
         self.save_model(path)
+        if self.lora is not None:
+            self.save_adapter(path / ADAPTER_DIR)
         master = self.flat.master if self.flat.mixed else None
         torch.save({"optimizer": self.optimizer.state_dict(), "master": master, "step": self.step},
                    path / "optimizer.pt")
 
     def load(self, path: str | Path) -> None:
-        """Restore weights, optimiser state and ``step`` from a folder written by ``save``."""
-        from transformers import AutoModelForCausalLM
-
+        """Restore weights (with LoRA: the adapter's; the base is the frozen model), optimiser
+        state and ``step`` from a folder written by ``save``."""
         path = Path(path)
-        saved = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype)
-        weights = dict(saved.named_parameters())
+        has_adapter = (path / ADAPTER_DIR).is_dir()
+        if has_adapter != (self.lora is not None):
+            raise ValueError(f"{path}: checkpoint written {'with' if has_adapter else 'without'} "
+                             f"LoRA, but trainer.lora.rank={self.cfg.lora.rank}")
         state = torch.load(path / "optimizer.pt", map_location=self.device, weights_only=True)
         with torch.no_grad():
-            for name, p in self.model.named_parameters():
-                p.copy_(weights[name])  # in place: p is a view of the flat buffer
+            if self.lora is None:
+                self._load_full(path)
+            else:
+                self._load_adapter(path / ADAPTER_DIR)
             if self.flat.mixed:
                 # The master copy holds the precision bf16 weights lack; fall back to them.
                 master = state.get("master")
                 self.flat.master.copy_(master if master is not None else self.flat.flat)
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
-        del saved
+
+    def _load_full(self, path: Path) -> None:
+        """Every weight from the Hugging Face folder ``path``, copied into the flat buffer."""
+        from transformers import AutoModelForCausalLM
+
+        weights = dict(AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype).named_parameters())
+        for name, p in self.model.named_parameters():
+            p.copy_(weights[name])  # in place: p is a view of the flat buffer
+
+    def _load_adapter(self, folder: Path) -> None:
+        """The adapter's weights from the PEFT folder ``folder``, copied into the flat buffer."""
+        from safetensors.torch import load_file
+
+        saved = load_file(folder / "adapter_model.safetensors", device=str(self.device))
+        for name, p in self.model.named_parameters():
+            if p.requires_grad:
+                key = name.replace(f".{ADAPTER_NAME}.", ".")  # PEFT files drop the adapter's name
+                if key not in saved or saved[key].shape != p.shape:
+                    raise ValueError(f"{folder}: no adapter weight {key} of shape {tuple(p.shape)} "
+                                     f"(saved with another trainer.lora?)")
+                p.copy_(saved[key])  # in place: p is a view of the flat buffer
+
+
+def _is_lora(name: str) -> bool:
+    """Whether a state-dict entry belongs to a LoRA adapter (``...q_proj.lora_A.default.weight``)."""
+    return any(part.startswith("lora_") for part in name.split("."))
+
+
+@torch.no_grad()
+def merged_weights(model: torch.nn.Module, copy: bool = True) -> Iterator[tuple[str, Tensor]]:
+    """``(HF name, CPU tensor)`` of a Hugging Face model with peft's LoRA layers injected, each
+    adapted weight merged: ``W + alpha/r * B @ A``, summed in float32 and rounded once to W's
+    dtype. The model is not modified (one merged tensor exists at a time), so training goes on
+    with W and the adapter apart. Names are the base's (``q_proj.weight``, not
+    ``q_proj.base_layer.weight``); tied weights once, as :meth:`Learner.named_weights`, whose
+    ``copy`` applies to the weights without adapter (a merged one is a fresh tensor anyway)."""
+    from peft.tuners.lora import LoraLayer
+
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, LoraLayer)}
+    seen: set[int] = set()
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        if _is_lora(name) or id(tensor) in seen:
+            continue
+        seen.add(id(tensor))
+        prefix, inside, leaf = name.partition(".base_layer.")
+        if not inside:
+            yield name, tensor.detach().to("cpu", copy=copy)
+            continue
+        value = tensor.detach()
+        if leaf == "weight":  # a bias (bias="none") is the base's own
+            layer = layers[prefix]
+            delta = sum(layer.get_delta_weight(a).float() for a in layer.active_adapters)
+            value = (value.float() + delta).to(value.dtype)
+        yield f"{prefix}.{leaf}", value.to("cpu", copy=True)

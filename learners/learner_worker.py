@@ -207,6 +207,17 @@ class LearnerWorker:
             os.replace(tmp, path)  # a snapshot folder is complete or absent
         return path
 
+    def lora(self) -> Any:
+        """The learner's ``trainer.lora`` when a LoRA adapter trains, else None (full weights):
+        a method, so the driver can ask a Ray actor."""
+        return self.learner.lora
+
+    def save_adapter(self, path: str) -> str:
+        """LoRA only: write the adapter as a PEFT folder at ``path`` (rank 0); returns ``path``."""
+        if self.rank == 0:
+            self.learner.save_adapter(path)
+        return path
+
     def save(self, run_dir: str, step: int, extra: dict[str, Any], keep_last: int) -> str:
         """Write a checkpoint atomically; returns its folder."""
         state = dict(extra, advantage=self.estimator.state_dict())

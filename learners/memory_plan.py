@@ -21,6 +21,11 @@ What one rank holds (P parameters, N ranks, FSDP2 as :mod:`learners.fsdp_model` 
   chunk at a time). Unchunked, ``[T, vocab]`` with a 152k vocabulary was the largest item;
 * a fixed reserve for the CUDA context, NCCL buffers and allocator fragmentation.
 
+With LoRA (``trainer.lora.rank`` r > 0, one rank only) the base is frozen in the compute dtype
+(all P of it on the one rank) and the master weights, gradients and AdamW state are the adapter's:
+L = r * (in + out) parameters for each target module of each layer (:meth:`Architecture.lora_params`),
+plus the adapter's compute copy; its KL reference is the base itself (adapter disabled), no copy.
+
 Forward passes without gradient (the KL reference's; ``trainer.off_policy``'s proximal log-probs
 of :mod:`learners.off_policy`) add nothing: they keep no activations for backward, so they peak
 below the training pass, and what they return is one float per loss token.
@@ -36,7 +41,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from selfplay.core.config_schema import TrainerConfig
+from selfplay.core.config_schema import LoraConfig, TrainerConfig
 
 __all__ = ["Architecture", "MemoryPlan", "load_architecture", "plan_memory", "shipped_config",
            "shipped_models"]
@@ -100,6 +105,24 @@ class Architecture:
     def params(self) -> int:
         return self.layers * self.layer_params + self.root_params
 
+    def projections(self) -> dict[str, tuple[int, int]]:
+        """``(in, out)`` features of each linear projection of a decoder layer, by module name."""
+        q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        return {"q_proj": (self.hidden, q), "k_proj": (self.hidden, kv), "v_proj": (self.hidden, kv),
+                "o_proj": (q, self.hidden), "gate_proj": (self.hidden, self.intermediate),
+                "up_proj": (self.hidden, self.intermediate), "down_proj": (self.intermediate, self.hidden)}
+
+    def lora_params(self, rank: int, target_modules: list[str]) -> int:
+        """Parameters of LoRA adapters of ``rank`` on ``target_modules`` of every layer: A is
+        ``[r, in]`` and B ``[out, r]``, so ``r * (in + out)`` a module. A ValueError names a
+        module this shape does not know."""
+        shapes = self.projections()
+        unknown = [m for m in target_modules if m not in shapes]
+        if unknown:
+            raise ValueError(f"trainer.lora.target_modules={list(target_modules)!r}: the memory plan knows "
+                             f"{', '.join(shapes)}, not {', '.join(unknown)}")
+        return self.layers * sum(rank * sum(shapes[m]) for m in set(target_modules))
+
     def layer_activation_elements(self) -> int:
         """Elements one decoder layer keeps per token for backward: both norms' inputs and
         outputs, q/k/v before and after rotary embedding, the attention output, and the MLP's
@@ -159,24 +182,39 @@ class MemoryPlan:
 def plan_memory(arch: Architecture, ranks: int, micro_batch_tokens: int,
                 gradient_checkpointing: bool, device_gib: float | None, compute_dtype: str = "bfloat16",
                 reference: bool = False,
-                logits_chunk_tokens: int = TrainerConfig.logits_chunk_tokens) -> MemoryPlan:
-    """The memory plan of one learner rank (see the module docstring for what is counted)."""
+                logits_chunk_tokens: int = TrainerConfig.logits_chunk_tokens,
+                lora: LoraConfig | None = None) -> MemoryPlan:
+    """The memory plan of one learner rank (see the module docstring for what is counted);
+    ``lora``: ``trainer.lora`` when on (rank > 0; one rank only)."""
     if ranks < 1:
         raise ValueError(f"cluster.learner_ranks={ranks}: expected >= 1")
     if compute_dtype not in _DTYPE_BYTES:
         raise ValueError(f"trainer.dtype={compute_dtype!r}: expected one of {sorted(_DTYPE_BYTES)}")
     c = _DTYPE_BYTES[compute_dtype]
     p, t = arch.params, micro_batch_tokens
-    shard = f"fp32, 1/{ranks}"
-    rows = [(f"master weights ({shard})", 4 * p / ranks),
-            (f"gradients ({shard})", 4 * p / ranks),
-            (f"AdamW m and v ({shard})", 8 * p / ranks)]
-    if reference:
-        rows.append((f"KL reference weights ({shard})", 4 * p / ranks))
-    if ranks > 1 or c != 4:  # one fp32 rank computes on its master weights directly
-        rows.append((f"compute copies ({compute_dtype}: root + 2 layers)",
-                     c * (arch.root_params + 2 * arch.layer_params)))
-    rows.append(("one layer's gradient before reduce-scatter (fp32)", 4 * arch.layer_params))
+    if lora is not None and lora.rank > 0:
+        if ranks > 1:
+            raise ValueError(f"trainer.lora.rank={lora.rank}: LoRA needs cluster.learner_ranks=1")
+        trainable = arch.lora_params(lora.rank, lora.target_modules)
+        rows = [(f"base weights (frozen, {compute_dtype})", c * p),
+                ("LoRA master weights (fp32)", 4 * trainable),
+                ("LoRA gradients (fp32)", 4 * trainable),
+                ("LoRA AdamW m and v (fp32)", 8 * trainable)]
+        if c != 4:  # in float32 the adapter computes on its master weights directly
+            rows.append((f"LoRA compute copy and its gradient ({compute_dtype})", 2 * c * trainable))
+        what = f", LoRA rank {lora.rank}: {trainable:,} trainable parameters"
+    else:
+        shard = f"fp32, 1/{ranks}"
+        rows = [(f"master weights ({shard})", 4 * p / ranks),
+                (f"gradients ({shard})", 4 * p / ranks),
+                (f"AdamW m and v ({shard})", 8 * p / ranks)]
+        if reference:
+            rows.append((f"KL reference weights ({shard})", 4 * p / ranks))
+        if ranks > 1 or c != 4:  # one fp32 rank computes on its master weights directly
+            rows.append((f"compute copies ({compute_dtype}: root + 2 layers)",
+                         c * (arch.root_params + 2 * arch.layer_params)))
+        rows.append(("one layer's gradient before reduce-scatter (fp32)", 4 * arch.layer_params))
+        what = ""
     per_layer = c * arch.layer_activation_elements() * t
     if gradient_checkpointing:
         rows.append((f"activations (checkpointed: {arch.layers} layer inputs + 1 layer)",
@@ -187,7 +225,7 @@ def plan_memory(arch: Architecture, ranks: int, micro_batch_tokens: int,
     rows.append((f"logits of one chunk ({chunk:,} of {t:,} loss tokens x {arch.vocab:,})",
                  _LOGIT_BYTES * chunk * arch.vocab))
     rows.append(("reserve (CUDA context, NCCL, fragmentation)", RESERVE_GIB * GIB))
-    title = (f"learner memory per rank: {arch.name} ({arch.params / 1e9:.2f} B parameters), "
+    title = (f"learner memory per rank: {arch.name} ({arch.params / 1e9:.2f} B parameters{what}), "
              f"{ranks} rank{'s' if ranks > 1 else ''}, {t:,} tokens a micro-batch, gradient "
              f"checkpointing {'on' if gradient_checkpointing else 'off'}, {compute_dtype} compute")
     return MemoryPlan(title, tuple(rows), device_gib)

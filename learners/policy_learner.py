@@ -15,7 +15,7 @@ from typing import Iterator, Protocol, TypeVar, runtime_checkable
 import torch
 from torch import Tensor
 
-from selfplay.core.config_schema import TrainerConfig
+from selfplay.core.config_schema import LoraConfig, TrainerConfig
 from selfplay.core.samples import Sample
 
 T = TypeVar("T")
@@ -31,6 +31,8 @@ class PolicyLearner(Protocol):
     world_size: int
     device: torch.device
     model: torch.nn.Module
+    #: ``trainer.lora`` when only a LoRA adapter trains (its rank > 0), else None (full weights).
+    lora: LoraConfig | None
 
     def train_step(self, samples: list[Sample]) -> dict[str, float]:
         """One step on the whole batch (every rank passes the same list); ``learner/*`` figures."""
@@ -46,6 +48,11 @@ class PolicyLearner(Protocol):
 
     def save_model(self, path: str | Path) -> None:
         """The policy as a Hugging Face folder (sharded: collective, rank 0 writes)."""
+        ...
+
+    def save_adapter(self, path: str | Path) -> None:
+        """LoRA only: the adapter as a PEFT folder (``adapter_config.json``,
+        ``adapter_model.safetensors``), loadable by ``peft.PeftModel.from_pretrained``."""
         ...
 
     def save(self, path: str | Path) -> None:

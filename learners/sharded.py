@@ -59,11 +59,17 @@ _SHARD_BYTES = 2 * 2**30  # safetensors files of the HF folder: at most about th
 
 
 class ShardedLearner(LearnerBase):
-    """One rank of the sharded learner. ``step`` counts ``train_step`` calls."""
+    """One rank of the sharded learner. ``step`` counts ``train_step`` calls. Full weights only:
+    LoRA (``trainer.lora``) is the single-process learner's (``lora`` is always None here)."""
+
+    lora = None
 
     def __init__(self, model_path: str, trainer: TrainerConfig, *, rank: int, world_size: int,
                  master_addr: str = "127.0.0.1", master_port: int = 29500, seed: int = 0,
                  temperature: float = 1.0) -> None:
+        if trainer.lora.rank > 0:  # before joining the group: every rank refuses alike
+            raise ValueError(f"trainer.lora.rank={trainer.lora.rank}: LoRA needs cluster.learner_ranks=1 "
+                             f"(the sharded learner trains full weights)")
         super().__init__(model_path, trainer, seed, temperature)
         why = self.dtype_reason
         if self.device.type == "cuda" and self.device.index is None:
@@ -255,6 +261,10 @@ class ShardedLearner(LearnerBase):
         model_sd, optim_sd = get_state_dict(self.model, self.optimizer)
         return {"model": model_sd, "optim": optim_sd,
                 "learner": {"step": torch.tensor(self.step), "world_size": torch.tensor(self.world_size)}}
+
+    def save_adapter(self, path: str | Path) -> None:
+        """No adapter: the sharded learner trains full weights (LoRA is refused at construction)."""
+        raise RuntimeError("save_adapter: the sharded learner has no LoRA adapter")
 
     def save(self, path: str | Path) -> None:
         """:meth:`save_model` plus ``sharded/``: float32 master weights, AdamW state and the step,

@@ -164,6 +164,11 @@ def gathered_logprobs(model: torch.nn.Module, mb: MicroBatch, only_head: bool, t
     tensor of more positions ever exists, in the forward or the backward pass. A model with a
     logit transform (``head_only`` false) takes the full forward and its whole logits."""
     if only_head:
+        # peft's PeftModel (LoRA): its LoRA layers are injected into the Hugging Face model it
+        # wraps, whose body and head are what this needs (its own base_model is peft's tuner).
+        get_base_model = getattr(model, "get_base_model", None)
+        if get_base_model is not None:
+            model = get_base_model()
         hidden = model.base_model(input_ids=mb.ids, attention_mask=mb.attention, use_cache=False)
         return chunked_logprobs(hidden.last_hidden_state[mb.rows, mb.cols],
                                 model.get_output_embeddings().weight, mb.targets, temperature,

@@ -392,6 +392,9 @@ def validate(cfg: Config) -> None:
     _check(cl.learner_ranks == 1 or r.weight_sync != "nccl", "rollout.weight_sync", r.weight_sync,
            "cpu or auto when cluster.learner_ranks > 1 (NCCL weight transfer from a sharded learner "
            "is not built yet; its weights reach the engines through a RAM file or the object store)")
+    _check(cl.learner_ranks == 1 or t.lora.rank == 0, "trainer.lora.rank", t.lora.rank,
+           "0 when cluster.learner_ranks > 1 (LoRA is the single-process learner's; the sharded "
+           "learner trains full weights)")
     _check(cl.worker_gpus >= 0, "cluster.worker_gpus", cl.worker_gpus, ">= 0")
     _check(cl.worker_gpus <= 1 or float(cl.worker_gpus).is_integer(), "cluster.worker_gpus",
            cl.worker_gpus, "a fraction up to 1, or a whole number of GPUs (vLLM's tensor-parallel size)")

@@ -86,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("--no-verify", action="store_true", help="skip the vLLM load check")
     mpath = msub.add_parser("path", help="print where a model is (preparing it if built-in)")
     mpath.add_argument("name")
+    mmerge = msub.add_parser("merge", help="merge a LoRA adapter into its base: a Hugging Face folder",
+                             description="Write base + alpha/r * B @ A for every adapted weight, "
+                                         "with the base's config and the tokenizer, to --out.")
+    mmerge.add_argument("source", metavar="CHECKPOINT_OR_ADAPTER_DIR",
+                        help="a checkpoint of a LoRA run (its adapter/) or a PEFT adapter folder")
+    mmerge.add_argument("--out", required=True, help="folder to write the merged model to")
+    mmerge.add_argument("--base", help="the base model (default: the adapter's base_model_name_or_path)")
 
     p = sub.add_parser("bench", help="benchmarks that print figures (--json: one JSON line last)")
     bsub = p.add_subparsers(dest="bench_command", required=True, metavar="WHAT")
@@ -218,6 +225,15 @@ def _model(args: argparse.Namespace) -> int:
         for name in args.names:
             path = models.prepare(name, verify_vllm=False if args.no_verify else None)
             print(f"{name}: {path}")
+        return 0
+    if args.model_command == "merge":
+        from selfplay.commands.model_merge import merge
+
+        try:
+            print(merge(args.source, args.out, base=args.base))
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         return 0
     print(models.resolve_model(args.name))
     return 0

@@ -158,9 +158,13 @@ def memory_plan(cfg: Config, model: str | None = None,
     t, cl = cfg.trainer, cfg.cluster
     device_gib, source = device if device is not None else learner_memory(cfg)
     dtype, _ = resolve_dtype(t.dtype, "cuda" if cl.learner_gpus > 0 else local_device())
-    plan = plan_memory(arch, cl.learner_ranks, t.micro_batch_tokens, t.gradient_checkpointing,
-                       device_gib, dtype, reference=t.kl_coef > 0,
-                       logits_chunk_tokens=t.logits_chunk_tokens)
+    try:
+        plan = plan_memory(arch, cl.learner_ranks, t.micro_batch_tokens, t.gradient_checkpointing,
+                           device_gib, dtype, reference=t.kl_coef > 0,
+                           logits_chunk_tokens=t.logits_chunk_tokens,
+                           lora=t.lora if t.lora.rank > 0 else None)
+    except ValueError as err:  # LoRA on modules the plan does not know: no plan, said in one line
+        raise LookupError(str(err)) from None
     plan = dataclasses.replace(plan, device_source=source)
     return plan, where
 

@@ -90,3 +90,26 @@ def test_saturn_recipe_fits_its_card_with_32k_token_micro_batches():
                        t.gradient_checkpointing, cl.learner_memory_gib, "bfloat16",
                        reference=t.kl_coef > 0, logits_chunk_tokens=t.logits_chunk_tokens)
     assert plan.fits and plan.total_bytes < 50 * GIB  # 65 GiB of logits alone before chunking
+
+
+def test_lora_plan_holds_the_frozen_base_and_the_adapters_optimiser_state():
+    from selfplay.core.config_schema import LoraConfig
+
+    arch = small()
+    lora = LoraConfig(rank=8, target_modules=["q_proj", "v_proj"])
+    # Per layer r * (in + out): q 8 x (64 + 64) = 1,024, v 8 x (64 + 32) = 768; two layers.
+    assert arch.lora_params(8, lora.target_modules) == 2 * (1_024 + 768) == 3_584
+    plan = plan_memory(arch, ranks=1, micro_batch_tokens=100, gradient_checkpointing=False,
+                       device_gib=1.0, lora=lora, reference=True)
+    rows = dict(plan.rows)
+    assert rows["base weights (frozen, bfloat16)"] == 2 * 138_048
+    assert rows["LoRA master weights (fp32)"] == rows["LoRA gradients (fp32)"] == 4 * 3_584
+    assert rows["LoRA AdamW m and v (fp32)"] == 8 * 3_584
+    assert rows["LoRA compute copy and its gradient (bfloat16)"] == 2 * 2 * 3_584
+    assert not any("reference" in label or "reduce-scatter" in label for label in rows)  # the base is it
+    assert rows["activations (2 layers)"] == 435_200  # as with full fine-tuning
+    assert "LoRA rank 8: 3,584 trainable parameters" in plan.table().splitlines()[0]
+    with pytest.raises(ValueError, match="learner_ranks=1"):
+        plan_memory(arch, 2, 100, False, 1.0, lora=lora)
+    with pytest.raises(ValueError, match="lm_head"):
+        arch.lora_params(8, ["q_proj", "lm_head"])

@@ -18,7 +18,7 @@ METHODS = [name for name, member in vars(PolicyLearner).items()
 
 def test_the_interface_lists_what_the_worker_calls():
     assert set(METHODS) == {"train_step", "logprobs", "named_weights", "save_model", "save", "load",
-                            "from_rank0", "barrier"}
+                            "save_adapter", "from_rank0", "barrier"}
 
 
 @pytest.mark.parametrize("cls", [Learner, ShardedLearner])
