@@ -263,7 +263,7 @@ class VLLMEngine:
 
     async def loaded_adapters(self) -> set[int]:
         """The adapter ids vLLM holds now (tests)."""
-        return await self._on_loop(self._llm.list_loras())
+        return set(await self._on_loop(self._llm.list_loras()))
 
     # -- weight updates: the cpu path --------------------------------------------------------------
 

@@ -139,6 +139,7 @@ def test_vllm_request_in_flight_keeps_the_adapter_it_started_with(vllm_lora, ada
 
     out = asyncio.run(run())
     assert out.token_ids == greedy_hf(references[1], ids, len(out.token_ids))
+    assert out.token_ids != greedy_hf(references[2], ids, len(out.token_ids))  # a switch would show
 
 
 # -- the vLLM engine's adapter bookkeeping, on a stand-in for AsyncLLM (fast) ----------------------
