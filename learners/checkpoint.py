@@ -1,6 +1,7 @@
 """Atomic checkpoints: ``<run_dir>/checkpoints/step-<N>/`` appears complete or not at all.
 
-A checkpoint folder holds the learner's Hugging Face folder (weights, config, tokenizer),
+A checkpoint folder holds the learner's Hugging Face folder (weights, config, tokenizer; with
+LoRA the merged weights, and the adapter itself in PEFT format under ``adapter/``),
 ``optimizer.pt`` (a sharded learner: ``sharded/``, one file per rank), ``state.json`` (the caller's JSON-able state: RAE baselines, counters,
 curriculum, opponent pool; plus the step and the Python and NumPy RNG states) and
 ``rng_torch.pt`` (torch CPU and CUDA RNG states, tensors).

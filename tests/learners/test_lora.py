@@ -204,3 +204,21 @@ def test_the_memory_plan_counts_the_parameters_peft_trains(tiny_path):
         model = AutoModelForCausalLM.from_pretrained(tiny_path)
         wrapped = peft.get_peft_model(model, peft.LoraConfig(r=rank, target_modules=targets))
         assert load_architecture(tiny_path).lora_params(rank, targets) == wrapped.get_nb_trainable_parameters()[0]
+
+
+def test_gradient_checkpointing_trains_the_same_adapter(tiny_path):
+    samples = random_samples(4, seed=7)
+    plain = Learner(tiny_path, lora_trainer())
+    checkpointed = Learner(tiny_path, lora_trainer(gradient_checkpointing=True))
+    assert checkpointed.model.training  # transformers checkpoints in train mode only
+    for _ in range(2):  # the second step has gradients through A too
+        a, b = plain.train_step(samples), checkpointed.train_step(samples)
+        assert a["learner/loss/total"] == pytest.approx(b["learner/loss/total"], rel=1e-5)
+    torch.testing.assert_close(plain.flat.master, checkpointed.flat.master, rtol=1e-5, atol=1e-7)
+
+
+def test_the_learner_bench_takes_the_lora_override(tiny_path):
+    from selfplay.commands.bench.learner import bench_learner
+
+    figures = bench_learner(tiny_path, lora_trainer(), num_samples=2, seq_len=16, steps=1)
+    assert figures["lora_rank"] == RANK and figures["learner_tokens_per_s"] > 0 and figures["ratio"] > 0

@@ -6,7 +6,9 @@ way to write the step: forward with ``logits_to_keep`` (logits for the response 
 as the learner computes them), a policy-gradient loss, backward, AdamW on the model's own
 weights. What the learner adds (packing, masks, the PPO-clip loss and its statistics, gradient
 clipping, the float32 master weights in bf16) is the overhead measured (both use fused AdamW); the target ratio is
->= 0.9.
+>= 0.9. With LoRA (``selfplay bench learner trainer.lora.rank=16``) both train the same adapter
+(the bare loop's AdamW on peft's trainable parameters), so the ratio compares like with like;
+LoRA's own speed-up is the learner's tokens/s against a run without the override.
 
 With a rank count (:func:`bench_sharded`, ``selfplay bench learner --ranks N``) it times the
 sharded learner (FSDP2) instead: the same global batch on one rank and on N ranks (spawned local
@@ -73,8 +75,16 @@ def bench_learner(model_path: str, trainer_cfg: TrainerConfig, num_samples: int 
     learner = Learner(model_path, trainer_cfg, seed=seed)
     device, dtype, _ = resolve_device_dtype(trainer_cfg)
     bare = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(device).eval()
-    opt = torch.optim.AdamW(bare.parameters(), lr=trainer_cfg.lr, betas=tuple(trainer_cfg.betas),
-                            weight_decay=trainer_cfg.weight_decay, fused=True)
+    lora = trainer_cfg.lora
+    if lora.rank > 0:  # the same adapter as the learner's, in the compute dtype
+        import peft
+
+        bare = peft.get_peft_model(bare, peft.LoraConfig(
+            r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+            target_modules=list(lora.target_modules), bias="none"), autocast_adapter_dtype=False).eval()
+    opt = torch.optim.AdamW([p for p in bare.parameters() if p.requires_grad], lr=trainer_cfg.lr,
+                            betas=tuple(trainer_cfg.betas), weight_decay=trainer_cfg.weight_decay,
+                            fused=True)
     samples = _synthetic_samples(bare.config.vocab_size, num_samples, seq_len, seed)
     ids = torch.tensor([s.prompt_ids + s.response_ids for s in samples], device=device)
     adv = torch.tensor([s.advantage for s in samples], device=device)
@@ -102,7 +112,7 @@ def bench_learner(model_path: str, trainer_cfg: TrainerConfig, num_samples: int 
     bare_tps = tokens * len(bare_s) / sum(bare_s)
     return {
         "device": str(device), "dtype": str(dtype).removeprefix("torch."),
-        "cpu_capability": cpu_capability(),
+        "cpu_capability": cpu_capability(), "lora_rank": float(lora.rank),
         "tokens_per_step": float(tokens), "steps": float(steps),
         "learner_step_s": sum(learner_s) / len(learner_s), "bare_step_s": sum(bare_s) / len(bare_s),
         "learner_tokens_per_s": learner_tps, "bare_tokens_per_s": bare_tps,
