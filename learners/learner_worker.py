@@ -98,7 +98,7 @@ class LearnerWorker:
         self.estimator = make_estimator(advantage)
         # The engines' dtype, resolved as the engines resolve it, so weight files need no cast there.
         self.engine_dtype = torch_dtype(resolve_dtype(engine_dtype, engine_device)[0])
-        self.publisher: WeightPublisher | None = None
+        self.publisher: WeightPublisher | AdapterPublisher | None = None
         self.workers: list[Any] = []
         self.transports: list[str] = []  # per rollout worker: learners.weight_publisher
         self.failed: list[int] = []  # workers whose last publish failed

@@ -52,7 +52,7 @@ def run(what: str, cfg: Config, ranks: int = 0, sizes: dict[str, int] | None = N
     if what == "sync":
         from selfplay.commands.bench.sync import bench_sync, report
 
-        figures = bench_sync(model, dtype=cfg.rollout.dtype)
+        figures = bench_sync(model, dtype=cfg.rollout.dtype, adapter_rank=cfg.trainer.lora.rank)
         report(figures)
         return {"bench": "sync", **figures}
     raise ValueError(f"unknown benchmark {what!r}")
