@@ -132,7 +132,7 @@ class LearnerWorker:
         """Reach the rollout workers (Ray actor handles, on Ray nodes ``worker_nodes``) for
         publishing; returns each one's transport (:func:`choose_transports`). With NCCL, rank 0
         joins vLLM's weight-transfer group with the engines, ``ranks_per_engine`` ranks each. With
-        LoRA (``trainer.lora.rank > 0``) only the adapter is published (:class:`AdapterPublisher`),
+        LoRA (``trainer.lora.rank > 0``, ``publish: adapter``) only the adapter is published (:class:`AdapterPublisher`),
         its folders kept for the ``max_staleness + 1`` versions engines may still be using."""
         import ray
 
@@ -140,7 +140,7 @@ class LearnerWorker:
         self.transports = choose_transports(weight_sync, self.node_id(), worker_nodes)
         if self.rank > 0:
             return self.transports  # rank 0 publishes; this rank only helps gather the weights
-        if self.trainer.lora.rank > 0:
+        if self.trainer.lora.adapter_sync:
             self.adapter_folders = AdapterFolders(keep=self.trainer.max_staleness + 1)
         publisher_nccl = None
         if NCCL in self.transports:
@@ -171,7 +171,7 @@ class LearnerWorker:
                     results.append({names.SYNC_LOAD_S: 0.0})
             return results
 
-        if self.trainer.lora.rank > 0:
+        if self.trainer.lora.adapter_sync:  # else the merged weights, as in full fine-tuning
             return AdapterPublisher(self.learner.save_adapter, lambda: self.version, fan_out,
                                     [self.transports[i] for i in targets], put=ray.put,
                                     folders=self.adapter_folders)

@@ -344,6 +344,7 @@ def validate(cfg: Config) -> None:
     _check(lo.alpha > 0, "trainer.lora.alpha", lo.alpha, "> 0")
     _check(0 <= lo.dropout < 1, "trainer.lora.dropout", lo.dropout, "in [0, 1)")
     _check(bool(lo.target_modules), "trainer.lora.target_modules", lo.target_modules, "at least one module name")
+    _check(lo.publish in ("adapter", "merged"), "trainer.lora.publish", lo.publish, "adapter or merged")
     _check(lo.rank == 0 or r.weight_sync != "nccl", "rollout.weight_sync", r.weight_sync,
            "cpu or auto when trainer.lora.rank > 0 (LoRA adapters travel as a PEFT folder, not over NCCL)")
     _check(t.dtype in DTYPE_NAMES, "trainer.dtype", t.dtype, f"one of {DTYPE_NAMES}")

@@ -128,6 +128,17 @@ class LoraConfig:
                                                                 "gate_proj", "up_proj", "down_proj"])
     """Module names (suffixes) that get an adapter: attention and MLP projections of Llama/Qwen-style
     models."""
+    publish: str = "adapter"
+    """What reaches the engines after each step: adapter (only the adapter, a few MB; the engines
+    serve the base with LoRA on: vLLM's multi-LoRA batching) or merged (the merged full weights,
+    as in full fine-tuning; the engines run without LoRA). On a CPU vLLM's LoRA kernels generate
+    about 3x slower, which costs more than publishing the full weights saves: merged is faster
+    there; on GPUs and across nodes adapter is."""
+
+    @property
+    def adapter_sync(self) -> bool:
+        """Whether the engines serve adapters (LoRA on and ``publish: adapter``)."""
+        return self.rank > 0 and self.publish == "adapter"
 
 
 @dataclass

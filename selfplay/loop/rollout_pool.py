@@ -81,8 +81,9 @@ class RolloutPool:
             num_cpus=slot.cpus, num_gpus=slot.gpus, max_restarts=cl.max_worker_restarts, max_task_retries=0,
             scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=first_bundle + i),
         ).remote(model_path, r, cfg.envs, cfg.eval, cfg.seed, i, slot.tensor_parallel, cores,
-                 # LoRA (rank 0: off): the engine keeps the adapters of the k + 1 newest versions.
-                 lora=cfg.trainer.lora, max_loras=cfg.trainer.max_staleness + 1)
+                 # LoRA served as adapters: the engine keeps those of the k + 1 newest versions.
+                 lora=cfg.trainer.lora if cfg.trainer.lora.adapter_sync else None,
+                 max_loras=cfg.trainer.max_staleness + 1)
             for i, slot in enumerate(layout.workers)]
 
     def __len__(self) -> int:

@@ -153,3 +153,14 @@ def test_sweep_removes_adapter_folders_of_dead_writers(tmp_path):
         (folder / "adapter_config.json").write_bytes(CONFIG)
     assert sweep_stale_weight_files(str(tmp_path)) == [str(dead)]
     assert live.is_dir()
+
+
+def test_publish_merged_sends_full_weights_and_the_engines_serve_no_adapter():
+    """``trainer.lora.publish: merged``: the engines run without LoRA (CPU: vLLM's LoRA kernels are
+    slow) and get the merged weights; ``adapter`` (the default) serves adapters."""
+    assert load_config("debug", ["trainer.lora.rank=8"]).trainer.lora.adapter_sync
+    merged = load_config("debug", ["trainer.lora.rank=8", "trainer.lora.publish=merged"]).trainer.lora
+    assert merged.rank == 8 and not merged.adapter_sync
+    assert not load_config("debug").trainer.lora.adapter_sync  # full fine-tuning
+    with pytest.raises(ConfigError, match=r"^trainer.lora.publish='both': expected adapter or merged"):
+        load_config("debug", ["trainer.lora.rank=8", "trainer.lora.publish=both"])
