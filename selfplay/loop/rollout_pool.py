@@ -170,15 +170,15 @@ class RolloutPool:
                 continue
             version = figures.pop(names.WEIGHT_VERSION)
             oldest = figures[names.BATCH_VERSION]
+            shown = version if oldest_version is None else oldest
             if (version != self.weight_version) if oldest_version is None else (oldest < oldest_version):
                 batch.stale[i] += 1
                 if batch.stale[i] > MAX_STALE_REPLAYS:
-                    raise RunAborted(f"rollout worker {i} keeps generating with weight version {oldest:g}, "
+                    raise RunAborted(f"rollout worker {i} keeps generating with weight version {shown:g}, "
                                      f"not {self.weight_version}: its weight updates do not arrive")
                 log.warning("refused %d episodes of rollout worker %d: generated with weight version "
                             "%g, not %d; resending the weights and replaying them",
-                            batch.plan.counts[i], i, version if oldest_version is None else oldest,
-                            self.weight_version)
+                            batch.plan.counts[i], i, shown, self.weight_version)
                 self.resync(i)
                 self._launch_part(batch, i)
                 continue
