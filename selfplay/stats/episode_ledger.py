@@ -28,6 +28,7 @@ class EpisodeLedger:
 
     def record(self, step: int, episodes: list[Episode]) -> None:
         """Append the episodes of training step ``step`` (counted from 1)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as f:
             for e in sorted(episodes, key=lambda e: e.episode_id):
                 f.write(json.dumps({"step": step, "episode_id": e.episode_id, "env_id": e.env_id,
