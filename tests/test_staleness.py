@@ -89,3 +89,6 @@ def test_the_ledger_appends_in_step_order_and_resume_truncates_later_steps(tmp_p
     ledger.truncate(2)
     assert [r["step"] for r in ledger.read()] == [1, 1, 2, 2]
     assert ledger.read()[-1]["seed"] == 201
+    fresh = EpisodeLedger(tmp_path / "not-yet")  # a run directory nobody prepared
+    fresh.record(1, [ep(0, 1)])
+    assert [r["episode_id"] for r in fresh.read()] == ["s1-w0-e0"]
