@@ -178,3 +178,21 @@ def test_a_signal_after_the_first_step_shuts_everything_down(tmp_path, tiny_mode
         _kill(leftovers(proc.pid, marker.encode()))
         out.close()
         err.close()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped exception
+def test_a_signal_whose_exception_was_swallowed_still_stops_the_run_between_steps():
+    """A handler's exception raised while Python runs a ``__del__`` is printed and dropped; the
+    CLI remembers the signal and the training loop checks it before every step."""
+    import selfplay.commands.cli as cli
+
+    class Swallows:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGINT)  # the handler raises here, inside __del__
+
+    with cli._sigterm_unwinds():
+        cli.check_stop()  # nothing asked yet
+        Swallows()  # "Exception ignored in __del__": the KeyboardInterrupt is lost
+        with pytest.raises(KeyboardInterrupt):
+            cli.check_stop()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored afterwards

@@ -133,26 +133,48 @@ def _staleness_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+#: The stop a signal asked for (KeyboardInterrupt or Terminated), kept until it unwinds the run:
+#: an exception a handler raises while the interpreter runs a ``__del__`` or a weakref callback
+#: is printed and dropped, so the training loop also checks this between steps (:func:`check_stop`).
+_requested: list[type[KeyboardInterrupt]] = []
+
+
 def _raise_terminated(signum: int, frame: object) -> None:
     # Only the first SIGTERM unwinds; a second one while the first is still shutting things down
     # ends the process at once, as SIGTERM does by default (the sender insists).
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _requested.append(Terminated)
     raise Terminated
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    _requested.append(KeyboardInterrupt)
+    raise KeyboardInterrupt
+
+
+def check_stop() -> None:
+    """Raise the stop a signal asked for if it has not unwound the run yet (called between steps)."""
+    if _requested:
+        raise _requested[0]
 
 
 @contextlib.contextmanager
 def _sigterm_unwinds() -> Iterator[None]:
     """For the duration of a command, make SIGTERM (what schedulers, ``timeout`` and container
     runtimes send) raise :class:`Terminated` in the main thread, as Ctrl-C raises
-    KeyboardInterrupt: its default action would end the process with nothing shut down."""
+    KeyboardInterrupt: its default action would end the process with nothing shut down. Both are
+    also remembered for :func:`check_stop`."""
     if threading.current_thread() is not threading.main_thread():  # signal handlers live there
         yield
         return
+    _requested.clear()
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous_int = signal.signal(signal.SIGINT, _raise_interrupt)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -188,7 +210,7 @@ def _run(args: argparse.Namespace) -> int:
             return 0
         if args.command == "train":
             from selfplay.loop.driver import train
-            train(cfg, resume=args.resume, verbose=args.verbose)
+            train(cfg, resume=args.resume, verbose=args.verbose, check_stop=check_stop)
             return 0
         setup_logging(level=logging.DEBUG if args.verbose else logging.INFO)
         if args.command == "eval":

@@ -21,7 +21,7 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -299,8 +299,10 @@ class Driver:
         self.rollout.shutdown()
 
 
-def train(cfg: Config, resume: bool = False, verbose: bool = False) -> None:
-    """Run (or resume) a training run described by ``cfg``."""
+def train(cfg: Config, resume: bool = False, verbose: bool = False,
+          check_stop: Callable[[], None] = lambda: None) -> None:
+    """Run (or resume) a training run described by ``cfg``. ``check_stop`` is called before
+    every step and raises to stop the run (a signal whose exception was lost: the CLI's)."""
     from learners.checkpoint import CheckpointFormatError, check_format, latest_checkpoint
     from selfplay.model_cache import BUILTIN, resolve_model, tokenizer_folder
     from selfplay.core.weight_format import sweep_stale_weight_files
@@ -355,7 +357,7 @@ def train(cfg: Config, resume: bool = False, verbose: bool = False) -> None:
                      f"batches that were in flight" if driver.saved_plans else "")
         elif resume:
             log.warning("--resume: no checkpoint in %s, starting from step 0", run_dir)
-        _loop(cfg, driver, metrics, step, counters)
+        _loop(cfg, driver, metrics, step, counters, check_stop)
     finally:
         try:
             if driver is not None:
@@ -374,7 +376,8 @@ def train(cfg: Config, resume: bool = False, verbose: bool = False) -> None:
                      tb_folder(run_dir))
 
 
-def _loop(cfg: Config, driver: Driver, metrics: MetricsWriter, step: int, counters: dict[str, Any]) -> None:
+def _loop(cfg: Config, driver: Driver, metrics: MetricsWriter, step: int, counters: dict[str, Any],
+          check_stop: Callable[[], None] = lambda: None) -> None:
     t0, first, k = time.perf_counter(), step, cfg.trainer.max_staleness
     pipeline = Pipeline(driver, k, cfg.trainer.steps, step) if k else None
     log.info("loop: %s", f"asynchronous, at most {k} step(s) ahead of the learner (trainer.max_staleness={k}, "
@@ -386,6 +389,7 @@ def _loop(cfg: Config, driver: Driver, metrics: MetricsWriter, step: int, counte
         metrics.scalars(values, 0)
         log.info(progress_line(0, cfg.trainer.steps, {}, values, 0.0))
     while step < cfg.trainer.steps:
+        check_stop()
         tick = time.perf_counter()
         episodes, values = pipeline.step(step) if pipeline else driver.step(step)
         step += 1
