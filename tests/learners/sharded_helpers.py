@@ -34,6 +34,21 @@ def first_gradient(learner) -> dict[str, torch.Tensor]:
     return seen
 
 
+def reference_gradient(learner) -> dict[str, torch.Tensor]:
+    """Filled, at a single-process learner's next optimiser step, with every parameter's
+    (clipped) gradient: the reference a sharded step is compared with."""
+    seen: dict[str, torch.Tensor] = {}
+    step = learner.optimizer.step
+
+    def recording_step(*args, **kwargs):
+        if not seen:
+            seen.update({n: p.grad.clone() for n, p in learner.model.named_parameters()})
+        return step(*args, **kwargs)
+
+    learner.optimizer.step = recording_step
+    return seen
+
+
 def checkpoint_round_trip(rank: int, world_size: int, port: int, model: str, trainer, samples,
                           out: str) -> None:
     """Step, checkpoint (collectively), step; then a fresh learner loads the checkpoint and

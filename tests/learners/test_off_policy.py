@@ -199,7 +199,7 @@ def test_learner_step_with_stale_logprobs_reports_the_weights(tiny_path):
 def test_two_ranks_make_the_off_policy_update_of_one_rank(tiny_path, tmp_path):
     """The sharded learner's no-grad pass runs on every rank (an empty micro-batch on one) and
     gives the single-process learner's figures and gradient."""
-    from sharded_helpers import first_steps, run_ranks
+    from sharded_helpers import first_steps, reference_gradient, run_ranks
 
     samples = random_samples(9, seed=1)
     trainer = fp32_trainer(micro_batch_tokens=64, off_policy="decoupled", importance_cap=3.0)
@@ -207,14 +207,7 @@ def test_two_ranks_make_the_off_policy_update_of_one_rank(tiny_path, tmp_path):
     run_ranks(first_steps, 2, tiny_path, [trainer], samples, str(out))
     got = torch.load(out, weights_only=False)[0]
     ref = Learner(tiny_path, trainer, temperature=0.7)
-    grads: dict[str, torch.Tensor] = {}
-    step = ref.optimizer.step
-
-    def recording_step(*args, **kwargs):
-        grads.update({n: p.grad.clone() for n, p in ref.model.named_parameters()})
-        return step(*args, **kwargs)
-
-    ref.optimizer.step = recording_step
+    grads = reference_gradient(ref)
     want = ref.train_step(samples)
     for key in (names.LOSS_TOTAL, names.LOSS_PG, names.IMPORTANCE_WEIGHT_MEAN,
                 names.IMPORTANCE_WEIGHT_MAX, names.IMPORTANCE_WEIGHT_CAPPED):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 from learner_helpers import fp32_trainer, random_samples
-from sharded_helpers import checkpoint_round_trip, first_steps, run_ranks
+from sharded_helpers import checkpoint_round_trip, first_steps, reference_gradient, run_ranks
 
 from learners.checkpoint import list_checkpoints
 from learners.learner import Learner
@@ -112,14 +112,7 @@ def test_chunked_logits_and_sequence_mean_on_two_ranks(tiny_path, tmp_path):
     run_ranks(first_steps, 2, tiny_path, [fp32_chunked, *bf16], samples, str(out))
     got = torch.load(out, weights_only=False)
     ref = Learner(tiny_path, fp32_trainer(**base, logits_chunk_tokens=10**6), temperature=0.7)
-    grads: dict[str, torch.Tensor] = {}
-    step = ref.optimizer.step
-
-    def recording_step(*args, **kwargs):
-        grads.update({n: p.grad.clone() for n, p in ref.model.named_parameters()})
-        return step(*args, **kwargs)
-
-    ref.optimizer.step = recording_step
+    grads = reference_gradient(ref)
     ref_stats = ref.train_step(samples)
     for key in ("learner/loss/total", "learner/loss/pg", "learner/entropy", "learner/kl"):
         assert got[0]["stats"][key] == pytest.approx(ref_stats[key], rel=1e-5), key
