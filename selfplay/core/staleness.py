@@ -20,6 +20,8 @@ version behind any of its tokens (:class:`selfplay.core.samples.Sample` ``weight
 
 from __future__ import annotations
 
+from itertools import takewhile
+
 from selfplay.core import metric_names as names
 from selfplay.core.samples import Sample
 
@@ -35,8 +37,7 @@ def may_start(step: int, published: int, max_staleness: int) -> bool:
 def launchable(next_step: int, published: int, max_staleness: int, steps: int) -> list[int]:
     """The steps from ``next_step`` on whose batches may start now (capacity rule), up to the run's
     last step ``steps - 1``."""
-    last = min(steps - 1, published + max_staleness)
-    return list(range(next_step, last + 1))
+    return list(takewhile(lambda step: may_start(step, published, max_staleness), range(next_step, steps)))
 
 
 def split_stale(samples: list[Sample], learner_version: int, max_staleness: int
