@@ -40,6 +40,8 @@ class Context:
     #: The oldest weight version that wrote any of it (``Sample.weight_version``); None before
     #: the first generation.
     version: int | None = None
+    #: The policy (LoRA adapter) writing it (``Sample.policy``).
+    policy: str = "default"
 
     def insert(self, ids: list[int]) -> None:
         """Append text the policy did not write (masked out of the loss)."""

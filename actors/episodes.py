@@ -51,6 +51,7 @@ from actors.prompting import prompt_ids
 from envs.base import TextEpisodeEnv, TurnRequest
 from envs.opponents import make_opponent
 from selfplay.core import metric_names as names
+from selfplay.core.policies import DEFAULT_POLICY, opponent_policy
 from selfplay.core.samples import SELF, Episode, Sample
 
 
@@ -82,6 +83,9 @@ class EpisodeSpec:
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     #: Episodes on the same problem share it; their samples form one advantage group.
     group_id: str | None = None
+    #: With several policies (``policies:``): the adapter that writes each engine-played role
+    #: (:mod:`selfplay.core.policies`); empty: the engine's one policy plays.
+    adapters: dict[int, str] = field(default_factory=dict)
 
 
 class PromptTooLong(Exception):
@@ -133,9 +137,12 @@ class EnginePlayer:
 
     def __init__(self, engine: Engine, tokenizer: Any, sampling: SamplingSettings,
                  max_prompt_tokens: int, record: bool = False,
-                 version: Callable[[], int] = lambda: 0) -> None:
+                 version: Callable[[], int] = lambda: 0, adapters: dict[int, str] | None = None) -> None:
         self.engine, self.tokenizer, self.sampling = engine, tokenizer, sampling
         self.max_prompt_tokens, self.record = max_prompt_tokens, record
+        #: Each role's LoRA adapter (several policies on one engine); a role not in it: the
+        #: engine's one policy.
+        self.adapters = adapters or {}
         #: The engine's weight version now; read as each generation starts (``Sample.weight_version``).
         self.version = version
         self.open: dict[int, Context] = {}  # each role's current context
@@ -148,7 +155,8 @@ class EnginePlayer:
         ids = prompt_ids(self.tokenizer, request.observation, env.system_prompt)
         if len(ids) > self.max_prompt_tokens:
             raise PromptTooLong(f"prompt of {len(ids)} tokens > max_prompt_tokens={self.max_prompt_tokens}")
-        ctx = self.open[request.player] = Context(ids, role=request.player, index=self.started)
+        ctx = self.open[request.player] = Context(ids, role=request.player, index=self.started,
+                                                  policy=self.adapters.get(request.player, DEFAULT_POLICY))
         self.started += 1
         return ctx
 
@@ -172,7 +180,9 @@ class EnginePlayer:
             sampling = replace(sampling, max_new_tokens=1, allowed_token_ids=ctx.allowed, stop=())
         # Read before generating: an update landing mid-generation leaves the older version.
         version = self.version()
-        gen = await self.engine.generate(ctx.prompt + ctx.ids, sampling)
+        adapter = self.adapters.get(request.player)
+        gen = await (self.engine.generate(ctx.prompt + ctx.ids, sampling) if adapter is None else
+                     self.engine.generate(ctx.prompt + ctx.ids, sampling, adapter=adapter))
         ctx.generated(list(gen.token_ids), list(gen.logprobs), gen.text, version)
         finished = gen.finish_reason == "stop" or bool(request.choices)  # one token is the answer
         return Turn(gen.text, finished, len(gen.token_ids), ctx if self.record else None,
@@ -265,7 +275,8 @@ def _episode(env: TextEpisodeEnv, spec: EpisodeSpec, limits: EpisodeLimits, prog
     samples = [Sample(prompt_ids=list(c.prompt), response_ids=list(c.ids), logprobs=list(c.logprobs),
                       loss_mask=list(c.mask), env_id=spec.env_id, role=c.role, ret=rewards[c.role],
                       episode_id=spec.episode_id, turn=c.index, opponent=spec.opponent,
-                      group_id=spec.group_id, allowed_ids=c.allowed, weight_version=c.version or 0)
+                      group_id=spec.group_id, allowed_ids=c.allowed, weight_version=c.version or 0,
+                      policy=c.policy)
                for c in progress.contexts.values() if c.written]
     stats = progress.info.get("stats", {}) if ended else {}
     return Episode(
@@ -305,10 +316,14 @@ class EpisodeRunner:
     async def play(self, env: TextEpisodeEnv, spec: EpisodeSpec) -> Episode:
         """Play ``spec`` on ``env`` (made from the spec, or built by the caller)."""
         policy = EnginePlayer(self.engine, self.tokenizer, spec.sampling, self.limits.max_prompt_tokens,
-                              record=True, version=self.version)
+                              record=True, version=self.version, adapters=spec.adapters)
         snapshot = self.opponent_engines.get(spec.opponent)
+        rival = opponent_policy(spec.opponent)
         other: Player
-        if snapshot is not None:
+        if rival is not None:  # another adapter of this run, on the same engine; not trained here
+            other = EnginePlayer(self.engine, self.tokenizer, spec.sampling, self.limits.max_prompt_tokens,
+                                 adapters={r: rival for r in range(env.num_players)})
+        elif snapshot is not None:
             other = EnginePlayer(snapshot, snapshot.tokenizer, spec.sampling, self.limits.max_prompt_tokens)
         elif spec.opponent != SELF:
             other = FixedPlayer(spec.env_id, spec.opponent, spec.seed + 1)

@@ -19,13 +19,13 @@ import yaml
 
 from selfplay.core.config_schema import (
     CONFIG_FORMAT, AdvantageConfig, CheckpointConfig, ClusterConfig, Config, ConfigError,
-    CurriculumConfig, EnvConfig, EvalConfig, LoraConfig, PoolConfig, RolloutConfig, TrainerConfig,
+    CurriculumConfig, EnvConfig, EvalConfig, LoraConfig, PolicyConfig, PoolConfig, RolloutConfig, TrainerConfig,
 )
 from selfplay.core.precision import DTYPE_NAMES
 
 __all__ = [
     "AdvantageConfig", "CheckpointConfig", "ClusterConfig", "Config", "ConfigError", "CurriculumConfig", "EnvConfig",
-    "EvalConfig", "LoraConfig", "PoolConfig", "RolloutConfig", "TrainerConfig", "load_config", "to_dict", "shipped_configs",
+    "EvalConfig", "LoraConfig", "PolicyConfig", "PoolConfig", "RolloutConfig", "TrainerConfig", "load_config", "to_dict", "shipped_configs",
 ]
 
 
@@ -258,6 +258,26 @@ def check_benches(bench: dict[str, Any], max_new_tokens: int) -> None:
                f"that many; selfplay eval raises it for the benchmark)")
 
 
+def check_several_policies(cfg: Config) -> None:
+    """``policies:``: each a LoRA adapter served by vLLM beside the others, covering every matchup."""
+    from envs import num_players
+    from envs.opponents import FIXED_OPPONENTS
+    from selfplay.core.policies import check_policies
+    from selfplay.core.samples import SNAPSHOT
+
+    t, r = cfg.trainer, cfg.rollout
+    why = f"with policies ({len(cfg.policies)} adapters on one base)"
+    _check(t.lora.rank > 0, "trainer.lora.rank", t.lora.rank, f"> 0 {why}: each policy is a LoRA adapter")
+    _check(t.lora.publish == "adapter", "trainer.lora.publish", t.lora.publish,
+           f"adapter {why}: the engine serves every adapter; merged weights are one policy's")
+    _check(r.backend == "vllm", "rollout.backend", r.backend,
+           f"vllm {why}: the transformers engine merges one adapter into its weights, vLLM serves several at once")
+    _check(cfg.pool.snapshot_every == 0 and SNAPSHOT not in r.opponents, "pool.snapshot_every",
+           cfg.pool.snapshot_every, f"0 and no 'snapshot' opponent {why}: a snapshot is one policy's weights")
+    opponents = (r.opponents if r.self_play_fraction < 1 else []) + (cfg.eval.opponents if cfg.eval.every else [])
+    check_policies(cfg.policies, {e.id: num_players(e.id) for e in cfg.envs}, opponents, FIXED_OPPONENTS)
+
+
 def validate(cfg: Config) -> None:
     """Bounds and cross-field checks; raises ConfigError naming the first bad field."""
     from actors.engine import BACKENDS
@@ -410,3 +430,5 @@ def validate(cfg: Config) -> None:
     _check(cl.max_worker_restarts >= 0, "cluster.max_worker_restarts", cl.max_worker_restarts, ">= 0")
     _check(r.weight_sync != "nccl" or cl.worker_gpus > 0, "rollout.weight_sync", r.weight_sync,
            "cpu or auto when cluster.worker_gpus is 0 (NCCL needs GPUs)")
+    if cfg.policies:
+        check_several_policies(cfg)

@@ -341,6 +341,21 @@ class PoolConfig:
     """Evaluation games against each snapshot per role, for the ratings (>= 0)."""
 
 
+@dataclass
+class PolicyConfig:
+    """One named policy of several on the same base model (``policies:``): a LoRA adapter of its
+    own, with its own optimiser and advantage baselines, playing the roles and opponent kinds it
+    is mapped to. Every (role, opponent) a run can play must map to exactly one policy."""
+
+    name: str = "default"
+    """The adapter's name (letters, digits, ``_`` and ``-``; unique); its files are
+    ``adapter/<name>/`` in checkpoints."""
+    roles: list[int] = field(default_factory=list)
+    """The roles (player ids: 0, 1, ...) it plays; empty: every role."""
+    opponents: list[str] = field(default_factory=list)
+    """The opponent kinds it plays against (``self``, ``random``, ``strong``); empty: every kind."""
+
+
 #: The meaning of config fields this code implements. 1 (configs without ``format_version``
 #: written by earlier versions are read as the current one): ``rollout.max_prompt_tokens`` was the
 #: prompt plus the answer budget. 2: it is the prompt's own budget.
@@ -379,6 +394,9 @@ class Config:
     pool: PoolConfig = field(default_factory=PoolConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    policies: list[PolicyConfig] = field(default_factory=list)
+    """Several policies on one base, by role or opponent kind, each a LoRA adapter of its own
+    (needs ``trainer.lora.rank > 0``); empty (default): one policy plays every role (self-play)."""
 
     @property
     def run_dir(self) -> Path:

@@ -63,6 +63,10 @@ class Sample:
     #: were published; 0 for the model as loaded); a turn an update interrupted carries the
     #: oldest. Its staleness is the learner's version minus this (:mod:`selfplay.core.staleness`).
     weight_version: int = 0
+    #: The policy (LoRA adapter) that generated it: ``default`` unless the run trains several
+    #: (``policies:``); the learner trains each adapter on its own samples
+    #: (:mod:`selfplay.core.policies`).
+    policy: str = "default"
 
     def __post_init__(self) -> None:
         n = len(self.response_ids)
