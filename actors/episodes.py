@@ -341,10 +341,11 @@ DecisionPoint = tuple[dict[str, Any] | None, list[str]]
 
 async def sample_replies(engine: Engine, tokenizer: Any, sampling: SamplingSettings, max_prompt_tokens: int,
                          env_id: str, env_kwargs: dict[str, Any], points: dict[str, DecisionPoint],
-                         n: int) -> dict[str, list[str | None]]:
+                         n: int, adapters: dict[int, str] | None = None) -> dict[str, list[str | None]]:
     """``n`` replies of the policy at each decision point, each written and parsed exactly as in
     an episode (the environment's own turn request, prompt and parser): ``{point: [the action
-    each reply played, None where it was invalid]}``. All replies are generated concurrently."""
+    each reply played, None where it was invalid]}``. All replies are generated concurrently.
+    ``adapters``: with several policies, the adapter that plays each role (in self-play)."""
 
     async def one(point: DecisionPoint) -> str | None:
         env = gym.make(env_id, **env_kwargs).unwrapped
@@ -352,7 +353,8 @@ async def sample_replies(engine: Engine, tokenizer: Any, sampling: SamplingSetti
         for action in point[1]:
             obs, _, _, _, info = env.step(action)
         request = env.turn_requests(obs, info)[0]
-        turn = await EnginePlayer(engine, tokenizer, sampling, max_prompt_tokens).act(env, request)
+        turn = await EnginePlayer(engine, tokenizer, sampling, max_prompt_tokens,
+                                  adapters=adapters).act(env, request)
         _, _, _, _, after = env.step(turn.reply())
         return None if after.get("invalid") else after.get("action")
 

@@ -85,7 +85,7 @@ def check_policies(policies: Sequence[PolicyConfig], players: dict[str, int], op
         key = f"policies[{i}]"
         if not isinstance(p.name, str) or not _NAME.match(p.name):
             raise ConfigError(f"{key}.name={p.name!r}: expected letters, digits, _ or - (an adapter's folder name)")
-        if names.count(p.name) > 1:
+        if p.name in names[:i]:
             raise ConfigError(f"{key}.name={p.name!r}: two policies have this name")
         bad = [r for r in p.roles if not isinstance(r, int) or r < 0]
         if bad:
@@ -94,7 +94,7 @@ def check_policies(policies: Sequence[PolicyConfig], players: dict[str, int], op
         bad_kinds = [o for o in p.opponents if o not in kinds]
         if bad_kinds:
             raise ConfigError(f"{key}.opponents={p.opponents!r}: each one of {kinds}")
-    kinds = sorted({SELF, *(opponent_kind(o) for o in opponents)})
+    kinds = [SELF, *sorted({opponent_kind(o) for o in opponents} - {SELF})]
     for env_id, n in players.items():
         for role in range(n):
             for kind in kinds:

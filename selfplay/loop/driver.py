@@ -30,6 +30,7 @@ from selfplay.config import Config, ConfigError, to_dict
 from selfplay.league.curriculum import LevelCurriculum
 from selfplay.core import metric_names as names
 from selfplay.core.cores import available_cpus, resolve_cores
+from selfplay.core.policies import opponent_policy, policy_opponent
 from selfplay.core.samples import INITIAL, Episode, snapshot_step
 from selfplay.stats.episode_stats import episode_metrics, eval_table, format_eval_table, role_stats
 from selfplay.stats.kuhn_figures import sampled_metrics
@@ -169,7 +170,8 @@ class Driver:
 
     def evaluate(self, step: int) -> dict[str, float]:
         """Games against the fixed opponents, the step-0 policy (head-to-head progress) and the
-        pool's snapshots (ratings); Kuhn Poker's sampled exploitability."""
+        pool's snapshots (ratings), the other policies' adapters (``policies:``, head-to-head);
+        Kuhn Poker's sampled exploitability (of the policy each role plays in self-play)."""
         ev, env_ids, seed = self.cfg.eval, [e.id for e in self.cfg.envs], self.cfg.seed + step
         last = len(self.rollout) - 1
         calls = [(0, "evaluate", (env_ids, ev.opponents, ev.games, seed))]
@@ -177,6 +179,9 @@ class Driver:
             calls.append((last, "evaluate", (env_ids, [INITIAL], ev.initial_games, seed)))
         if self.pool.snapshots and self.cfg.pool.eval_games:
             calls.append((last, "evaluate", (env_ids, self.pool.snapshots, self.cfg.pool.eval_games, seed)))
+        if self.cfg.policies:  # several policies: each role's adapter against each other adapter
+            rivals = [policy_opponent(p.name) for p in self.cfg.policies]
+            calls.append((last, "evaluate", (env_ids, rivals, ev.games, seed)))
         sample_kuhn = KUHN in env_ids and ev.infoset_samples > 0
         if sample_kuhn:
             calls.append((0, "sample_replies", (KUHN, kuhn_eval.decision_points(), ev.infoset_samples)))
@@ -191,7 +196,9 @@ class Driver:
         for e in episodes[: ev.log_episodes]:
             self.metrics.text(names.episode_text(e.env_id),
                               f"{e.episode_id} ({e.outcome}, returns {e.rewards})\n{e.transcript}", step)
-        self.pool.record_episodes([e for e in episodes if e.opponent != INITIAL])
+        # The ratings are of the (one) policy against fixed opponents and its snapshots.
+        self.pool.record_episodes([e for e in episodes if e.opponent != INITIAL
+                                   and opponent_policy(e.opponent) is None])
         values.update(self.evaluate_benches(step))
         return {**episode_metrics(episodes, prefix="eval", intervals=True), **self.pool.metrics(), **values}
 

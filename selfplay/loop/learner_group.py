@@ -54,7 +54,8 @@ class LearnerGroup:
             # Ray hides GPUs from actors that asked for none, so this is the device engines see.
             engine_device="cuda" if cl.worker_gpus > 0 else "cpu",
             temperature=r.temperature, seed=cfg.seed, num_threads=threads, rank=i, world_size=ranks,
-            master_addr=addr, master_port=port, cores=cores) for i, slot in enumerate(layout.learners)]
+            master_addr=addr, master_port=port, cores=cores,
+            policies=[p.name for p in cfg.policies]) for i, slot in enumerate(layout.learners)]
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> list[Any]:
         """``method`` on every rank; the references, rank 0's first."""
