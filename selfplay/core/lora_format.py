@@ -4,7 +4,8 @@ The learner writes its LoRA adapter as ``PeftModel.save_pretrained`` does (``ada
 plus ``adapter_model.safetensors``) into a folder in ``/dev/shm``; vLLM loads that folder as it is
 (a ``LoRARequest``), and the transformers engine merges it into its own weights with
 :func:`merged_weights`. The object-store transport moves the folder's files as bytes
-(:func:`read_folder_files`, :func:`write_folder_files`).
+(:func:`read_folder_files`, :func:`write_folder_files`). With several policies (``policies:``) the
+learner's folder holds one such adapter folder per policy, ``<folder>/<name>/``.
 
 Shared by both ends (no Ray, no vLLM, no peft): the folder is the whole contract.
 """
@@ -120,32 +121,62 @@ def merged_weights(base: Mapping[str, torch.Tensor], pairs: list[LoraPair]) -> d
     return merged
 
 
-def read_folder_files(folder: str) -> dict[str, bytes]:
-    """Every file of an adapter folder as bytes (the object-store transport's payload)."""
-    files = {}
+def _check_file_name(name: str) -> list[str]:
+    """The parts of a relative file name of an adapter folder: ``file`` or ``subfolder/file`` (one
+    PEFT adapter per policy, one level down). Anything else (absolute, ``.``/``..``, deeper,
+    backslashes) is refused: the names come from another process and must stay inside the folder."""
+    parts = name.split("/")
+    if len(parts) > 2 or any(p in ("", ".", "..") or "\\" in p for p in parts):
+        raise ValueError(f"adapter file name {name!r} is not a plain file name or subfolder/file name")
+    return parts
+
+
+def _folder_entries(folder: str) -> list[tuple[str, str]]:
+    """``(name, path)`` of every file of ``folder`` and of its subfolders, sorted by name; a folder
+    deeper down is refused (:func:`_check_file_name`)."""
+    entries = []
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
         if os.path.isfile(path):
-            with open(path, "rb") as f:
-                files[name] = f.read()
+            entries.append((name, path))
+        elif os.path.isdir(path):
+            for inner in sorted(os.listdir(path)):
+                inner_path = os.path.join(path, inner)
+                if os.path.isdir(inner_path):
+                    raise ValueError(f"adapter folder {folder}: {name}/{inner} is a folder two levels "
+                                     "down (one subfolder per adapter at most)")
+                if os.path.isfile(inner_path):
+                    entries.append((f"{name}/{inner}", inner_path))
+    return entries
+
+
+def read_folder_files(folder: str) -> dict[str, bytes]:
+    """Every file of an adapter folder as bytes (the object-store transport's payload), by name
+    relative to the folder: ``adapter_config.json``, or ``first/adapter_config.json`` for a
+    folder that holds one adapter subfolder per policy."""
+    files = {}
+    for name, path in _folder_entries(folder):
+        with open(path, "rb") as f:
+            files[name] = f.read()
     return files
 
 
 def write_folder_files(folder: str, files: Mapping[str, bytes]) -> int:
     """Write ``files`` (as :func:`read_folder_files` returns them) into a new folder ``folder``;
-    returns the bytes written. Plain file names only: a name with a path in it is refused."""
+    returns the bytes written. File names or ``subfolder/file`` names only: anything that could
+    leave the folder, or go deeper, is refused before anything is written."""
+    checked = [(_check_file_name(name), data) for name, data in files.items()]
     os.makedirs(folder)
     total = 0
-    for name, data in files.items():
-        if os.path.basename(name) != name or name in ("", ".", ".."):
-            raise ValueError(f"adapter file name {name!r} is not a plain file name")
-        with open(os.path.join(folder, name), "wb") as f:
+    for parts, data in checked:
+        if len(parts) == 2:
+            os.makedirs(os.path.join(folder, parts[0]), exist_ok=True)
+        with open(os.path.join(folder, *parts), "wb") as f:
             f.write(data)
         total += len(data)
     return total
 
 
 def folder_bytes(folder: str) -> int:
-    """The size of a folder's files (an adapter's ``sync/mb``)."""
-    return sum(os.path.getsize(os.path.join(folder, n)) for n in os.listdir(folder)
-               if os.path.isfile(os.path.join(folder, n)))
+    """The size of a folder's files, one level of subfolders included (an adapter's ``sync/mb``)."""
+    return sum(os.path.getsize(path) for _, path in _folder_entries(folder))

@@ -90,3 +90,20 @@ def test_folder_files_round_trip(adapter, tmp_path):
     assert read_folder_files(copy) == files
     with pytest.raises(ValueError, match="plain file name"):
         write_folder_files(str(tmp_path / "bad"), {"../escape": b"x"})
+
+
+def test_folder_files_with_one_adapter_subfolder_per_policy(adapter, tmp_path):
+    files = {f"{name}/{file}": data for name in ("first", "second")
+             for file, data in read_folder_files(adapter).items()}
+    copy = str(tmp_path / "policies")
+    assert write_folder_files(copy, files) == folder_bytes(copy) == sum(map(len, files.values()))
+    assert sorted(os.listdir(copy)) == ["first", "second"]
+    assert read_folder_files(copy) == files
+    assert read_folder_files(os.path.join(copy, "first")) == read_folder_files(adapter)
+    for bad in ("/abs/file", "first/../x", "a/b/c", "first/", "./x", ""):
+        with pytest.raises(ValueError, match="plain file name"):
+            write_folder_files(str(tmp_path / "bad"), {bad: b"x"})
+    assert not os.path.exists(tmp_path / "bad")  # refused before anything is written
+    os.makedirs(os.path.join(copy, "first", "deeper"))
+    with pytest.raises(ValueError, match="two levels"):
+        read_folder_files(copy)
