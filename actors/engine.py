@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Iterable, Protocol
 
+from selfplay.core.policies import DEFAULT_POLICY
+
 if TYPE_CHECKING:
     import torch
 
@@ -59,8 +61,13 @@ class EngineSettings:
     adapters. vLLM reserves adapter slots of this rank (rounded up to a size it supports); the
     transformers engine merges adapters into its weights and needs nothing reserved."""
     max_loras: int = 1
-    """vLLM only: adapters kept loaded at once, the newest ones (``trainer.max_staleness + 1``:
-    requests started under an older adapter may still be running)."""
+    """vLLM only: versions kept loaded of each adapter, the newest ones (``trainer.max_staleness +
+    1``: requests started under an older version may still be running). vLLM itself is given room
+    for ``max_loras * len(adapters)``."""
+    adapters: tuple[str, ...] = (DEFAULT_POLICY,)
+    """The names of the LoRA adapters the engine serves (``policies:``, one per policy; ``default``
+    without it): ``load_adapter(..., name)`` and ``generate(..., adapter=name)`` take these. The
+    transformers engine merges adapters into its weights, so it serves one only."""
     # vLLM only
     tensor_parallel_size: int = 1
     """GPUs one engine shards the model over (the worker's GPUs, ``cluster.worker_gpus``)."""
@@ -98,7 +105,13 @@ class Engine(Protocol):
     dtype_reason: str
     """Why that dtype (e.g. ``auto: the CPU has no native bf16``), for the start-up log."""
 
-    async def generate(self, prompt_ids: list[int], sampling: SamplingSettings) -> Generation: ...
+    async def generate(self, prompt_ids: list[int], sampling: SamplingSettings,
+                       adapter: str | None = None) -> Generation:
+        """Sample one response to ``prompt_ids`` with the newest version of the LoRA adapter
+        ``adapter`` (one of ``EngineSettings.adapters``; the base weights while none has been
+        loaded under that name). None: the engine's adapter if it serves one name only, else the
+        base (or full) weights. A name the engine does not serve raises ``ValueError``."""
+        ...
 
     def update_weights(self, named_tensors: Iterable[tuple[str, "torch.Tensor"]]) -> dict[str, float]:
         """Load new policy weights (Hugging Face names); returns timing figures in seconds."""
@@ -108,10 +121,10 @@ class Engine(Protocol):
         """Load new policy weights from a weights file on this node (the RAM-file transport)."""
         ...
 
-    def load_adapter(self, path: str, version: int) -> dict[str, float]:
-        """Serve every later request with the policy's LoRA adapter of weight version ``version``
-        (a PEFT folder on this node: ``adapter_config.json`` + ``adapter_model.safetensors``) on
-        the base weights; returns timing figures in seconds."""
+    def load_adapter(self, path: str, version: int, name: str = DEFAULT_POLICY) -> dict[str, float]:
+        """Serve every later request for adapter ``name`` (one of ``EngineSettings.adapters``) with
+        its weight version ``version`` (a PEFT folder on this node: ``adapter_config.json`` +
+        ``adapter_model.safetensors``) on the base weights; returns timing figures in seconds."""
         ...
 
     def shutdown(self) -> None: ...

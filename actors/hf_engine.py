@@ -15,7 +15,8 @@ report the untempered log-softmax.
 **LoRA adapters** are merged into the engine's own weights (``W = W_base + alpha/r * B @ A``,
 :mod:`selfplay.core.lora_format`): it keeps a copy of the base weights of the adapted layers
 only, so each new adapter replaces the last one exactly. A batch in progress finishes with the
-weights it started with (the update waits for it); queued requests get the new adapter.
+weights it started with (the update waits for it); queued requests get the new adapter. Merged
+weights hold one adapter only: several policies (``EngineSettings.adapters``) need vLLM.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import torch
 
 from actors.engine import EngineSettings, Generation, SamplingSettings
 from selfplay.core import metric_names as names
+from selfplay.core.policies import DEFAULT_POLICY
 from selfplay.core.precision import local_device, resolve_dtype
 
 #: Tokens decoded to look for a stop string; longer than any stop string the project uses.
@@ -114,6 +116,12 @@ class TransformersEngine:
 
     def __init__(self, model_path: str, settings: EngineSettings | None = None) -> None:
         settings = settings or EngineSettings()
+        if len(settings.adapters) != 1:
+            raise ValueError(f"the transformers engine serves one LoRA adapter (merged into its weights), "
+                             f"not {len(settings.adapters)} ({', '.join(settings.adapters)}); "
+                             "several policies need rollout.backend vllm")
+        #: The name of the one adapter it serves (``default`` without ``policies:``).
+        self.adapter_name = settings.adapters[0]
         self.model_path = model_path
         self.device = settings.device or local_device()
         self.dtype, self.dtype_reason = resolve_dtype(settings.dtype, self.device)
@@ -154,8 +162,11 @@ class TransformersEngine:
         self.eos_ids = eos
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(eos)
 
-    async def generate(self, prompt_ids: list[int], sampling: SamplingSettings) -> Generation:
-        """Queue one request and wait for the batch that serves it."""
+    async def generate(self, prompt_ids: list[int], sampling: SamplingSettings,
+                       adapter: str | None = None) -> Generation:
+        """Queue one request and wait for the batch that serves it. ``adapter``: None or the
+        engine's one adapter name (the weights hold that adapter merged, if one was loaded)."""
+        self._check_adapter(adapter)
         if self._thread is None:
             raise RuntimeError("TransformersEngine.init() must be awaited first")
         if self.max_model_len is not None:  # as vLLM: long prompts fail, long answers are cut
@@ -291,11 +302,18 @@ class TransformersEngine:
         return {names.SYNC_TOTAL_S: total, names.SYNC_LOAD_S: total, names.SYNC_SERIALIZE_S: 0.0,
                 names.SYNC_MB: nbytes / 1e6, names.SYNC_MB_PER_S: nbytes / 1e6 / max(total, 1e-9)}
 
-    def load_adapter(self, path: str, version: int) -> dict[str, float]:
+    def _check_adapter(self, adapter: str | None) -> None:
+        if adapter is not None and adapter != self.adapter_name:
+            raise ValueError(f"adapter {adapter!r}: the transformers engine serves one adapter, "
+                             f"{self.adapter_name!r}")
+
+    def load_adapter(self, path: str, version: int, name: str = DEFAULT_POLICY) -> dict[str, float]:
         """Merge the PEFT adapter folder ``path`` into the base weights, replacing the previous
-        adapter; blocks while a batch is running. Returns ``sync/load_s`` and ``sync/mb``."""
+        adapter; blocks while a batch is running. Returns ``sync/load_s`` and ``sync/mb``.
+        ``name`` must be the engine's one adapter name."""
         from selfplay.core.lora_format import folder_bytes, merged_weights, read_adapter
 
+        self._check_adapter(name)
         start = time.perf_counter()
         pairs = read_adapter(path)  # read before taking the lock: generation goes on meanwhile
         with self._lock, torch.no_grad():

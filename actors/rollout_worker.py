@@ -12,7 +12,7 @@ import logging
 import os
 import shutil
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -23,23 +23,27 @@ from actors.schedule import eval_sampling, plan_evaluation, plan_training, train
 from envs import num_players
 from selfplay.core import metric_names as names
 from selfplay.core.cores import format_cores, pin
-from selfplay.core.config_schema import EnvConfig, EvalConfig, LoraConfig, RolloutConfig
+from selfplay.core.config_schema import EnvConfig, EvalConfig, LoraConfig, PolicyConfig, RolloutConfig
+from selfplay.core.policies import DEFAULT_POLICY, policy_names, role_adapters
 from selfplay.core.samples import INITIAL, SELF, SNAPSHOT, Episode
 
 log = logging.getLogger(__name__)
 
 
 def engine_settings(rollout: RolloutConfig, seed: int = 0, tensor_parallel_size: int = 1,
-                    lora: LoraConfig | None = None, max_loras: int = 1) -> EngineSettings:
+                    lora: LoraConfig | None = None, max_loras: int = 1,
+                    policies: Sequence[PolicyConfig] = ()) -> EngineSettings:
     """The engine a rollout config asks for; its context holds the prompt budget plus the answer's.
     With ``lora`` (``trainer.lora``, rank > 0) it serves adapters of that rank, the newest
-    ``max_loras`` of them at once (``trainer.max_staleness + 1``)."""
+    ``max_loras`` versions of each at once (``trainer.max_staleness + 1``): one adapter per policy
+    of ``policies`` (``default`` without them)."""
     return EngineSettings(dtype=rollout.dtype, seed=seed, tensor_parallel_size=tensor_parallel_size,
                           max_model_len=rollout.max_prompt_tokens + rollout.max_new_tokens,
                           kv_cache_gib=rollout.kv_cache_gib, weight_sync=rollout.weight_sync,
                           gpu_memory_utilization=rollout.gpu_memory_utilization,
                           enforce_eager=rollout.enforce_eager,
-                          lora_rank=lora.rank if lora is not None else 0, max_loras=max_loras)
+                          lora_rank=lora.rank if lora is not None else 0, max_loras=max_loras,
+                          adapters=tuple(policy_names(policies)))
 
 
 def episode_limits(rollout: RolloutConfig) -> EpisodeLimits:
@@ -58,7 +62,7 @@ class RolloutWorker:
     def __init__(self, model_path: str, rollout: RolloutConfig, envs: list[EnvConfig],
                  evaluation: EvalConfig, seed: int = 0, index: int = 0, tensor_parallel_size: int = 1,
                  cores: list[int] | None = None, lora: LoraConfig | None = None,
-                 max_loras: int = 1) -> None:
+                 max_loras: int = 1, policies: Sequence[PolicyConfig] = ()) -> None:
         self.model_path = model_path
         #: The CPU cores this worker and its engine process run on (``cluster.worker_cores``).
         self.cores = cores
@@ -74,6 +78,8 @@ class RolloutWorker:
         #: ``trainer.lora`` when the learner publishes LoRA adapters (rank > 0), and how many of
         #: them the engine keeps loaded (``trainer.max_staleness + 1``).
         self.lora, self.max_loras = lora, max_loras
+        #: The run's policies (``policies:``), each an adapter of the engine; () for one policy.
+        self.policies = list(policies)
         #: This worker's copies of adapters that came through the object store, oldest first.
         self._adapter_folders: list[str] = []
 
@@ -89,7 +95,7 @@ class RolloutWorker:
         self.engine = await make_engine(self.rollout.backend, self.model_path,
                                         engine_settings(self.rollout, self.seed + self.index,
                                                         self.tensor_parallel_size, self.lora,
-                                                        self.max_loras))
+                                                        self.max_loras, self.policies))
         self.runner = EpisodeRunner(self.engine, self.engine.tokenizer, episode_limits(self.rollout),
                                     opponent_engines=self.snapshots, version=lambda: self.weight_version)
         seconds = time.perf_counter() - start
@@ -116,7 +122,8 @@ class RolloutWorker:
         for three return values, so the full episodes stay in the object store on their way to
         the learner."""
         start, version, began = time.perf_counter(), self.weight_version, time.time()
-        specs = plan_training(self.envs, self.rollout, self.seed, count, step, self.index, level_options)
+        specs = plan_training(self.envs, self.rollout, self.seed, count, step, self.index, level_options,
+                              policies=self.policies)
         rng = np.random.default_rng([self.seed, step, self.index, 1])
         if frozen is None:
             frozen = sorted(n for n in self.snapshots if n != INITIAL)  # INITIAL: evaluation only
@@ -143,7 +150,8 @@ class RolloutWorker:
         """Play ``games`` evaluation problems per (environment, opponent, role), each ``repeats``
         times, reset with ``options`` (a level) if given."""
         specs = plan_evaluation(self.envs, env_ids, opponents, games, seed,
-                                eval_sampling(self.rollout, self.evaluation), options, repeats)
+                                eval_sampling(self.rollout, self.evaluation), options, repeats,
+                                policies=self.policies)
         return await self._runner().run_many(specs)
 
     async def evaluate_bench(self, name: str, env_kwargs: dict[str, Any], indices: list[int], samples: int,
@@ -159,11 +167,14 @@ class RolloutWorker:
     async def sample_replies(self, env_id: str, points: dict[str, DecisionPoint], n: int
                              ) -> dict[str, list[str | None]]:
         """``n`` replies at each decision point, sampled as in training (the training temperature
-        and token limit, the configured environment's keyword arguments): the played policy,
-        for evaluations such as the sampled Kuhn Poker exploitability."""
+        and token limit, the configured environment's keyword arguments, each role's adapter): the
+        played policy, for evaluations such as the sampled Kuhn Poker exploitability."""
         kwargs = next((dict(e.kwargs) for e in self.envs if e.id == env_id), {})
+        # With several policies each role is answered by the adapter that plays it in self-play.
+        adapters = role_adapters(self.policies, range(num_players(env_id)), SELF)
         return await sample_replies(self._engine(), self._engine().tokenizer, train_sampling(self.rollout),
-                                    self.rollout.max_prompt_tokens, env_id, kwargs, points, n)
+                                    self.rollout.max_prompt_tokens, env_id, kwargs, points, n,
+                                    adapters=adapters or None)
 
     async def sync_snapshots(self, wanted: dict[str, str]) -> None:
         """Host exactly the snapshots ``{name: folder}`` as opponents: load the new ones, free the
@@ -192,16 +203,29 @@ class RolloutWorker:
 
     def update_adapter_from_folder(self, path: str, weight_version: int) -> dict[str, float]:
         """Serve the policy's LoRA adapter of ``weight_version`` from now on: a PEFT folder the
-        learner wrote in ``/dev/shm`` on this node (the RAM-file transport)."""
-        figures = self._engine().load_adapter(path, weight_version)
+        learner wrote in ``/dev/shm`` on this node (the RAM-file transport). With several policies
+        the folder holds one PEFT folder per policy, ``path/<name>``; each is loaded under its
+        name, all of them before the worker reports the new version. Figures are summed."""
+        engine, adapters = self._engine(), policy_names(self.policies)
+        if len(adapters) == 1:
+            # Positional for the default name: engines (and stand-ins) of one adapter need no name.
+            figures = (engine.load_adapter(path, weight_version) if adapters[0] == DEFAULT_POLICY
+                       else engine.load_adapter(path, weight_version, name=adapters[0]))
+        else:
+            figures = {}
+            for name in adapters:
+                for key, value in engine.load_adapter(os.path.join(path, name), weight_version,
+                                                      name=name).items():
+                    figures[key] = figures.get(key, 0.0) + value
         self._set_version(weight_version)
         return figures
 
     def update_adapter(self, files: dict[str, bytes], weight_version: int) -> dict[str, float]:
-        """The same from the adapter folder's files (the object-store transport): they are written
-        into a folder of this worker's own in ``/dev/shm`` and loaded from there. The newest
-        ``max_loras`` folders are kept (the engine's adapters; vLLM reads a folder again if it
-        must reload one), older ones removed. ``sync/load_s`` includes the writing."""
+        """The same from the adapter folder's files (the object-store transport; with several
+        policies named ``<name>/<file>``): they are written into a folder of this worker's own in
+        ``/dev/shm`` and loaded from there. The newest ``max_loras`` folders are kept (the
+        engine's adapters; vLLM reads a folder again if it must reload one), older ones removed.
+        ``sync/load_s`` includes the writing."""
         from selfplay.core.lora_format import write_folder_files
         from selfplay.core.weight_format import adapter_folder
 
@@ -238,11 +262,15 @@ class RolloutWorker:
         return {"ready": self.engine is not None, "pid": os.getpid(), "weight_version": self.weight_version,
                 "restarted": ray.get_runtime_context().was_current_actor_reconstructed}
 
-    async def probe(self, prompt_ids: list[int], max_new_tokens: int = 4) -> dict[str, Any]:
-        """A greedy answer to ``prompt_ids`` with its log-probs and the weight version: two
+    async def probe(self, prompt_ids: list[int], max_new_tokens: int = 4,
+                    adapter: str | None = None) -> dict[str, Any]:
+        """A greedy answer to ``prompt_ids`` (with adapter ``adapter``; None: the engine's one
+        adapter, or the base with several) with its log-probs and the weight version: two
         workers holding the same weights answer identically (tests, checks on a cluster)."""
-        out = await self._engine().generate(prompt_ids, SamplingSettings(max_new_tokens=max_new_tokens,
-                                                                         temperature=0.0))
+        greedy = SamplingSettings(max_new_tokens=max_new_tokens, temperature=0.0)
+        engine = self._engine()
+        out = await (engine.generate(prompt_ids, greedy) if adapter is None
+                     else engine.generate(prompt_ids, greedy, adapter=adapter))
         return {"token_ids": out.token_ids, "logprobs": out.logprobs, "weight_version": self.weight_version}
 
     def node_id(self) -> str:

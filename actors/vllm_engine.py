@@ -27,6 +27,12 @@ vLLM's LoRA support and :meth:`VLLMEngine.load_adapter` adds the learner's adapt
 flight keep the adapter they started with, so the newest ``max_loras`` adapters stay loaded and an
 older one is removed once its last request has finished. No pause and no prefix-cache reset: vLLM
 keys cached KV blocks by adapter, and each weight version is an adapter of its own.
+
+**Several adapters** (``EngineSettings.adapters``, one per policy of ``policies:``): each name has
+its own current ``LoRARequest`` and its own newest ``max_loras`` versions; a request names the
+adapter it runs with (``generate(..., adapter=name)``) and vLLM batches requests of different
+adapters together (multi-LoRA: room for ``max_loras * len(adapters)`` of them in one batch).
+Each (name, version) has an id of its own, the same every time it is loaded.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ import torch
 
 from actors.engine import EngineSettings, Generation, SamplingSettings
 from selfplay.core import metric_names as names
+from selfplay.core.policies import DEFAULT_POLICY
 from selfplay.core.precision import local_device, resolve_dtype
 from selfplay.core.weight_format import resolve_weight_sync, shm_path, write_safetensors
 
@@ -84,6 +91,21 @@ def vllm_lora_rank(rank: int) -> int:
     return min(fits)
 
 
+def lora_id(adapters: tuple[str, ...], name: str, version: int) -> int:
+    """vLLM's ``lora_int_id`` of version ``version`` of adapter ``name``: positive (0 means no
+    adapter to vLLM), distinct for every (name, version), and the same each time that pair is
+    loaded, so the prefix cache (keyed by adapter) never mixes two versions or two adapters.
+    With one adapter it is ``version + 1``."""
+    return version * len(adapters) + adapters.index(name) + 1
+
+
+def lora_name(adapters: tuple[str, ...], name: str, version: int) -> str:
+    """vLLM's ``lora_name`` of that pair: ``v<version>``, prefixed by the adapter's name when the
+    engine serves several. It must not repeat either: vLLM keys cached KV blocks by the adapter's
+    name and path."""
+    return f"v{version}" if len(adapters) == 1 else f"{name}-v{version}"
+
+
 def sampled_logprobs(token_ids: Iterable[int], logprobs: Any) -> list[float]:
     """The log-prob of each sampled token from vLLM's per-position ``{token: Logprob}`` output."""
     return [float(position[token].logprob) for token, position in zip(token_ids, logprobs)]
@@ -104,11 +126,14 @@ class VLLMEngine:
         self._weight_dtype: torch.dtype | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        # LoRA state, touched on the engine's loop only (so no lock): the adapter new requests
-        # get, the ids vLLM holds (oldest first), requests running per id, and the ids past the
-        # newest max_loras that wait for their last request before being removed.
-        self._lora: Any = None
-        self._loras: list[int] = []
+        if not settings.adapters or len(set(settings.adapters)) != len(settings.adapters):
+            raise ValueError(f"EngineSettings.adapters={settings.adapters!r}: expected distinct names")
+        # LoRA state, touched on the engine's loop only (so no lock): per adapter name, the
+        # request new requests get and the ids vLLM holds (oldest first); requests running per id,
+        # and the ids past their name's newest max_loras that wait for their last request before
+        # being removed.
+        self._lora_current: dict[str, Any] = {}
+        self._lora_ids: dict[str, list[int]] = {name: [] for name in settings.adapters}
         self._lora_running: collections.Counter[int] = collections.Counter()
         self._lora_retired: set[int] = set()
         self._lora_tasks: set[asyncio.Task] = set()
@@ -132,9 +157,11 @@ class VLLMEngine:
             # than vLLM asking Ray for a placement group of its own inside ours.
             extra.update(tensor_parallel_size=s.tensor_parallel_size, distributed_executor_backend="mp")
         if s.lora_rank > 0:
-            # One spare CPU slot: a new adapter loads while the oldest still finishes requests.
+            # Every kept version of every adapter may be in one batch. One spare CPU slot per
+            # adapter: a new version loads while that adapter's oldest still finishes requests.
+            n = len(s.adapters)
             extra.update(enable_lora=True, max_lora_rank=vllm_lora_rank(s.lora_rank),
-                         max_loras=s.max_loras, max_cpu_loras=s.max_loras + 1)
+                         max_loras=s.max_loras * n, max_cpu_loras=(s.max_loras + 1) * n)
         if self.weight_sync == "nccl":
             from vllm.config import WeightTransferConfig
 
@@ -189,14 +216,30 @@ class VLLMEngine:
 
     # -- generation --------------------------------------------------------------------------------
 
-    async def generate(self, prompt_ids: list[int], sampling: SamplingSettings) -> Generation:
-        """Sample one response to ``prompt_ids``; concurrent calls share the engine's batches."""
-        return await self._on_loop(self._generate(list(prompt_ids), sampling))
+    async def generate(self, prompt_ids: list[int], sampling: SamplingSettings,
+                       adapter: str | None = None) -> Generation:
+        """Sample one response to ``prompt_ids`` with the newest version of adapter ``adapter``
+        (the base weights until one is loaded under that name; None: the engine's adapter if it
+        serves one name, else the base); concurrent calls share the engine's batches, whatever
+        their adapters."""
+        name = self._adapter_name(adapter)
+        return await self._on_loop(self._generate(list(prompt_ids), sampling, name))
 
-    async def _generate(self, prompt_ids: list[int], sampling: SamplingSettings) -> Generation:
+    def _adapter_name(self, adapter: str | None) -> str | None:
+        """The adapter name a request runs with (None: the base weights); refuses unknown names."""
+        adapters = self.settings.adapters
+        if adapter is None:
+            return adapters[0] if len(adapters) == 1 else None
+        if adapter not in adapters:
+            raise ValueError(f"adapter {adapter!r}: this engine serves {', '.join(adapters)}")
+        return adapter
+
+    async def _generate(self, prompt_ids: list[int], sampling: SamplingSettings,
+                        adapter: str | None) -> Generation:
         from vllm.inputs import TokensPrompt
 
-        lora = self._lora  # this request's adapter to its end, whatever arrives meanwhile
+        # This request's adapter version to its end, whatever arrives meanwhile.
+        lora = self._lora_current.get(adapter) if adapter is not None else None
         if lora is not None:
             self._lora_running[lora.lora_int_id] += 1
         final = None
@@ -216,33 +259,41 @@ class VLLMEngine:
 
     # -- LoRA adapters -----------------------------------------------------------------------------
 
-    def load_adapter(self, path: str, version: int) -> dict[str, float]:
-        """Serve every later request with the PEFT adapter folder ``path`` (weight version
-        ``version``, on this node); returns ``sync/load_s``. vLLM reads the folder now, and again
-        only if it has to reload the adapter, so the folder should outlive its requests."""
+    def load_adapter(self, path: str, version: int, name: str = DEFAULT_POLICY) -> dict[str, float]:
+        """Serve every later request for adapter ``name`` with the PEFT adapter folder ``path``
+        (weight version ``version``, on this node); returns ``sync/load_s``. vLLM reads the folder
+        now, and again only if it has to reload the adapter, so the folder should outlive its
+        requests. The other adapters' requests are not affected."""
         from vllm.lora.request import LoRARequest
 
+        adapters = self.settings.adapters
         if self.settings.lora_rank <= 0:
             raise RuntimeError("load_adapter: the engine was built without LoRA (EngineSettings.lora_rank=0)")
+        if name not in adapters:
+            raise ValueError(f"load_adapter: adapter {name!r}: this engine serves {', '.join(adapters)}")
         if self._llm is None:
             raise RuntimeError("VLLMEngine.init() must be awaited first")
         start = time.perf_counter()
-        # Ids must be > 0; one adapter per version, so the prefix cache never mixes two versions.
-        request = LoRARequest(lora_name=f"v{version}", lora_int_id=version + 1, lora_path=path)
-        self._blocking(self._load_adapter(request))
+        request = LoRARequest(lora_name=lora_name(adapters, name, version),
+                              lora_int_id=lora_id(adapters, name, version), lora_path=path)
+        self._blocking(self._load_adapter(request, name))
         return {names.SYNC_LOAD_S: time.perf_counter() - start}
 
-    async def _load_adapter(self, request: Any) -> None:
+    async def _load_adapter(self, request: Any, name: str | None = None) -> None:
+        """Make ``request`` adapter ``name``'s current version (None: the engine's first adapter)
+        and retire that name's versions past the newest ``max_loras``."""
+        name = self.settings.adapters[0] if name is None else name
         if not await self._llm.add_lora(request):  # loads and checks the folder now
             raise RuntimeError(f"vLLM did not load the LoRA adapter at {request.lora_path}")
-        self._lora = request
-        lora_id = request.lora_int_id
-        if lora_id in self._loras:  # the same version again (a worker restarted mid-publish)
-            self._loras.remove(lora_id)
-        self._loras.append(lora_id)
-        self._lora_retired.discard(lora_id)
-        while len(self._loras) > self.settings.max_loras:
-            old = self._loras.pop(0)
+        self._lora_current[name] = request
+        loaded = self._lora_ids.setdefault(name, [])
+        new_id = request.lora_int_id
+        if new_id in loaded:  # the same version again (a worker restarted mid-publish)
+            loaded.remove(new_id)
+        loaded.append(new_id)
+        self._lora_retired.discard(new_id)
+        while len(loaded) > self.settings.max_loras:  # per name: one adapter never evicts another
+            old = loaded.pop(0)
             if self._lora_running[old]:
                 self._lora_retired.add(old)  # removed by its last request (_release_lora)
             else:
@@ -260,6 +311,17 @@ class VLLMEngine:
             task = asyncio.ensure_future(self._llm.remove_lora(lora_id))
             self._lora_tasks.add(task)
             task.add_done_callback(self._lora_tasks.discard)
+
+    @property
+    def _lora(self) -> Any:
+        """The current request of the engine's first adapter (the one adapter without
+        ``policies:``); None before its first load."""
+        return self._lora_current.get(self.settings.adapters[0])
+
+    @property
+    def _loras(self) -> list[int]:
+        """The ids vLLM holds of the engine's first adapter, oldest first."""
+        return self._lora_ids.get(self.settings.adapters[0], [])
 
     async def loaded_adapters(self) -> set[int]:
         """The adapter ids vLLM holds now (tests)."""

@@ -83,7 +83,9 @@ class RolloutPool:
         ).remote(model_path, r, cfg.envs, cfg.eval, cfg.seed, i, slot.tensor_parallel, cores,
                  # LoRA served as adapters: the engine keeps those of the k + 1 newest versions.
                  lora=cfg.trainer.lora if cfg.trainer.lora.adapter_sync else None,
-                 max_loras=cfg.trainer.max_staleness + 1)
+                 max_loras=cfg.trainer.max_staleness + 1,
+                 # One adapter per policy on every worker's engine (policies:).
+                 policies=cfg.policies)
             for i, slot in enumerate(layout.workers)]
 
     def __len__(self) -> int:
