@@ -25,16 +25,14 @@ from typing import Any, Callable
 
 import yaml
 
-from envs import kuhn_eval
 from selfplay.config import Config, ConfigError, to_dict
 from selfplay.league.curriculum import LevelCurriculum
 from selfplay.core import metric_names as names
 from selfplay.core.cores import available_cpus, resolve_cores
-from selfplay.core.policies import opponent_policy, policy_opponent
 from selfplay.core.samples import INITIAL, Episode, snapshot_step
-from selfplay.stats.episode_stats import episode_metrics, eval_table, format_eval_table, role_stats
-from selfplay.stats.kuhn_figures import sampled_metrics
+from selfplay.stats.episode_stats import episode_metrics, role_stats
 from selfplay.placement.layout import Layout, plan_layout
+from selfplay.loop import evaluation
 from selfplay.loop.learner_group import LearnerGroup
 from selfplay.stats.metrics_writer import MetricsWriter
 from selfplay.league.opponent_pool import OpponentPool
@@ -49,8 +47,6 @@ from selfplay.stats.episode_ledger import EpisodeLedger
 from selfplay.stats.step_figures import idle_shares, worker_figures
 
 log = logging.getLogger("selfplay.train")
-
-KUHN = "selfplay/KuhnPoker-v0"
 
 
 class Driver:
@@ -169,77 +165,13 @@ class Driver:
         return folders
 
     def evaluate(self, step: int) -> dict[str, float]:
-        """Games against the fixed opponents, the step-0 policy (head-to-head progress) and the
-        pool's snapshots (ratings), the other policies' adapters (``policies:``, head-to-head);
-        Kuhn Poker's sampled exploitability (of the policy each role plays in self-play)."""
-        ev, env_ids, seed = self.cfg.eval, [e.id for e in self.cfg.envs], self.cfg.seed + step
-        last = len(self.rollout) - 1
-        calls = [(0, "evaluate", (env_ids, ev.opponents, ev.games, seed))]
-        if ev.initial_games:
-            calls.append((last, "evaluate", (env_ids, [INITIAL], ev.initial_games, seed)))
-        if self.pool.snapshots and self.cfg.pool.eval_games:
-            calls.append((last, "evaluate", (env_ids, self.pool.snapshots, self.cfg.pool.eval_games, seed)))
-        if self.cfg.policies:  # several policies: each role's adapter against each other adapter
-            rivals = [policy_opponent(p.name) for p in self.cfg.policies]
-            calls.append((last, "evaluate", (env_ids, rivals, ev.games, seed)))
-        sample_kuhn = KUHN in env_ids and ev.infoset_samples > 0
-        if sample_kuhn:
-            calls.append((0, "sample_replies", (KUHN, kuhn_eval.decision_points(), ev.infoset_samples)))
-        results = self.rollout.call_many(calls)
-        values: dict[str, float] = {}
-        if sample_kuhn:
-            figures = kuhn_eval.sampled_exploitability(results.pop(), seed=seed)
-            log.info("Kuhn Poker exploitability at step %d, sampled as in training: %s", step, figures.describe())
-            values.update(sampled_metrics(figures))
-        episodes = [e for eps in results for e in eps]
-        log.info("evaluation at step %d:\n%s", step, format_eval_table(eval_table(episodes)))
-        for e in episodes[: ev.log_episodes]:
-            self.metrics.text(names.episode_text(e.env_id),
-                              f"{e.episode_id} ({e.outcome}, returns {e.rewards})\n{e.transcript}", step)
-        # The ratings are of the (one) policy against fixed opponents and its snapshots.
-        self.pool.record_episodes([e for e in episodes if e.opponent != INITIAL
-                                   and opponent_policy(e.opponent) is None])
-        values.update(self.evaluate_benches(step))
-        return {**episode_metrics(episodes, prefix="eval", intervals=True), **self.pool.metrics(), **values}
-
-    def evaluate_benches(self, step: int) -> dict[str, float]:
-        """``eval.bench``: every benchmark's problems split over all the workers, answered at once
-        (continuous batching on each engine); pass@1 with its interval, answered rate, tokens."""
-        from selfplay.core.bench_spec import bench_calls, merge, parse_benches, problem_counts
-        from selfplay.stats.bench_figures import bench_metrics, summarize
-
-        specs = parse_benches(self.cfg.eval.bench)
-        if not specs:
-            return {}
-        counts = problem_counts(specs, "eval.bench")
-        calls, owners = bench_calls(specs, counts, {s.name: s.samples or 1 for s in specs}, self.cfg.seed,
-                                    len(self.rollout))
-        records = merge(owners, self.rollout.call_many(calls), [s.name for s in specs])
-        values: dict[str, float] = {}
-        for spec in specs:
-            summary = summarize(records[spec.name])
-            low, high = summary["pass@1_ci"]
-            log.info("benchmark %s at step %d: pass@1 %.3f [%.3f, %.3f] over %d problems x %d, answered "
-                     "%.2f, %.0f tokens", spec.name, step, summary["pass@1"], low, high, summary["problems"],
-                     summary["samples"], summary["answered"], summary["tokens"])
-            values.update(bench_metrics(spec.name, summary))
-        return values
+        """The evaluation every ``eval.every`` steps (:func:`selfplay.loop.evaluation.evaluate`)."""
+        return evaluation.evaluate(self.cfg, self.rollout, self.pool, self.metrics, step)
 
     def validate(self, step: int) -> dict[str, float]:
-        """The curriculum's validation: fresh problems at the current level; moves up once their
-        pass@1 (share of episodes with a positive return) reaches the gate."""
-        cu, curriculum = self.cfg.curriculum, self.curriculum
-        assert curriculum is not None
-        # Seeds apart from evaluation's (cfg.seed + step) and training's: fresh problems.
-        episodes = self.rollout.call(0, "evaluate", [cu.env], [], cu.instances,
-                                     self.cfg.seed + 1_000_003 + step, curriculum.options, cu.samples)
-        passed = sum(e.rewards.get(0, 0.0) > 0 for e in episodes) / max(len(episodes), 1)
-        level = curriculum.index
-        moved = curriculum.record(step, passed)
-        log.info("curriculum %s: pass@1 %.2f at level %d %s (gate %.2f)%s", cu.env, passed, level,
-                 cu.levels[level], cu.gate,
-                 f"; moving up to level {curriculum.index} {curriculum.options}" if moved else "")
-        return {names.curriculum_metric(cu.env, "pass_at_1"): passed}
+        """The curriculum's validation (:func:`selfplay.loop.evaluation.validate`)."""
+        assert self.curriculum is not None
+        return evaluation.validate(self.cfg, self.rollout, self.curriculum, step)
 
     def curriculum_metrics(self) -> dict[str, float]:
         """The current level (its index), logged every step so the curve shows each move."""
