@@ -6,6 +6,12 @@ LoRA the merged weights, and the adapter itself in PEFT format under ``adapter/`
 curriculum, opponent pool; plus the step and the Python and NumPy RNG states) and
 ``rng_torch.pt`` (torch CPU and CUDA RNG states, tensors).
 
+A run with several policies (``policies:``, one LoRA adapter each): the Hugging Face folder is
+the *base* model, unmerged (it loads as the base); each policy is its PEFT folder
+``adapter/<policy>/`` (``selfplay model merge --policy NAME`` merges one); ``optimizer.pt`` holds
+every adapter's optimiser state and master weights by policy, and ``state.json`` each policy's
+advantage state (``advantage_by_policy``). A learner refuses a checkpoint of other policies.
+
 Writing: everything goes into a temporary folder ``.tmp-step-<N>-*`` in the same directory, is
 fsynced, and the folder is renamed into place (atomic within one file system). Only then is the
 ``latest`` pointer file replaced (write a temporary file, fsync, ``os.replace``), and only then

@@ -26,14 +26,23 @@ are the flat buffer, with the same float32 master and fused AdamW. Whatever leav
 full weights (:meth:`Learner.named_weights`, :meth:`Learner.save_model`) is the *merged* model
 ``W + alpha/r * B @ A`` under the base's Hugging Face names, so every full-weight path works
 unchanged; :meth:`Learner.save_adapter` writes the adapter alone as a PEFT folder.
+
+Several policies (``policies:``, two or more names; LoRA only): one peft model holds one adapter
+per policy on the one frozen base, each adapter in a flat buffer of its own with its own float32
+master and fused AdamW. A step groups its samples by ``Sample.policy`` and trains each adapter on
+its own samples exactly as a learner of that policy alone would (its loss normalised over its
+own samples, its own optimiser step); an adapter without samples in a step is not touched. The
+adapter folder is then ``<folder>/<policy>/`` per policy, and whatever leaves as full weights is
+the *base* (unmerged: no one merge stands for several policies).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, TypeVar
+from typing import Iterator, Sequence, TypeVar
 
 import torch
 from torch import Tensor
@@ -41,20 +50,26 @@ from torch import Tensor
 from learners.loss_agg import step_count
 from learners.step_parts import (MicroBatch, StepTotals, collate, gathered_logprobs, head_only,
                                   micro_batch_loss, pack_micro_batches, warmup_lr)
+from selfplay.core import metric_names as names
 from selfplay.core.config_schema import LoraConfig, TrainerConfig
+from selfplay.core.policies import DEFAULT_POLICY
 from selfplay.core.precision import local_device, resolve_dtype, torch_dtype
 from selfplay.core.samples import Sample
 
 __all__ = ["Learner", "LearnerBase", "FlatParams", "pack_micro_batches", "resolve_device_dtype",
-           "ADAPTER_DIR", "ADAPTER_NAME", "merged_weights"]
+           "ADAPTER_DIR", "ADAPTER_NAME", "merged_weights", "policy_folders"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: The folder, inside a checkpoint of a LoRA run, of the adapter (PEFT format).
+#: The folder, inside a checkpoint of a LoRA run, of the adapter (PEFT format); with several
+#: policies, of one PEFT folder per policy (``adapter/<policy>/``).
 ADAPTER_DIR = "adapter"
-#: peft's name of the one adapter the learner trains.
+#: peft's name of the one adapter the learner trains (with several policies each adapter is
+#: named after its policy).
 ADAPTER_NAME = "default"
+#: The files of a PEFT adapter folder.
+_ADAPTER_CONFIG, _ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
 
 
 def resolve_device_dtype(trainer: TrainerConfig) -> tuple[torch.device, torch.dtype, str]:
@@ -79,9 +94,14 @@ class FlatParams:
     sum to 8 bits after every micro-batch, an error that grows with their number.
     """
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: torch.nn.Module | Sequence[torch.nn.Parameter]) -> None:
+        """``model``: its parameters that require grad; or the parameters themselves (one LoRA
+        adapter of several: peft lets only the active adapter require grad)."""
         # Tied weights appear once; frozen ones (a LoRA base) stay where they are.
-        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.params = ([p for p in model.parameters() if p.requires_grad]
+                       if isinstance(model, torch.nn.Module) else list(model))
+        if not self.params:
+            raise ValueError("FlatParams: no parameters to train")
         total = sum(p.numel() for p in self.params)
         first = self.params[0]
         self.flat = torch.empty(total, dtype=first.dtype, device=first.device)
@@ -143,22 +163,49 @@ class LearnerBase:
         return warmup_lr(self.cfg, step)
 
 
+@dataclass
+class _PolicyPart:
+    """What one policy's share of a step left: its statistics and sizes, to be combined."""
+
+    totals: StepTotals
+    samples: int
+    loss_tokens: int
+    tokens: int
+    micro_batches: int
+
+
 class Learner(LearnerBase):
     """Policy model + AdamW + the gradient step. ``step`` counts ``train_step`` calls.
 
     One process: rank 0 of a world of 1 (:class:`learners.policy_learner.PolicyLearner`).
     ``lora`` is ``trainer.lora`` when it is on (rank > 0), else None; ``model`` is then peft's
-    ``PeftModel`` around the Hugging Face model."""
+    ``PeftModel`` around the Hugging Face model.
+
+    ``policies``: the names of the policies it trains (``selfplay.core.policies.policy_names``);
+    empty or one name: one policy, as without ``policies:``. Two or more need LoRA: one adapter
+    each, named after the policy, with its own flat buffer and AdamW (``flats``, ``optimizers``;
+    ``flat`` and ``optimizer`` are the first policy's)."""
 
     rank, world_size = 0, 1
 
     def __init__(self, model_path: str, trainer: TrainerConfig, seed: int = 0,
-                 temperature: float = 1.0) -> None:
+                 temperature: float = 1.0, policies: Sequence[str] = ()) -> None:
         super().__init__(model_path, trainer, seed, temperature)
         why = self.dtype_reason
         self.lora: LoraConfig | None = trainer.lora if trainer.lora.rank > 0 else None
+        #: The policies trained, in config order; ``Sample.policy`` must be one of them.
+        self.policies: tuple[str, ...] = tuple(policies) or (DEFAULT_POLICY,)
+        if len(set(self.policies)) != len(self.policies):
+            raise ValueError(f"policies {', '.join(self.policies)}: each name once")
+        if self.several and self.lora is None:
+            raise ValueError(f"policies {', '.join(self.policies)}: several policies need "
+                             f"trainer.lora.rank > 0 (each is a LoRA adapter on the one base)")
+        # peft's adapter of each policy: one policy keeps peft's ``default`` (today's folders and
+        # names, whatever the policy is called); several are named after their policies.
+        self._adapter = dict(zip(self.policies, self.policies if self.several else (ADAPTER_NAME,)))
         log.info("learner: %s on %s (%s)%s", str(self.dtype).removeprefix("torch."), self.device, why,
-                 f", LoRA rank {self.lora.rank}" if self.lora else "")
+                 (f", LoRA rank {self.lora.rank}" if self.lora else "")
+                 + (f", adapters {', '.join(self.policies)}" if self.several else ""))
         model = self._load_model(self.model_path)
         if trainer.gradient_checkpointing:
             # Non-reentrant: it keeps gradients flowing although the inputs need no grad.
@@ -172,13 +219,26 @@ class Learner(LearnerBase):
             # (with LoRA it is the base itself, adapter disabled: no second copy)
             self.ref_model = self._load_model(self.model_path).requires_grad_(False)
         self._head_only = head_only(self.model.config)
-        self.flat = FlatParams(self.model)
+        if self.several:
+            # By name, not by requires_grad: peft lets only the active adapter require grad.
+            self.flats = {p: FlatParams([t for n, t in self.model.named_parameters()
+                                         if _lora_adapter(n) == self._adapter[p]])
+                          for p in self.policies}
+        else:
+            self.flats = {self.policies[0]: FlatParams(self.model)}
         # Fused AdamW: one kernel; the default foreach path took seconds on the busy CPU.
-        self.optimizer = torch.optim.AdamW([self.flat.master], lr=trainer.lr,
-                                           betas=tuple(trainer.betas),
-                                           weight_decay=trainer.weight_decay, fused=True)
+        self.optimizers = {p: torch.optim.AdamW([flat.master], lr=trainer.lr, betas=tuple(trainer.betas),
+                                                weight_decay=trainer.weight_decay, fused=True)
+                           for p, flat in self.flats.items()}
+        self.flat, self.optimizer = self.flats[self.policies[0]], self.optimizers[self.policies[0]]
+        self._active = self.policies[0]  # the adapter peft runs now
         self.step = 0
         self._tokenizer = None  # loaded on first save
+
+    @property
+    def several(self) -> bool:
+        """Whether it trains several policies (one adapter each)."""
+        return len(self.policies) > 1
 
     def _load_model(self, path: str) -> torch.nn.Module:
         from transformers import AutoModelForCausalLM
@@ -189,38 +249,86 @@ class Learner(LearnerBase):
         return model.train() if self.cfg.gradient_checkpointing else model.eval()
 
     def _wrap_lora(self, model: torch.nn.Module, lora: LoraConfig) -> torch.nn.Module:
-        """``model`` with LoRA adapters on ``lora.target_modules``; only they require grad."""
+        """``model`` with LoRA adapters on ``lora.target_modules``, one per policy (the first
+        active); only the active one requires grad."""
         import peft
 
-        config = peft.LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                 target_modules=list(lora.target_modules), bias="none",
-                                 task_type="CAUSAL_LM")
+        def config() -> peft.LoraConfig:  # one object per adapter: peft keeps and edits it
+            return peft.LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                   target_modules=list(lora.target_modules), bias="none",
+                                   task_type="CAUSAL_LM")
+
+        adapters = [self._adapter[p] for p in self.policies]
         # autocast_adapter_dtype=False: the adapter computes in the base's dtype, as the engines'
         # LoRA kernels do; its float32 master lives in FlatParams, like a full model's.
-        wrapped = peft.get_peft_model(model, config, autocast_adapter_dtype=False)
+        wrapped = peft.get_peft_model(model, config(), adapter_name=adapters[0], autocast_adapter_dtype=False)
+        for name in adapters[1:]:  # initialised in order from the seeded RNG: reproducible
+            wrapped.add_adapter(name, config(), autocast_adapter_dtype=False)
         # Where the saved adapter's base is (``selfplay model merge`` and the engines read it):
         # an absolute folder, not the path as it was spelt in this process's working directory.
         base = Path(self.model_path).expanduser()
-        wrapped.peft_config[ADAPTER_NAME].base_model_name_or_path = (
-            str(base.resolve()) if base.is_dir() else self.model_path)
+        for name in adapters:
+            wrapped.peft_config[name].base_model_name_or_path = (
+                str(base.resolve()) if base.is_dir() else self.model_path)
         # peft's new modules (its wrappers, the adapters' dropout) start in train mode: the same
         # mode as the model's (:meth:`_load_model`), eval unless gradient checkpointing needs train.
         return wrapped.train(model.training)
+
+    def _activate(self, policy: str) -> None:
+        """Make ``policy``'s adapter the one peft runs (and the one that requires grad). With one
+        policy there is nothing to switch."""
+        if policy != self._active:
+            self.model.set_adapter(self._adapter[policy])
+            self._active = policy
+
+    def _by_policy(self, samples: list[Sample]) -> dict[str, list[Sample]]:
+        """The samples grouped by the policy that generated them, in ``policies`` order (those
+        with samples only); a sample of another policy is refused."""
+        groups: dict[str, list[Sample]] = {p: [] for p in self.policies}
+        for s in samples:
+            if s.policy not in groups:
+                raise ValueError(f"sample {s.episode_id}/{s.turn}: policy {s.policy!r} is not trained "
+                                 f"here (this learner's: {', '.join(self.policies)})")
+            groups[s.policy].append(s)
+        return {p: group for p, group in groups.items() if group}
 
     # -- the step -------------------------------------------------------------------------------
 
     def train_step(self, samples: list[Sample]) -> dict[str, float]:
         """One training step (``epochs`` optimiser steps) on ``samples``; returns ``learner/*``
-        statistics (loss terms token-weighted over all micro-batches and epochs)."""
+        statistics (loss terms token-weighted over all micro-batches and epochs).
+
+        With several policies each adapter steps on its own samples only, as a learner of that
+        policy alone would; the figures cover the whole step (the loss token-weighted over the
+        policies, the gradient norm that of all adapters' gradients together) plus
+        ``learner/<policy>/{loss,grad_norm,samples}`` per policy."""
         if not samples:
             raise ValueError("train_step needs at least one sample")
+        groups = self._by_policy(samples)
         start = time.perf_counter()
         lr = self.lr_at(self.step)
-        for group in self.optimizer.param_groups:
+        parts = {p: self._policy_step(p, group, lr) for p, group in groups.items()}
+        self.step += 1
+        elapsed = time.perf_counter() - start
+        if not self.several:
+            (part,) = parts.values()
+            return part.totals.figures(epochs=self.cfg.epochs, loss_tokens=part.loss_tokens,
+                                       tokens=part.tokens, micro_batches=part.micro_batches, lr=lr,
+                                       elapsed=elapsed)
+        return self._combined(parts, lr, elapsed)
+
+    def _policy_step(self, policy: str, samples: list[Sample], lr: float) -> _PolicyPart:
+        """``policy``'s share of a step: its adapter's micro-batches and optimiser steps on its
+        own ``samples`` (all of the step's with one policy)."""
+        flat, optimizer = self.flats[policy], self.optimizers[policy]
+        for group in optimizer.param_groups:
             group["lr"] = lr
+        self._activate(policy)
         batches = pack_micro_batches([s.num_tokens for s in samples], self.cfg.micro_batch_tokens)
         loss_tokens = [sum(s.loss_mask) for s in samples]
         n_loss = sum(loss_tokens)
+        # Over this policy's samples only: its adapter's gradient is the one a learner of that
+        # policy alone would compute, however many samples the other policies had.
         count = max(step_count(self.cfg.loss_agg, loss_tokens), 1)
         off_policy = self.cfg.off_policy != "none"
         # Before the first optimiser step: every epoch's ratio is against the same policy.
@@ -230,19 +338,47 @@ class Learner(LearnerBase):
         for _ in range(self.cfg.epochs):
             for idx, mb_prox in zip(batches, prox):
                 totals.add(*self._micro_step([samples[i] for i in idx], count, mb_prox))
-                self.flat.accumulate_grads()
-            totals.grad_norms.append(self._optimizer_step())
-        self.step += 1
-        return totals.figures(epochs=self.cfg.epochs, loss_tokens=n_loss,
-                              tokens=sum(s.num_tokens for s in samples), micro_batches=len(batches),
-                              lr=lr, elapsed=time.perf_counter() - start)
+                flat.accumulate_grads()
+            totals.grad_norms.append(self._optimizer_step(policy))
+        return _PolicyPart(totals, len(samples), n_loss, sum(s.num_tokens for s in samples), len(batches))
+
+    def _combined(self, parts: dict[str, _PolicyPart], lr: float, elapsed: float) -> dict[str, float]:
+        """The figures of a step of several policies: the whole step's ``learner/*`` (statistics
+        token-weighted over every policy's loss tokens, the loss each policy's weighted by its loss
+        tokens, each epoch's gradient norm over all adapters together) and each policy's own."""
+        epochs = self.cfg.epochs
+        first = next(iter(parts.values())).totals
+        whole = StepTotals(off_policy=first.off_policy)
+        n_loss = sum(part.loss_tokens for part in parts.values())
+        out: dict[str, float] = {}
+        for policy, part in parts.items():
+            t = part.totals
+            for k in whole.sums:
+                whole.sums[k] += t.sums[k]
+            whole.weight_max = max(whole.weight_max, t.weight_max)
+            share = part.loss_tokens / n_loss if n_loss else part.samples / sum(x.samples for x in parts.values())
+            whole.loss += t.loss * share
+            out[names.policy_metric(policy, "loss")] = t.loss / epochs
+            out[names.policy_metric(policy, "grad_norm")] = sum(t.grad_norms) / len(t.grad_norms)
+            out[names.policy_metric(policy, "samples")] = float(part.samples)
+        # The adapters are disjoint parameters: the norm of their joint gradient.
+        whole.grad_norms = [sum(part.totals.grad_norms[e] ** 2 for part in parts.values()) ** 0.5
+                            for e in range(epochs)]
+        out.update(whole.figures(epochs=epochs, loss_tokens=n_loss,
+                                 tokens=sum(part.tokens for part in parts.values()),
+                                 micro_batches=sum(part.micro_batches for part in parts.values()),
+                                 lr=lr, elapsed=elapsed))
+        return out
 
     @torch.no_grad()
     def logprobs(self, samples: list[Sample]) -> list[list[float]]:
         """The current policy's log-probs of every response token of each sample (aligned with
-        ``response_ids``, loss mask ignored), e.g. to compare with the engine's."""
+        ``response_ids``, loss mask ignored), e.g. to compare with the engine's. With several
+        policies each sample is scored by its own policy's adapter."""
+        self._by_policy(samples)  # refuses a sample of an unknown policy
         out = []
         for s in samples:
+            self._activate(s.policy)
             mb = self._collate([s], every_token=True)
             out.append(self._logprobs(self.model, mb, with_entropy=False)[0].tolist())
         return out
@@ -250,8 +386,9 @@ class Learner(LearnerBase):
     @torch.no_grad()
     def _proximal(self, batch: list[Sample]) -> Tensor:
         """The current policy's log-probs of a micro-batch's loss tokens, without gradient: the
-        off-policy loss's proximal log-probs. Its activations are freed on return, so the pass
-        needs no more memory than the training forward."""
+        off-policy loss's proximal log-probs (the active adapter's: the batch's own policy's).
+        Its activations are freed on return, so the pass needs no more memory than the training
+        forward."""
         return self._logprobs(self.model, self._collate(batch), with_entropy=False)[0]
 
     def _micro_step(self, batch: list[Sample], count: int, prox: Tensor | None = None
@@ -268,7 +405,7 @@ class Learner(LearnerBase):
 
     def _reference(self, mb: MicroBatch) -> Tensor:
         """The KL reference's log-probs (the initial policy): a frozen copy, or with LoRA the
-        base itself, its adapter disabled for the pass."""
+        base itself, its adapter (with several policies: every adapter) disabled for the pass."""
         if self.ref_model is not None:
             return self._logprobs(self.ref_model, mb, with_entropy=False)[0]
         with self.model.disable_adapter():
@@ -282,11 +419,13 @@ class Learner(LearnerBase):
         return gathered_logprobs(model, mb, self._head_only, self.temperature,
                                  self.cfg.logits_chunk_tokens, with_entropy)
 
-    def _optimizer_step(self) -> float:
-        """Clip, step AdamW on the master weights, copy them back; returns the grad norm."""
-        norm = torch.nn.utils.clip_grad_norm_([self.flat.master], self.cfg.grad_clip)
-        self.optimizer.step()
-        self.flat.after_step()
+    def _optimizer_step(self, policy: str) -> float:
+        """Clip, step ``policy``'s AdamW on its master weights, copy them back; returns the grad
+        norm (of that adapter's gradient alone)."""
+        flat = self.flats[policy]
+        norm = torch.nn.utils.clip_grad_norm_([flat.master], self.cfg.grad_clip)
+        self.optimizers[policy].step()
+        flat.after_step()
         return float(norm)
 
     def from_rank0(self, obj: T) -> T:
@@ -306,9 +445,10 @@ class Learner(LearnerBase):
         and pickling a view (Ray, ``torch.save``) would carry the whole buffer along. A caller
         that only reads the bytes at once (writing a weights file) passes ``copy=False``.
 
-        With LoRA: the merged weights (:func:`merged_weights`)."""
+        With LoRA: the merged weights (:func:`merged_weights`); with several policies the base's,
+        unmerged (no one merge stands for all of them; each policy is its adapter)."""
         if self.lora is not None:
-            yield from merged_weights(self.model.get_base_model(), copy)
+            yield from merged_weights(self.model.get_base_model(), copy, () if self.several else None)
             return
         seen: set[int] = set()
         for name, tensor in self.model.state_dict(keep_vars=True).items():
@@ -318,7 +458,7 @@ class Learner(LearnerBase):
 
     def save_model(self, path: str | Path) -> None:
         """The policy as a Hugging Face folder (weights, config, tokenizer): loadable by
-        transformers and vLLM."""
+        transformers and vLLM. With several policies: the base model (:meth:`named_weights`)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         # With LoRA the Hugging Face model under the adapter writes the merged weights (the
@@ -335,45 +475,78 @@ class Learner(LearnerBase):
     def save_adapter(self, path: str | Path) -> None:
         """LoRA only: the adapter as a PEFT folder (``adapter_config.json``,
         ``adapter_model.safetensors``), loadable by ``peft.PeftModel.from_pretrained(base, path)``
-        and by vLLM; its ``base_model_name_or_path`` is the base's absolute folder."""
+        and by vLLM; its ``base_model_name_or_path`` is the base's absolute folder. With several
+        policies: one such folder per policy, ``path/<policy>/`` (:func:`policy_folders`)."""
         if self.lora is None:
             raise RuntimeError("save_adapter: trainer.lora.rank is 0 (full fine-tuning, no adapter)")
-        # Standalone copies of the adapter's tensors, which are views of the flat buffer.
-        adapter = {n: t.detach().clone() for n, t in self.model.state_dict().items() if _is_lora(n)}
-        self.model.save_pretrained(str(path), state_dict=adapter, safe_serialization=True,
-                                   save_embedding_layers=False)
+        for policy in self.policies:
+            adapter = self._adapter[policy]
+            # Standalone copies of the adapter's tensors, which are views of the flat buffer.
+            tensors = {n: t.detach().clone() for n, t in self.model.state_dict().items()
+                       if _lora_adapter(n) == adapter}
+            # peft writes an adapter other than ``default`` into ``<dir>/<adapter>/`` and
+            # ``default`` into ``<dir>`` itself: with several policies every one lands in
+            # ``path/<policy>/``, a policy called ``default`` too.
+            where = Path(path) / adapter if self.several and adapter == ADAPTER_NAME else Path(path)
+            self.model.save_pretrained(str(where), state_dict=tensors, safe_serialization=True,
+                                       selected_adapters=[adapter], save_embedding_layers=False)
 
     def save(self, path: str | Path) -> None:
         """:meth:`save_model` plus ``optimizer.pt`` (AdamW state, float32 master weights, step);
         with LoRA also the adapter in ``adapter/`` (:meth:`save_adapter`). The folder stays a
-        Hugging Face model folder (merged, with LoRA) for whatever reads checkpoints as models."""
+        Hugging Face model folder (merged, with LoRA; the base, with several policies) for
+        whatever reads checkpoints as models. With several policies ``optimizer.pt`` holds every
+        adapter's optimiser state and master weights, by policy."""
         path = Path(path)
         self.save_model(path)
         if self.lora is not None:
             self.save_adapter(path / ADAPTER_DIR)
-        master = self.flat.master if self.flat.mixed else None
-        torch.save({"optimizer": self.optimizer.state_dict(), "master": master, "step": self.step},
-                   path / "optimizer.pt")
+        if not self.several:
+            master = self.flat.master if self.flat.mixed else None
+            state = {"optimizer": self.optimizer.state_dict(), "master": master, "step": self.step}
+        else:
+            state = {"optimizers": {p: opt.state_dict() for p, opt in self.optimizers.items()},
+                     "masters": {p: flat.master if flat.mixed else None for p, flat in self.flats.items()},
+                     "step": self.step}
+        torch.save(state, path / "optimizer.pt")
 
     def load(self, path: str | Path) -> None:
-        """Restore weights (with LoRA: the adapter's; the base is the frozen model), optimiser
-        state and ``step`` from a folder written by ``save``."""
+        """Restore weights (with LoRA: the adapters'; the base is the frozen model), optimiser
+        state and ``step`` from a folder written by ``save``. A checkpoint of other policies
+        (adapter names) is refused."""
         path = Path(path)
         has_adapter = (path / ADAPTER_DIR).is_dir()
         if has_adapter != (self.lora is not None):
             raise ValueError(f"{path}: checkpoint written {'with' if has_adapter else 'without'} "
                              f"LoRA, but trainer.lora.rank={self.cfg.lora.rank}")
+        if has_adapter:
+            saved = sorted(policy_folders(path / ADAPTER_DIR))
+            if saved != (sorted(self.policies) if self.several else []):
+                raise ValueError(f"{path}: checkpoint of " + (f"policies {', '.join(saved)}" if saved else
+                                                              "one policy (no policies:)")
+                                 + ", but this run trains " + (f"policies {', '.join(self.policies)}"
+                                                               if self.several else "one policy"))
         state = torch.load(path / "optimizer.pt", map_location=self.device, weights_only=True)
+        if self.several:
+            optimizers, masters = state["optimizers"], state["masters"]
+        else:
+            only = self.policies[0]
+            optimizers, masters = {only: state["optimizer"]}, {only: state.get("master")}
         with torch.no_grad():
             if self.lora is None:
                 self._load_full(path)
+            elif not self.several:
+                self._load_adapter(path / ADAPTER_DIR, ADAPTER_NAME)
             else:
-                self._load_adapter(path / ADAPTER_DIR)
-            if self.flat.mixed:
-                # The master copy holds the precision bf16 weights lack; fall back to them.
-                master = state.get("master")
-                self.flat.master.copy_(master if master is not None else self.flat.flat)
-        self.optimizer.load_state_dict(state["optimizer"])
+                for policy in self.policies:
+                    self._load_adapter(path / ADAPTER_DIR / policy, self._adapter[policy])
+            for policy, flat in self.flats.items():
+                if flat.mixed:
+                    # The master copy holds the precision bf16 weights lack; fall back to them.
+                    master = masters.get(policy)
+                    flat.master.copy_(master if master is not None else flat.flat)
+        for policy, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(optimizers[policy])
         self.step = int(state["step"])
 
     def _load_full(self, path: Path) -> None:
@@ -384,18 +557,32 @@ class Learner(LearnerBase):
         for name, p in self.model.named_parameters():
             p.copy_(weights[name])  # in place: p is a view of the flat buffer
 
-    def _load_adapter(self, folder: Path) -> None:
-        """The adapter's weights from the PEFT folder ``folder``, copied into the flat buffer."""
+    def _load_adapter(self, folder: Path, adapter: str) -> None:
+        """peft adapter ``adapter``'s weights from the PEFT folder ``folder``, copied into its
+        flat buffer."""
         from safetensors.torch import load_file
 
-        saved = load_file(folder / "adapter_model.safetensors", device=str(self.device))
+        saved = load_file(folder / _ADAPTER_WEIGHTS, device=str(self.device))
         for name, p in self.model.named_parameters():
-            if p.requires_grad:
-                key = name.replace(f".{ADAPTER_NAME}.", ".")  # PEFT files drop the adapter's name
+            if _lora_adapter(name) == adapter:
+                key = name.replace(f".{adapter}.", ".", 1)  # PEFT files drop the adapter's name
                 if key not in saved or saved[key].shape != p.shape:
                     raise ValueError(f"{folder}: no adapter weight {key} of shape {tuple(p.shape)} "
                                      f"(saved with another trainer.lora?)")
                 p.copy_(saved[key])  # in place: p is a view of the flat buffer
+
+
+def policy_folders(folder: str | Path) -> dict[str, Path]:
+    """The per-policy PEFT folders ``folder/<policy>/`` that :meth:`Learner.save_adapter` writes
+    with several policies, by policy; empty where ``folder`` is one PEFT folder itself (one
+    policy), or where any of its subfolders is no PEFT folder (it is something else)."""
+    folder = Path(folder)
+    if (folder / _ADAPTER_CONFIG).is_file() or not folder.is_dir():
+        return {}
+    subs = [sub for sub in sorted(folder.iterdir()) if sub.is_dir()]
+    if not all((sub / _ADAPTER_CONFIG).is_file() for sub in subs):
+        return {}
+    return {sub.name: sub for sub in subs}
 
 
 def _is_lora(name: str) -> bool:
@@ -403,14 +590,26 @@ def _is_lora(name: str) -> bool:
     return any(part.startswith("lora_") for part in name.split("."))
 
 
+def _lora_adapter(name: str) -> str | None:
+    """The adapter a parameter or state-dict entry belongs to (``...lora_A.<adapter>.weight``),
+    None for the base's."""
+    parts = name.split(".")
+    for i, part in enumerate(parts[:-1]):
+        if part.startswith("lora_"):
+            return parts[i + 1]
+    return None
+
+
 @torch.no_grad()
-def merged_weights(model: torch.nn.Module, copy: bool = True) -> Iterator[tuple[str, Tensor]]:
+def merged_weights(model: torch.nn.Module, copy: bool = True,
+                   adapters: Sequence[str] | None = None) -> Iterator[tuple[str, Tensor]]:
     """``(HF name, CPU tensor)`` of a Hugging Face model with peft's LoRA layers injected, each
     adapted weight merged: ``W + alpha/r * B @ A``, summed in float32 and rounded once to W's
     dtype. The model is not modified (one merged tensor exists at a time), so training goes on
     with W and the adapter apart. Names are the base's (``q_proj.weight``, not
     ``q_proj.base_layer.weight``); tied weights once, as :meth:`Learner.named_weights`, whose
-    ``copy`` applies to the weights without adapter (a merged one is a fresh tensor anyway)."""
+    ``copy`` applies to the weights without adapter (a merged one is a fresh tensor anyway).
+    ``adapters``: those merged (default: the active ones); ``()``: none, the base's weights."""
     from peft.tuners.lora import LoraLayer
 
     layers = {name: m for name, m in model.named_modules() if isinstance(m, LoraLayer)}
@@ -424,8 +623,9 @@ def merged_weights(model: torch.nn.Module, copy: bool = True) -> Iterator[tuple[
             yield name, tensor.detach().to("cpu", copy=copy)
             continue
         value = tensor.detach()
-        if leaf == "weight":  # a bias (bias="none") is the base's own
+        if leaf == "weight" and (adapters is None or len(adapters) > 0):  # a bias (bias="none") is the base's own
             layer = layers[prefix]
-            delta = sum(layer.get_delta_weight(a).float() for a in layer.active_adapters)
+            chosen = layer.active_adapters if adapters is None else adapters
+            delta = sum(layer.get_delta_weight(a).float() for a in chosen)
             value = (value.float() + delta).to(value.dtype)
         yield f"{prefix}.{leaf}", value.to("cpu", copy=True)

@@ -14,7 +14,7 @@ import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -28,28 +28,39 @@ from learners.weight_publisher import (NCCL, AdapterFolders, AdapterPublisher, N
                                        WeightPublisher, choose_transports, weight_passes)
 from selfplay.core import metric_names as names
 from selfplay.core.config_schema import AdvantageConfig, TrainerConfig
+from selfplay.core.policies import DEFAULT_POLICY
 from selfplay.core.precision import resolve_dtype, torch_dtype
 from selfplay.core.samples import Episode, Sample
 from selfplay.core.staleness import split_stale, staleness_figures
 from selfplay.core.cores import pin
 
 
-def select_samples(episodes: list[Episode], estimator: AdvantageEstimator, trainer: TrainerConfig,
-                   rng: np.random.Generator) -> tuple[list[Sample], dict[str, float]]:
+#: The key, in a checkpoint's state of a run with several policies, of each policy's advantage
+#: estimator state (by policy); one policy keeps the one estimator's under ``advantage``.
+ADVANTAGE_BY_POLICY = "advantage_by_policy"
+
+
+def select_samples(episodes: list[Episode], estimator: AdvantageEstimator | Mapping[str, AdvantageEstimator],
+                   trainer: TrainerConfig, rng: np.random.Generator) -> tuple[list[Sample], dict[str, float]]:
     """The samples a step trains on, with their advantages, and how many each rule dropped.
 
     1. Episodes cut by the wall-clock limit are left out entirely (not trained on, not in the
        baselines): which episodes time out depends on machine load and reply length, not on the
        policy. Truncation at ``max_turns`` is a rule of the game and stays (a draw, as in SPIRAL).
-    2. Advantages are computed on the rest (every episode updates the RAE baselines).
+    2. Advantages are computed on the rest (every episode updates the RAE baselines). With
+       several policies ``estimator`` maps each policy to its own estimator, which sees that
+       policy's samples (``Sample.policy``) only: its baselines are that policy's.
     3. With ``filter_zero_advantage``, samples whose advantage is exactly 0 are dropped.
     4. With ``samples_per_step``, that many are drawn uniformly without replacement.
     """
     kept = [s for e in episodes if e.outcome != "timeout" for s in e.samples]
     stats = {names.SAMPLES_COLLECTED: float(sum(len(e.samples) for e in episodes)),
              names.DROPPED_TIMEOUT: float(sum(len(e.samples) for e in episodes if e.outcome == "timeout"))}
-    estimator.compute(kept)
-    stats.update(estimator.last_stats())
+    if isinstance(estimator, AdvantageEstimator):
+        estimator.compute(kept)
+        stats.update(estimator.last_stats())
+    else:
+        stats.update(_compute_by_policy(kept, estimator))
     if trainer.filter_zero_advantage:
         nonzero = [s for s in kept if s.advantage != 0.0]
         stats[names.DROPPED_ZERO_ADVANTAGE] = float(len(kept) - len(nonzero))
@@ -58,6 +69,24 @@ def select_samples(episodes: list[Episode], estimator: AdvantageEstimator, train
         kept = [kept[i] for i in sorted(rng.choice(len(kept), trainer.samples_per_step, replace=False))]
     stats[names.SAMPLES] = float(len(kept))
     return kept, stats
+
+
+def _compute_by_policy(samples: list[Sample], estimators: Mapping[str, AdvantageEstimator]
+                       ) -> dict[str, float]:
+    """Each policy's samples through that policy's estimator; their ``last_stats`` summed (they
+    are counts). A sample of a policy without an estimator is refused."""
+    by_policy: dict[str, list[Sample]] = {p: [] for p in estimators}
+    for s in samples:
+        if s.policy not in by_policy:
+            raise ValueError(f"sample {s.episode_id}/{s.turn}: policy {s.policy!r} is not trained here "
+                             f"(this learner's: {', '.join(estimators)})")
+        by_policy[s.policy].append(s)
+    stats: dict[str, float] = {}
+    for policy, group in by_policy.items():
+        estimators[policy].compute(group)
+        for k, v in estimators[policy].last_stats().items():
+            stats[k] = stats.get(k, 0.0) + v
+    return stats
 
 
 def drop_stale(episodes: list[Episode], version: int, max_staleness: int) -> tuple[list[Episode], int]:
@@ -79,12 +108,18 @@ class LearnerWorker:
     same arguments (the ranks' work is collective), reading rank 0's answer. Rank 0 alone holds
     the advantage estimator (computed once, on the whole batch, and checkpointed once), the
     episodes and the weight publisher; the other ranks receive the step's samples from it and
-    take part in gathering the weights and in writing checkpoints."""
+    take part in gathering the weights and in writing checkpoints.
+
+    ``policies``: the names of the policies trained (``[p.name for p in cfg.policies]``); empty
+    or one name: one policy, as without ``policies:``. With several, each has its own adapter
+    and optimiser in the learner and its own advantage estimator here (``estimators``): its
+    baselines are logged as ``.../baseline/<policy>`` and checkpointed by policy."""
 
     def __init__(self, model_path: str, trainer: TrainerConfig, advantage: AdvantageConfig, *,
                  engine_dtype: str, engine_device: str, temperature: float, seed: int = 0,
                  num_threads: int | None = None, rank: int = 0, world_size: int = 1,
-                 master_addr: str = "127.0.0.1", master_port: int = 0, cores: list[int] | None = None) -> None:
+                 master_addr: str = "127.0.0.1", master_port: int = 0, cores: list[int] | None = None,
+                 policies: Sequence[str] = ()) -> None:
         if cores:  # its own cores (cluster.learner_cores): rollout runs on the others meanwhile
             pin(cores)
             num_threads = len(cores)
@@ -93,9 +128,13 @@ class LearnerWorker:
         self.rank, self.world_size = rank, world_size
         self.learner: PolicyLearner = make_learner(
             model_path, trainer, seed=seed, temperature=temperature, rank=rank, world_size=world_size,
-            master_addr=master_addr, master_port=master_port)
+            master_addr=master_addr, master_port=master_port, policies=policies)
         self.trainer, self.seed = trainer, seed
-        self.estimator = make_estimator(advantage)
+        self.policies: tuple[str, ...] = tuple(policies) or (DEFAULT_POLICY,)
+        #: One advantage estimator per policy: baselines are per policy (they estimate its return).
+        self.estimators: dict[str, AdvantageEstimator] = {p: make_estimator(advantage) for p in self.policies}
+        #: The first policy's (the one estimator without several policies).
+        self.estimator = self.estimators[self.policies[0]]
         # The engines' dtype, resolved as the engines resolve it, so weight files need no cast there.
         self.engine_dtype = torch_dtype(resolve_dtype(engine_dtype, engine_device)[0])
         self.publisher: WeightPublisher | AdapterPublisher | None = None
@@ -113,17 +152,23 @@ class LearnerWorker:
         if self.rank == 0:  # the episodes come to rank 0 only
             episodes, stale = drop_stale([e for episodes in episode_lists for e in episodes], self.version,
                                          self.trainer.max_staleness)
-            samples, stats = select_samples(episodes, self.estimator, self.trainer,
-                                            np.random.default_rng([self.seed, self.learner.step]))
+            samples, stats = select_samples(episodes, self.estimators if self.several else self.estimator,
+                                            self.trainer, np.random.default_rng([self.seed, self.learner.step]))
             stats.update(staleness_figures(samples, self.version, stale))
         samples = self.learner.from_rank0(samples)
         self.version += 1
         if samples:
             stats.update(self.learner.train_step(samples))
             stats[names.ADVANTAGE_MEAN] = sum(s.advantage for s in samples) / len(samples)
-        for (env_id, opponent, role), value in self.estimator.baselines().items():
-            stats[names.baseline(env_id, opponent, role)] = value
+        for policy, estimator in self.estimators.items():
+            for (env_id, opponent, role), value in estimator.baselines().items():
+                stats[names.baseline(env_id, opponent, role, policy if self.several else None)] = value
         return stats
+
+    @property
+    def several(self) -> bool:
+        """Whether it trains several policies (one adapter and one estimator each)."""
+        return len(self.policies) > 1
 
     # -- weight publishing -------------------------------------------------------------------------
 
@@ -171,7 +216,13 @@ class LearnerWorker:
                     results.append({names.SYNC_LOAD_S: 0.0})
             return results
 
+        if self.several and not self.trainer.lora.adapter_sync:
+            # The full weights of a learner of several policies are the base's: no one merge.
+            raise ValueError(f"policies {', '.join(self.policies)}: several policies publish their "
+                             f"adapters (trainer.lora.publish: adapter, not "
+                             f"{self.trainer.lora.publish!r})")
         if self.trainer.lora.adapter_sync:  # else the merged weights, as in full fine-tuning
+            # With several policies save_adapter writes one folder per policy, <folder>/<policy>/.
             return AdapterPublisher(self.learner.save_adapter, lambda: self.version, fan_out,
                                     [self.transports[i] for i in targets], put=ray.put,
                                     folders=self.adapter_folders)
@@ -220,7 +271,10 @@ class LearnerWorker:
 
     def save(self, run_dir: str, step: int, extra: dict[str, Any], keep_last: int) -> str:
         """Write a checkpoint atomically; returns its folder."""
-        state = dict(extra, advantage=self.estimator.state_dict())
+        if self.several:
+            state = dict(extra, **{ADVANTAGE_BY_POLICY: {p: e.state_dict() for p, e in self.estimators.items()}})
+        else:
+            state = dict(extra, advantage=self.estimator.state_dict())
         # Every rank writes its part into rank 0's temporary folder (one process: all of it), then
         # rank 0 alone completes and publishes it (estimator state, RNG, rename): a kill at any
         # point leaves the last complete checkpoint as it was.
@@ -238,8 +292,17 @@ class LearnerWorker:
 
     def restore(self, path: str) -> dict[str, Any]:
         """Load a checkpoint into the policy, optimizer and estimator; returns its state."""
-        state = load_checkpoint(Path(path), self.learner)
-        self.estimator.load_state_dict(state.get("advantage", {}))
+        state = load_checkpoint(Path(path), self.learner)  # refuses a checkpoint of other policies
+        if self.several:
+            saved = state.get(ADVANTAGE_BY_POLICY, {})
+            missing = [p for p in self.policies if p not in saved]
+            if missing:
+                raise ValueError(f"{path}: no advantage state of policies {', '.join(missing)} "
+                                 f"(a checkpoint of another run's policies?)")
+            for policy, estimator in self.estimators.items():
+                estimator.load_state_dict(saved[policy])
+        else:
+            self.estimator.load_state_dict(state.get("advantage", {}))
         self.version = int(state["step"])
         return state
 

@@ -25,6 +25,8 @@ With LoRA (``trainer.lora.rank`` r > 0, one rank only) the base is frozen in the
 (all P of it on the one rank) and the master weights, gradients and AdamW state are the adapter's:
 L = r * (in + out) parameters for each target module of each layer (:meth:`Architecture.lora_params`),
 plus the adapter's compute copy; its KL reference is the base itself (adapter disabled), no copy.
+With several policies (``policies:``) each trains an adapter of its own on the one base: all of
+that times the number of adapters.
 
 Forward passes without gradient (the KL reference's; ``trainer.off_policy``'s proximal log-probs
 of :mod:`learners.off_policy`) add nothing: they keep no activations for backward, so they peak
@@ -183,9 +185,13 @@ def plan_memory(arch: Architecture, ranks: int, micro_batch_tokens: int,
                 gradient_checkpointing: bool, device_gib: float | None, compute_dtype: str = "bfloat16",
                 reference: bool = False,
                 logits_chunk_tokens: int = TrainerConfig.logits_chunk_tokens,
-                lora: LoraConfig | None = None) -> MemoryPlan:
+                lora: LoraConfig | None = None, adapters: int = 1) -> MemoryPlan:
     """The memory plan of one learner rank (see the module docstring for what is counted);
-    ``lora``: ``trainer.lora`` when on (rank > 0; one rank only)."""
+    ``lora``: ``trainer.lora`` when on (rank > 0; one rank only); ``adapters``: how many LoRA
+    adapters train on the one base (``policies:``, one per policy), each with its own master
+    weights, gradients and AdamW state."""
+    if adapters < 1:
+        raise ValueError(f"adapters={adapters}: expected >= 1")
     if ranks < 1:
         raise ValueError(f"cluster.learner_ranks={ranks}: expected >= 1")
     if compute_dtype not in _DTYPE_BYTES:
@@ -195,14 +201,15 @@ def plan_memory(arch: Architecture, ranks: int, micro_batch_tokens: int,
     if lora is not None and lora.rank > 0:
         if ranks > 1:
             raise ValueError(f"trainer.lora.rank={lora.rank}: LoRA needs cluster.learner_ranks=1")
-        trainable = arch.lora_params(lora.rank, lora.target_modules)
+        trainable = arch.lora_params(lora.rank, lora.target_modules) * adapters
         rows = [(f"base weights (frozen, {compute_dtype})", c * p),
                 ("LoRA master weights (fp32)", 4 * trainable),
                 ("LoRA gradients (fp32)", 4 * trainable),
                 ("LoRA AdamW m and v (fp32)", 8 * trainable)]
         if c != 4:  # in float32 the adapter computes on its master weights directly
             rows.append((f"LoRA compute copy and its gradient ({compute_dtype})", 2 * c * trainable))
-        what = f", LoRA rank {lora.rank}: {trainable:,} trainable parameters"
+        what = (f", LoRA rank {lora.rank}: {trainable:,} trainable parameters"
+                + (f" in {adapters} adapters" if adapters > 1 else ""))
     else:
         shard = f"fp32, 1/{ranks}"
         rows = [(f"master weights ({shard})", 4 * p / ranks),

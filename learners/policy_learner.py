@@ -10,7 +10,7 @@ no-ops or plain calls in one process, so the worker's sequence of calls is the s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator, Protocol, TypeVar, runtime_checkable
+from typing import Iterator, Protocol, Sequence, TypeVar, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -52,7 +52,8 @@ class PolicyLearner(Protocol):
 
     def save_adapter(self, path: str | Path) -> None:
         """LoRA only: the adapter as a PEFT folder (``adapter_config.json``,
-        ``adapter_model.safetensors``), loadable by ``peft.PeftModel.from_pretrained``."""
+        ``adapter_model.safetensors``), loadable by ``peft.PeftModel.from_pretrained``; with
+        several policies one such folder per policy, ``path/<policy>/``."""
         ...
 
     def save(self, path: str | Path) -> None:
@@ -74,9 +75,13 @@ class PolicyLearner(Protocol):
 
 def make_learner(model_path: str, trainer: TrainerConfig, *, seed: int = 0, temperature: float = 1.0,
                  rank: int = 0, world_size: int = 1, master_addr: str = "127.0.0.1",
-                 master_port: int = 0) -> PolicyLearner:
-    """The learner for ``world_size`` ranks: the plain one for 1, a sharded rank otherwise."""
+                 master_port: int = 0, policies: Sequence[str] = ()) -> PolicyLearner:
+    """The learner for ``world_size`` ranks: the plain one for 1, a sharded rank otherwise.
+    ``policies``: the adapters trained (:class:`learners.learner.Learner`); several need one rank."""
     if world_size > 1:
+        if len(policies) > 1:  # before joining the group: every rank refuses alike
+            raise ValueError(f"policies {', '.join(policies)}: several policies need "
+                             f"cluster.learner_ranks=1 (the sharded learner trains full weights)")
         from learners.sharded import ShardedLearner
 
         return ShardedLearner(model_path, trainer, rank=rank, world_size=world_size,
@@ -84,4 +89,4 @@ def make_learner(model_path: str, trainer: TrainerConfig, *, seed: int = 0, temp
                               temperature=temperature)
     from learners.learner import Learner
 
-    return Learner(model_path, trainer, seed=seed, temperature=temperature)
+    return Learner(model_path, trainer, seed=seed, temperature=temperature, policies=policies)

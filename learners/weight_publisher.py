@@ -21,6 +21,8 @@ With LoRA (``trainer.lora.rank > 0``) only the adapter travels (:class:`AdapterP
 learner writes it once as a PEFT folder in ``/dev/shm``, one folder per weight version, and the
 engines load it as an adapter on their unchanged base (file: the folder's path; object store: the
 folder's files as bytes, which each worker writes into a folder of its own). No NCCL for adapters.
+With several policies (``policies:``) the version's folder holds one PEFT folder per policy,
+``<folder>/<policy>/``, and travels the same way (its files one level of subfolders deep).
 
 :func:`choose_transports` is the one place the choice is made; :func:`weight_passes` is the one
 place that says how many times a publish reads the weights, which the sharded learner's other

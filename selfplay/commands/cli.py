@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a checkpoint of a LoRA run (its adapter/) or a PEFT adapter folder")
     mmerge.add_argument("--out", required=True, help="folder to write the merged model to")
     mmerge.add_argument("--base", help="the base model (default: the adapter's base_model_name_or_path)")
+    mmerge.add_argument("--policy", metavar="NAME",
+                        help="the policy to merge, of a run with several (policies:; its adapter/NAME/)")
 
     p = sub.add_parser("bench", help="benchmarks that print figures (--json: one JSON line last)")
     bsub = p.add_subparsers(dest="bench_command", required=True, metavar="WHAT")
@@ -252,7 +254,7 @@ def _model(args: argparse.Namespace) -> int:
         from selfplay.commands.model_merge import merge
 
         try:
-            print(merge(args.source, args.out, base=args.base))
+            print(merge(args.source, args.out, base=args.base, policy=args.policy))
         except ValueError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

@@ -2,10 +2,12 @@
 
 * ``game/<env>/<opponent>/p<role>/<stat>``: training episodes, per environment, opponent (``self``
   for self-play, ``random``, ``strong`` or a snapshot) and the policy's role; ``<stat>`` is one of
-  :data:`ROLE_STATS` or ``baseline`` (the RAE baseline of that key);
+  :data:`ROLE_STATS` or ``baseline`` (the RAE baseline of that key; with several policies
+  ``baseline/<policy>``, each policy's own);
 * ``game/<env>/{length,invalid_share,truncated_share,timeout_share}``: per environment;
 * ``eval/...``: the same for evaluation games against fixed opponents and snapshots;
-* ``learner/...``: the optimisation step; ``perf/...``: throughput and timings;
+* ``learner/...``: the optimisation step (with several policies also
+  ``learner/<policy>/{loss,grad_norm,samples}``, each policy's share); ``perf/...``: throughput and timings;
   ``sync/...``: weight publishing; ``pool/<member>/{mu,sigma,ordinal}``: opponent ratings;
   ``eval/KuhnPoker-v0/{exploitability,exact/...}``: Kuhn Poker's exploitability, sampled and
   exact; ``episodes/<env>`` (text): a few whole episodes.
@@ -130,9 +132,19 @@ def role_metric(env_id: str, opponent: str, role: int, stat: str, prefix: str = 
     return f"{prefix}/{short_env(env_id)}/{opponent}/p{role}/{stat}"
 
 
-def baseline(env_id: str, opponent: str, role: int) -> str:
-    """The RAE baseline of (environment, opponent, role), beside that key's other statistics."""
-    return role_metric(env_id, opponent, role, "baseline")
+def baseline(env_id: str, opponent: str, role: int, policy: str | None = None) -> str:
+    """The RAE baseline of (environment, opponent, role), beside that key's other statistics;
+    with several policies (``policy`` given) each policy's own: ``.../p0/baseline/<policy>``."""
+    return role_metric(env_id, opponent, role, "baseline" if policy is None else f"baseline/{policy}")
+
+
+#: Each policy's own figures of a step when a run trains several (``policies:``).
+POLICY_STATS = ("loss", "grad_norm", "samples")
+
+
+def policy_metric(policy: str, stat: str) -> str:
+    """``learner/<policy>/loss``: one policy's share of a learner step (one of :data:`POLICY_STATS`)."""
+    return f"learner/{policy}/{stat}"
 
 
 def env_metric(env_id: str, stat: str, prefix: str = "game") -> str:

@@ -162,7 +162,8 @@ def memory_plan(cfg: Config, model: str | None = None,
         plan = plan_memory(arch, cl.learner_ranks, t.micro_batch_tokens, t.gradient_checkpointing,
                            device_gib, dtype, reference=t.kl_coef > 0,
                            logits_chunk_tokens=t.logits_chunk_tokens,
-                           lora=t.lora if t.lora.rank > 0 else None)
+                           lora=t.lora if t.lora.rank > 0 else None,
+                           adapters=max(len(cfg.policies), 1))
     except ValueError as err:  # LoRA on modules the plan does not know: no plan, said in one line
         raise LookupError(str(err)) from None
     plan = dataclasses.replace(plan, device_source=source)
