@@ -49,7 +49,9 @@ def trained(tiny_path) -> Learner:
 
 
 def test_a_step_trains_each_adapter_on_its_own_samples_as_if_alone(tiny_path):
-    cfg = lora_trainer()
+    # With a KL penalty (its reference: the base, every adapter disabled) and off-policy weights
+    # (their proximal log-probs: the sample's own adapter's), else a wrong one would show.
+    cfg = lora_trainer(kl_coef=0.05, off_policy="tis")
     several = Learner(tiny_path, cfg, policies=POLICIES)
     assert several.flats["first"].master.numel() == several.flats["second"].master.numel() > 0
     start = {p: flat.master.clone() for p, flat in several.flats.items()}
@@ -109,6 +111,10 @@ def test_the_policy_folders_load_in_peft_with_each_policys_logprobs(trained, tin
         config = json.loads((folder / "adapter_config.json").read_text())
         assert config["base_model_name_or_path"] == str(Path(tiny_path).resolve())
         base = AutoModelForCausalLM.from_pretrained(tiny_path, dtype=torch.float32)
+        with torch.no_grad():  # the KL reference: the base, with every adapter disabled
+            reference = trained._reference(trained._collate(samples[policy], every_token=True))
+        torch.testing.assert_close(reference, torch.cat(hf_logprobs(base, samples[policy])),
+                                   rtol=1e-5, atol=1e-5)
         model = PeftModel.from_pretrained(base, str(folder)).eval()
         for mine, theirs in zip(trained.logprobs(samples[policy]), hf_logprobs(model, samples[policy])):
             torch.testing.assert_close(torch.tensor(mine), theirs, rtol=1e-5, atol=1e-5)
