@@ -170,7 +170,10 @@ def test_model_merge_is_base_plus_scaled_b_times_a(trained, tiny_path, tmp_path)
         if f"{prefix}.lora_A.weight" in ab:
             a, b = ab[f"{prefix}.lora_A.weight"].double(), ab[f"{prefix}.lora_B.weight"].double()
             expected = (w.double() + ALPHA / RANK * b @ a).to(w.dtype)  # stored as the base: bf16
-            torch.testing.assert_close(merged[name], expected, rtol=2**-8, atol=0)
+            # Within one bf16 step (2^-7 relative at most): the merge sums in float32, whose
+            # rounding (its matmul's order differs between AVX2 and AVX-512 kernels) may land on
+            # the neighbour of this float64 value.
+            torch.testing.assert_close(merged[name], expected, rtol=2**-7, atol=0)
             assert not torch.equal(merged[name], w)
             adapted += 1
         else:
