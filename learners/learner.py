@@ -24,16 +24,16 @@ LoRA (``trainer.lora.rank`` > 0): the model is wrapped by ``peft`` and only the 
 The base stays frozen in the compute dtype, outside the flat buffer; the adapter's parameters
 are the flat buffer, with the same float32 master and fused AdamW. Whatever leaves the learner as
 full weights (:meth:`Learner.named_weights`, :meth:`Learner.save_model`) is the *merged* model
-``W + alpha/r * B @ A`` under the base's Hugging Face names, so every full-weight path works
-unchanged; :meth:`Learner.save_adapter` writes the adapter alone as a PEFT folder.
+under the base's Hugging Face names; :meth:`Learner.save_adapter` writes the adapter alone as a
+PEFT folder. The adapter mechanics (wrapping, merging, the adapter folders) are
+:mod:`learners.lora_adapters`.
 
-Several policies (``policies:``, two or more names; LoRA only): one peft model holds one adapter
-per policy on the one frozen base, each adapter in a flat buffer of its own with its own float32
-master and fused AdamW. A step groups its samples by ``Sample.policy`` and trains each adapter on
-its own samples exactly as a learner of that policy alone would (its loss normalised over its
-own samples, its own optimiser step); an adapter without samples in a step is not touched. The
-adapter folder is then ``<folder>/<policy>/`` per policy, and whatever leaves as full weights is
-the *base* (unmerged: no one merge stands for several policies).
+Several policies (``policies:``, two or more names; LoRA only): one adapter per policy on the one
+frozen base, each in a flat buffer of its own with its own float32 master and fused AdamW. A step
+groups its samples by ``Sample.policy`` and trains each adapter on its own samples exactly as a
+learner of that policy alone would (its loss normalised over its own samples, its own optimiser
+step); an adapter without samples in a step is not touched. Whatever leaves as full weights is
+then the *base* (unmerged: no one merge stands for several policies).
 """
 
 from __future__ import annotations
@@ -47,6 +47,9 @@ from typing import Iterator, Sequence, TypeVar
 import torch
 from torch import Tensor
 
+from learners.lora_adapters import (ADAPTER_DIR, ADAPTER_NAME, adapter_names, adapter_parameters,
+                                    check_checkpoint, load_adapters, merged_weights, policy_folders,
+                                    save_adapters, wrap_lora)
 from learners.loss_agg import step_count
 from learners.step_parts import (MicroBatch, StepTotals, collate, gathered_logprobs, head_only,
                                   micro_batch_loss, pack_micro_batches, warmup_lr)
@@ -61,15 +64,6 @@ __all__ = ["Learner", "LearnerBase", "FlatParams", "pack_micro_batches", "resolv
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-#: The folder, inside a checkpoint of a LoRA run, of the adapter (PEFT format); with several
-#: policies, of one PEFT folder per policy (``adapter/<policy>/``).
-ADAPTER_DIR = "adapter"
-#: peft's name of the one adapter the learner trains (with several policies each adapter is
-#: named after its policy).
-ADAPTER_NAME = "default"
-#: The files of a PEFT adapter folder.
-_ADAPTER_CONFIG, _ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
 
 
 def resolve_device_dtype(trainer: TrainerConfig) -> tuple[torch.device, torch.dtype, str]:
@@ -200,9 +194,8 @@ class Learner(LearnerBase):
         if self.several and self.lora is None:
             raise ValueError(f"policies {', '.join(self.policies)}: several policies need "
                              f"trainer.lora.rank > 0 (each is a LoRA adapter on the one base)")
-        # peft's adapter of each policy: one policy keeps peft's ``default`` (today's folders and
-        # names, whatever the policy is called); several are named after their policies.
-        self._adapter = dict(zip(self.policies, self.policies if self.several else (ADAPTER_NAME,)))
+        # peft's adapter of each policy (``default`` with one policy, else the policy's name).
+        self._adapter = adapter_names(self.policies)
         log.info("learner: %s on %s (%s)%s", str(self.dtype).removeprefix("torch."), self.device, why,
                  (f", LoRA rank {self.lora.rank}" if self.lora else "")
                  + (f", adapters {', '.join(self.policies)}" if self.several else ""))
@@ -213,16 +206,14 @@ class Learner(LearnerBase):
         if self.lora is None:
             self.model = model.requires_grad_(True)
         else:
-            self.model = self._wrap_lora(model, self.lora)
+            self.model = wrap_lora(model, self.lora, list(self._adapter.values()), self.model_path)
         self.ref_model = None
         if trainer.kl_coef > 0 and self.lora is None:  # the frozen initial policy, for the KL penalty
             # (with LoRA it is the base itself, adapter disabled: no second copy)
             self.ref_model = self._load_model(self.model_path).requires_grad_(False)
         self._head_only = head_only(self.model.config)
         if self.several:
-            # By name, not by requires_grad: peft lets only the active adapter require grad.
-            self.flats = {p: FlatParams([t for n, t in self.model.named_parameters()
-                                         if _lora_adapter(n) == self._adapter[p]])
+            self.flats = {p: FlatParams(adapter_parameters(self.model, self._adapter[p]))
                           for p in self.policies}
         else:
             self.flats = {self.policies[0]: FlatParams(self.model)}
@@ -247,32 +238,6 @@ class Learner(LearnerBase):
         # eval(): no dropout, so the learner's log-probs match the engine's. Gradient
         # checkpointing in transformers only acts in train mode, so it needs train().
         return model.train() if self.cfg.gradient_checkpointing else model.eval()
-
-    def _wrap_lora(self, model: torch.nn.Module, lora: LoraConfig) -> torch.nn.Module:
-        """``model`` with LoRA adapters on ``lora.target_modules``, one per policy (the first
-        active); only the active one requires grad."""
-        import peft
-
-        def config() -> peft.LoraConfig:  # one object per adapter: peft keeps and edits it
-            return peft.LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                   target_modules=list(lora.target_modules), bias="none",
-                                   task_type="CAUSAL_LM")
-
-        adapters = [self._adapter[p] for p in self.policies]
-        # autocast_adapter_dtype=False: the adapter computes in the base's dtype, as the engines'
-        # LoRA kernels do; its float32 master lives in FlatParams, like a full model's.
-        wrapped = peft.get_peft_model(model, config(), adapter_name=adapters[0], autocast_adapter_dtype=False)
-        for name in adapters[1:]:  # initialised in order from the seeded RNG: reproducible
-            wrapped.add_adapter(name, config(), autocast_adapter_dtype=False)
-        # Where the saved adapter's base is (``selfplay model merge`` and the engines read it):
-        # an absolute folder, not the path as it was spelt in this process's working directory.
-        base = Path(self.model_path).expanduser()
-        for name in adapters:
-            wrapped.peft_config[name].base_model_name_or_path = (
-                str(base.resolve()) if base.is_dir() else self.model_path)
-        # peft's new modules (its wrappers, the adapters' dropout) start in train mode: the same
-        # mode as the model's (:meth:`_load_model`), eval unless gradient checkpointing needs train.
-        return wrapped.train(model.training)
 
     def _activate(self, policy: str) -> None:
         """Make ``policy``'s adapter the one peft runs (and the one that requires grad). With one
@@ -479,17 +444,7 @@ class Learner(LearnerBase):
         policies: one such folder per policy, ``path/<policy>/`` (:func:`policy_folders`)."""
         if self.lora is None:
             raise RuntimeError("save_adapter: trainer.lora.rank is 0 (full fine-tuning, no adapter)")
-        for policy in self.policies:
-            adapter = self._adapter[policy]
-            # Standalone copies of the adapter's tensors, which are views of the flat buffer.
-            tensors = {n: t.detach().clone() for n, t in self.model.state_dict().items()
-                       if _lora_adapter(n) == adapter}
-            # peft writes an adapter other than ``default`` into ``<dir>/<adapter>/`` and
-            # ``default`` into ``<dir>`` itself: with several policies every one lands in
-            # ``path/<policy>/``, a policy called ``default`` too.
-            where = Path(path) / adapter if self.several and adapter == ADAPTER_NAME else Path(path)
-            self.model.save_pretrained(str(where), state_dict=tensors, safe_serialization=True,
-                                       selected_adapters=[adapter], save_embedding_layers=False)
+        save_adapters(self.model, path, self._adapter)
 
     def save(self, path: str | Path) -> None:
         """:meth:`save_model` plus ``optimizer.pt`` (AdamW state, float32 master weights, step);
@@ -515,17 +470,7 @@ class Learner(LearnerBase):
         state and ``step`` from a folder written by ``save``. A checkpoint of other policies
         (adapter names) is refused."""
         path = Path(path)
-        has_adapter = (path / ADAPTER_DIR).is_dir()
-        if has_adapter != (self.lora is not None):
-            raise ValueError(f"{path}: checkpoint written {'with' if has_adapter else 'without'} "
-                             f"LoRA, but trainer.lora.rank={self.cfg.lora.rank}")
-        if has_adapter:
-            saved = sorted(policy_folders(path / ADAPTER_DIR))
-            if saved != (sorted(self.policies) if self.several else []):
-                raise ValueError(f"{path}: checkpoint of " + (f"policies {', '.join(saved)}" if saved else
-                                                              "one policy (no policies:)")
-                                 + ", but this run trains " + (f"policies {', '.join(self.policies)}"
-                                                               if self.several else "one policy"))
+        check_checkpoint(path, self.cfg.lora.rank, self.policies)
         state = torch.load(path / "optimizer.pt", map_location=self.device, weights_only=True)
         if self.several:
             optimizers, masters = state["optimizers"], state["masters"]
@@ -535,11 +480,8 @@ class Learner(LearnerBase):
         with torch.no_grad():
             if self.lora is None:
                 self._load_full(path)
-            elif not self.several:
-                self._load_adapter(path / ADAPTER_DIR, ADAPTER_NAME)
             else:
-                for policy in self.policies:
-                    self._load_adapter(path / ADAPTER_DIR / policy, self._adapter[policy])
+                load_adapters(self.model, path / ADAPTER_DIR, self._adapter, self.device)
             for policy, flat in self.flats.items():
                 if flat.mixed:
                     # The master copy holds the precision bf16 weights lack; fall back to them.
@@ -556,76 +498,3 @@ class Learner(LearnerBase):
         weights = dict(AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype).named_parameters())
         for name, p in self.model.named_parameters():
             p.copy_(weights[name])  # in place: p is a view of the flat buffer
-
-    def _load_adapter(self, folder: Path, adapter: str) -> None:
-        """peft adapter ``adapter``'s weights from the PEFT folder ``folder``, copied into its
-        flat buffer."""
-        from safetensors.torch import load_file
-
-        saved = load_file(folder / _ADAPTER_WEIGHTS, device=str(self.device))
-        for name, p in self.model.named_parameters():
-            if _lora_adapter(name) == adapter:
-                key = name.replace(f".{adapter}.", ".", 1)  # PEFT files drop the adapter's name
-                if key not in saved or saved[key].shape != p.shape:
-                    raise ValueError(f"{folder}: no adapter weight {key} of shape {tuple(p.shape)} "
-                                     f"(saved with another trainer.lora?)")
-                p.copy_(saved[key])  # in place: p is a view of the flat buffer
-
-
-def policy_folders(folder: str | Path) -> dict[str, Path]:
-    """The per-policy PEFT folders ``folder/<policy>/`` that :meth:`Learner.save_adapter` writes
-    with several policies, by policy; empty where ``folder`` is one PEFT folder itself (one
-    policy), or where any of its subfolders is no PEFT folder (it is something else)."""
-    folder = Path(folder)
-    if (folder / _ADAPTER_CONFIG).is_file() or not folder.is_dir():
-        return {}
-    subs = [sub for sub in sorted(folder.iterdir()) if sub.is_dir()]
-    if not all((sub / _ADAPTER_CONFIG).is_file() for sub in subs):
-        return {}
-    return {sub.name: sub for sub in subs}
-
-
-def _is_lora(name: str) -> bool:
-    """Whether a state-dict entry belongs to a LoRA adapter (``...q_proj.lora_A.default.weight``)."""
-    return any(part.startswith("lora_") for part in name.split("."))
-
-
-def _lora_adapter(name: str) -> str | None:
-    """The adapter a parameter or state-dict entry belongs to (``...lora_A.<adapter>.weight``),
-    None for the base's."""
-    parts = name.split(".")
-    for i, part in enumerate(parts[:-1]):
-        if part.startswith("lora_"):
-            return parts[i + 1]
-    return None
-
-
-@torch.no_grad()
-def merged_weights(model: torch.nn.Module, copy: bool = True,
-                   adapters: Sequence[str] | None = None) -> Iterator[tuple[str, Tensor]]:
-    """``(HF name, CPU tensor)`` of a Hugging Face model with peft's LoRA layers injected, each
-    adapted weight merged: ``W + alpha/r * B @ A``, summed in float32 and rounded once to W's
-    dtype. The model is not modified (one merged tensor exists at a time), so training goes on
-    with W and the adapter apart. Names are the base's (``q_proj.weight``, not
-    ``q_proj.base_layer.weight``); tied weights once, as :meth:`Learner.named_weights`, whose
-    ``copy`` applies to the weights without adapter (a merged one is a fresh tensor anyway).
-    ``adapters``: those merged (default: the active ones); ``()``: none, the base's weights."""
-    from peft.tuners.lora import LoraLayer
-
-    layers = {name: m for name, m in model.named_modules() if isinstance(m, LoraLayer)}
-    seen: set[int] = set()
-    for name, tensor in model.state_dict(keep_vars=True).items():
-        if _is_lora(name) or id(tensor) in seen:
-            continue
-        seen.add(id(tensor))
-        prefix, inside, leaf = name.partition(".base_layer.")
-        if not inside:
-            yield name, tensor.detach().to("cpu", copy=copy)
-            continue
-        value = tensor.detach()
-        if leaf == "weight" and (adapters is None or len(adapters) > 0):  # a bias (bias="none") is the base's own
-            layer = layers[prefix]
-            chosen = layer.active_adapters if adapters is None else adapters
-            delta = sum(layer.get_delta_weight(a).float() for a in chosen)
-            value = (value.float() + delta).to(value.dtype)
-        yield f"{prefix}.{leaf}", value.to("cpu", copy=True)

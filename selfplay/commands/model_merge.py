@@ -24,7 +24,7 @@ _ADAPTER_CONFIG = "adapter_config.json"
 def adapter_folder(source: str | Path, policy: str | None = None) -> Path:
     """The PEFT folder in ``source``: ``source`` itself or its ``adapter/`` (a checkpoint); of
     several policies' (``<folder>/<policy>/``), ``policy``'s, which must then be given."""
-    from learners.learner import ADAPTER_DIR, policy_folders
+    from learners.lora_adapters import ADAPTER_DIR, policy_folders
 
     source = Path(source).expanduser()
     candidates = (source, source / ADAPTER_DIR)
