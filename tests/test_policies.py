@@ -99,3 +99,15 @@ def test_the_shipped_two_policy_config_loads_and_the_wrong_settings_are_named():
                             ("pool.snapshot_every=2", "pool.snapshot_every")]:
         with pytest.raises(ConfigError, match=field):
             load_config("kuhn_two_policies", [override])
+
+
+def test_dry_run_says_who_plays_what(capsys, tiny_model):
+    from selfplay.commands import cli
+
+    assert cli.main(["train", "--config", "kuhn_two_policies", "model=tiny", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert ("policies: 2 LoRA adapters on one base: first (role(s) 0 against any opponent); "
+            "second (role(s) 1 against any opponent)") in out
+    assert "in 2 adapters" in out  # the memory plan counts both
+    assert cli.main(["train", "--config", "debug", "model=tiny", "--dry-run"]) == 0
+    assert "policies: one, shared by every role (self-play)" in capsys.readouterr().out

@@ -74,6 +74,18 @@ def role_adapters(policies: Sequence[PolicyConfig], roles: Iterable[int], oppone
     return {r: policy_for(policies, r, opponent) for r in roles} if policies else {}
 
 
+def describe(policies: Sequence[PolicyConfig]) -> str:
+    """One line for the start-up log and ``--dry-run``: who plays what."""
+    if not policies:
+        return "policies: one, shared by every role (self-play)"
+
+    def what(p: PolicyConfig) -> str:
+        roles = f"role(s) {', '.join(map(str, p.roles))}" if p.roles else "every role"
+        return f"{p.name} ({roles} against {', '.join(p.opponents) if p.opponents else 'any opponent'})"
+
+    return f"policies: {len(policies)} LoRA adapters on one base: " + "; ".join(what(p) for p in policies)
+
+
 def check_policies(policies: Sequence[PolicyConfig], players: dict[str, int], opponents: Iterable[str],
                    fixed: Iterable[str]) -> None:
     """Refuse, in one line naming the field, ``policies:`` that leave a matchup without a policy

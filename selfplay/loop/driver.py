@@ -29,6 +29,7 @@ from selfplay.config import Config, ConfigError, to_dict
 from selfplay.league.curriculum import LevelCurriculum
 from selfplay.core import metric_names as names
 from selfplay.core.cores import available_cpus, resolve_cores
+from selfplay.core.policies import describe as describe_policies
 from selfplay.core.samples import INITIAL, Episode, snapshot_step
 from selfplay.stats.episode_stats import episode_metrics, role_stats
 from selfplay.placement.layout import Layout, plan_layout
@@ -321,6 +322,8 @@ def _loop(cfg: Config, driver: Driver, metrics: MetricsWriter, step: int, counte
     pipeline = Pipeline(driver, k, cfg.trainer.steps, step) if k else None
     log.info("loop: %s", f"asynchronous, at most {k} step(s) ahead of the learner (trainer.max_staleness={k}, "
              f"trainer.off_policy={cfg.trainer.off_policy})" if k else "synchronous, on-policy (trainer.max_staleness=0)")
+    if cfg.policies:
+        log.info(describe_policies(cfg.policies))
     if pipeline is not None:
         pipeline.fill()  # the first batches generate during the first evaluation
     if step == 0 and cfg.eval.every:  # where the curves start

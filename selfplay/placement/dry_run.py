@@ -8,6 +8,7 @@ On a cluster it connects, reads the alive nodes' resources and disconnects.
 from __future__ import annotations
 
 from selfplay.config import Config, ConfigError
+from selfplay.core.policies import describe as describe_policies
 from selfplay.core.cores import available_cpus, format_cores, resolve_cores
 from selfplay.placement.layout import check_fits, describe, plan_layout
 from selfplay.placement.memory_check import check_trainable, plan_report
@@ -49,7 +50,7 @@ def dry_run(cfg: Config) -> tuple[str, str | None]:
             f"{r.episodes_per_step} episodes, backend {r.backend}, weight sync {r.weight_sync}\n"
             f"run directory {cfg.run_dir} (chosen by {why})\n"
             f"Ray: {'cluster at ' + address if address else 'a private local Ray (127.0.0.1), started by the run'}\n"
-            f"{loop_description(cfg, local=address is None)}")
+            f"{loop_description(cfg, local=address is None)}\n{describe_policies(cfg.policies)}")
     text = head + "\n" + describe(layout, nodes, names)
     plan, error = plan_report(cfg)
     text += "\n" + plan
