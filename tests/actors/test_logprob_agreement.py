@@ -13,6 +13,11 @@ added (~0.007 on the same sampled tokens), and the gap of one set of ~110 sample
 about as much from one set to another, so the temperature test here bounds end-to-end agreement
 rather than pinning that defect: ``test_tempered_logprobs_are_float32_logits_divided`` in
 tests/learners/test_learner.py checks the learner's tempered log-probs exactly.
+
+At temperature T the kernels' logit differences are divided by T with the logits, so the gap
+there is bounded by the baseline over T (:func:`bound`). On a CPU without native bf16 (AVX2:
+bf16 emulated) the baseline is ~0.043 and the gap at T=0.7 was 0.053, above baseline + 0.005 but
+within baseline / 0.7; a learner that forgot the temperature is off by far more (~0.3 nats).
 """
 
 from __future__ import annotations
@@ -113,11 +118,16 @@ def publish(engine, learner: Learner) -> None:
             os.unlink(path)
 
 
+def bound(kernel_gap: float) -> float:
+    """The largest mean gap allowed at ``ROLLOUT_T``: the kernel gap scaled as the logits are."""
+    return kernel_gap / ROLLOUT_T + TOLERANCE
+
+
 def test_learner_matches_engine_at_the_sampling_temperature(engine, prompts, learners, kernel_gap):
     # Tempering must add nothing to the kernel gap: both sides upcast to float32, then divide.
     gaps = gap(learners[ROLLOUT_T], generate(engine, prompts, ROLLOUT_T, seed=0))
     report(f"T={ROLLOUT_T}", gaps)
-    assert float(gaps.mean()) <= kernel_gap + TOLERANCE
+    assert float(gaps.mean()) <= bound(kernel_gap)
 
 
 def test_engine_serves_the_updated_policy_after_publishing(engine, smollm2, prompts, learners,
@@ -136,8 +146,8 @@ def test_engine_serves_the_updated_policy_after_publishing(engine, smollm2, prom
         new_gap, old_gap = gap(trained, after), gap(learners[ROLLOUT_T], after)
         report(f"after the update, T={ROLLOUT_T}, vs the updated learner", new_gap)
         report(f"after the update, T={ROLLOUT_T}, vs the initial learner", old_gap)
-        assert float(new_gap.mean()) <= kernel_gap + TOLERANCE
+        assert float(new_gap.mean()) <= bound(kernel_gap)
         # The update really landed: the engine has left the initial policy far behind.
-        assert float(old_gap.mean()) > 4 * (kernel_gap + TOLERANCE)
+        assert float(old_gap.mean()) > 4 * bound(kernel_gap)
     finally:
         publish(engine, learners[ROLLOUT_T])  # the initial weights back, for any later test
