@@ -109,8 +109,10 @@ class Engine(Protocol):
                        adapter: str | None = None) -> Generation:
         """Sample one response to ``prompt_ids`` with the newest version of the LoRA adapter
         ``adapter`` (one of ``EngineSettings.adapters``; the base weights while none has been
-        loaded under that name). None: the engine's adapter if it serves one name only, else the
-        base (or full) weights. A name the engine does not serve raises ``ValueError``."""
+        loaded under that name). None: the ``default`` adapter
+        (:data:`~selfplay.core.policies.DEFAULT_POLICY`, the one shared policy) if the engine
+        serves that name, else the base (or full) weights. A name the engine does not serve raises
+        ``ValueError``."""
         ...
 
     def update_weights(self, named_tensors: Iterable[tuple[str, "torch.Tensor"]]) -> dict[str, float]:

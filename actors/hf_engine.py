@@ -165,7 +165,10 @@ class TransformersEngine:
     async def generate(self, prompt_ids: list[int], sampling: SamplingSettings,
                        adapter: str | None = None) -> Generation:
         """Queue one request and wait for the batch that serves it. ``adapter``: None or the
-        engine's one adapter name (the weights hold that adapter merged, if one was loaded)."""
+        engine's one adapter name (the weights hold that adapter merged, if one was loaded). Both
+        get the weights it holds: merged weights have no base apart from the adapter, so None
+        names the adapter even where it is not ``default`` (with ``policies:`` every request
+        names its adapter)."""
         self._check_adapter(adapter)
         if self._thread is None:
             raise RuntimeError("TransformersEngine.init() must be awaited first")

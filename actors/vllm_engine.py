@@ -30,7 +30,8 @@ keys cached KV blocks by adapter, and each weight version is an adapter of its o
 
 **Several adapters** (``EngineSettings.adapters``, one per policy of ``policies:``): each name has
 its own current ``LoRARequest`` and its own newest ``max_loras`` versions; a request names the
-adapter it runs with (``generate(..., adapter=name)``) and vLLM batches requests of different
+adapter it runs with (``generate(..., adapter=name)``; no name: ``default``, the one shared
+policy, where the engine serves it, else the base weights) and vLLM batches requests of different
 adapters together (multi-LoRA: room for ``max_loras * len(adapters)`` of them in one batch).
 Each (name, version) has an id of its own, the same every time it is loaded.
 """
@@ -219,17 +220,18 @@ class VLLMEngine:
     async def generate(self, prompt_ids: list[int], sampling: SamplingSettings,
                        adapter: str | None = None) -> Generation:
         """Sample one response to ``prompt_ids`` with the newest version of adapter ``adapter``
-        (the base weights until one is loaded under that name; None: the engine's adapter if it
-        serves one name, else the base); concurrent calls share the engine's batches, whatever
-        their adapters."""
+        (the base weights until one is loaded under that name; None: the ``default`` adapter, the
+        one shared policy, if the engine serves that name, else the base); concurrent calls share
+        the engine's batches, whatever their adapters."""
         name = self._adapter_name(adapter)
         return await self._on_loop(self._generate(list(prompt_ids), sampling, name))
 
     def _adapter_name(self, adapter: str | None) -> str | None:
-        """The adapter name a request runs with (None: the base weights); refuses unknown names."""
+        """The adapter name a request runs with (None: the base weights); refuses unknown names.
+        No name: :data:`DEFAULT_POLICY` where the engine serves it, else the base."""
         adapters = self.settings.adapters
         if adapter is None:
-            return adapters[0] if len(adapters) == 1 else None
+            return DEFAULT_POLICY if DEFAULT_POLICY in adapters else None
         if adapter not in adapters:
             raise ValueError(f"adapter {adapter!r}: this engine serves {', '.join(adapters)}")
         return adapter

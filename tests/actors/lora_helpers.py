@@ -39,3 +39,27 @@ def load_peft(base_path: str, folder: str) -> Any:
 
     base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
     return PeftModel.from_pretrained(base, folder).eval()
+
+
+#: The adapters the shared LoRA engine serves (``vllm_lora`` in conftest.py): ``default``, the one
+#: shared policy that a request naming no adapter runs with (tests/actors/test_lora_engines.py),
+#: and two more for tests/actors/test_multi_lora.py. Each module loads its own names only.
+SHARED_ADAPTERS = ("default", "first", "second")
+
+
+def lora_ids(name: str, *versions: int) -> set[int]:
+    """The vLLM ids the shared engine gives these versions of adapter ``name``: ``version *
+    len(adapters) + index + 1``."""
+    return {v * len(SHARED_ADAPTERS) + SHARED_ADAPTERS.index(name) + 1 for v in versions}
+
+
+def held(engine: Any) -> dict[str, set[int]]:
+    """The adapter ids vLLM holds now, by the adapter name each id belongs to (the formula above):
+    a test compares what it loaded with what it found, whatever other tests left in the engine."""
+    import asyncio
+
+    adapters = engine.settings.adapters
+    by_name: dict[str, set[int]] = {name: set() for name in adapters}
+    for i in asyncio.run(engine.loaded_adapters()):
+        by_name[adapters[(i - 1) % len(adapters)]].add(i)
+    return by_name

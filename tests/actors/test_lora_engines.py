@@ -4,7 +4,10 @@ equal, sampled log-probs (temperature-processed, and renormalised over ``allowed
 the same tolerances. Before an adapter the engines serve the base; a second version replaces the
 first for new requests; vLLM keeps at most ``max_loras`` adapters loaded.
 
-One engine of each kind serves the module; the vLLM one is slow (~40 s to start on 2 cores).
+One transformers engine serves the module; the vLLM engine (slow to start) is the one shared with
+tests/actors/test_multi_lora.py (``vllm_lora`` in conftest.py), which serves other adapters
+besides ``default``: these tests load and request ``default`` only (a request naming no adapter
+runs with it), and check the ids vLLM holds of that name, whatever the other names hold.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ import pytest
 import torch
 
 from actors.engine import EngineSettings, SamplingSettings
-from engine_helpers import PROMPTS, greedy_hf, recompute_logprobs, token_ids, vllm_engine
-from lora_helpers import RANK, load_peft, make_adapter
+from engine_helpers import PROMPTS, greedy_hf, recompute_logprobs, token_ids
+from lora_helpers import RANK, held, load_peft, lora_ids, make_adapter
 
 MEAN_TOL, MAX_TOL = 1e-3, 1e-2
 ALLOWED = tuple(range(200, 240))  # a contiguous block of ordinary tokens
@@ -110,18 +113,15 @@ def test_transformers_engine_full_weights_drop_the_adapter(hf_engine, adapters, 
 
 # -- the vLLM engine: adapters as LoRARequests ------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def vllm_lora(tiny_model):
-    yield from vllm_engine(tiny_model, dtype="float32", seed=0, max_model_len=512, kv_cache_gib=1,
-                           weight_sync="cpu", lora_rank=RANK, max_loras=2)
-
-
 @pytest.mark.slow
 def test_vllm_engine_serves_each_adapter_version_and_keeps_max_loras(vllm_lora, adapters, references):
+    before = held(vllm_lora)  # the other names' ids, which loading default must leave alone
     check_versions(vllm_lora, adapters, references)
-    assert asyncio.run(vllm_lora.loaded_adapters()) == {2, 3}  # ids are version + 1
+    # ids are version * len(adapters) + index + 1: {4, 7} for default (index 0 of 3)
+    assert held(vllm_lora) == {**before, "default": lora_ids("default", 1, 2)}
     vllm_lora.load_adapter(adapters[3], 3)
-    assert asyncio.run(vllm_lora.loaded_adapters()) == {3, 4}  # version 1 removed: max_loras 2
+    # version 1 removed: max_loras 2
+    assert held(vllm_lora) == {**before, "default": lora_ids("default", 2, 3)}
     check_serves(vllm_lora, references[3])
 
 

@@ -4,7 +4,9 @@ tiny model as tests/actors/test_lora_engines.py checks one adapter; a new versio
 leaves the others alone; the transformers engine (merged weights) refuses several. The adapter
 bookkeeping, the folder of several adapters and the worker's loading run on stand-ins (fast).
 
-One vLLM engine serves the module (~40 s to start on 2 cores).
+The vLLM engine is the one shared with tests/actors/test_lora_engines.py (``vllm_lora`` in
+conftest.py): it serves ``default`` too, which these tests never load (that module's), so they
+check the ids vLLM holds of ``first`` and ``second`` and leave the others' as they found them.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from unittest.mock import create_autospec
 import pytest
 
 from actors.engine import EngineSettings, SamplingSettings
-from engine_helpers import PROMPTS, greedy_hf, recompute_logprobs, token_ids, vllm_engine
-from lora_helpers import RANK, load_peft, make_adapter
+from engine_helpers import PROMPTS, greedy_hf, recompute_logprobs, token_ids
+from lora_helpers import RANK, held, load_peft, lora_ids, make_adapter
 from selfplay.core.lora_format import read_folder_files
 
 MEAN_TOL, MAX_TOL = 1e-3, 1e-2
@@ -41,12 +43,6 @@ def references(tiny_model, adapters, reference) -> dict[object, object]:
     """float32 transformers + peft per (adapter, version) used in the checks; None: the base."""
     return {None: reference, **{key: load_peft(tiny_model, adapters[key])
                                 for key in [("first", 1), ("second", 1), ("first", 2)]}}
-
-
-@pytest.fixture(scope="module")
-def vllm_multi(tiny_model):
-    yield from vllm_engine(tiny_model, dtype="float32", seed=0, max_model_len=512, kv_cache_gib=1,
-                           weight_sync="cpu", lora_rank=RANK, max_loras=2, adapters=NAMES)
 
 
 def _run_all(engine, requests: list[tuple[str | None, str, SamplingSettings]]):
@@ -77,35 +73,49 @@ def _check_answers(engine, served: dict[str | None, object], prompts: list[str])
     return greedy
 
 
+def _check_same(outs, others) -> None:
+    """Two lists of answers are the same answers (greedy tokens, log-probs to rounding)."""
+    assert [o.token_ids for o in outs] == [o.token_ids for o in others]
+    assert max(abs(a - b) for x, y in zip(outs, others) for a, b in zip(x.logprobs, y.logprobs)) < 1e-4
+
+
 @pytest.mark.slow
-def test_vllm_serves_each_adapter_to_the_requests_that_name_it(vllm_multi, adapters, references):
+def test_vllm_serves_each_adapter_to_the_requests_that_name_it(vllm_lora, adapters, references):
     prompts = PROMPTS[:2]
-    # Nothing loaded yet: every name (and None) is the base.
-    _check_answers(vllm_multi, {"first": references[None], None: references[None]}, prompts[:1])
-    vllm_multi.load_adapter(adapters["first", 1], 1, name="first")
-    vllm_multi.load_adapter(adapters["second", 1], 1, name="second")
-    greedy = _check_answers(vllm_multi, {"first": references["first", 1], "second": references["second", 1],
-                                         None: references[None]}, prompts)
-    assert greedy["first", prompts[0]] != greedy["second", prompts[0]] != greedy[None, prompts[0]]
-    # Ids: version * 2 + index + 1, one per (adapter, version).
-    assert asyncio.run(vllm_multi.loaded_adapters()) == {3, 4}
+    ids = held(vllm_lora)  # default's, which these tests leave alone
+    # Nothing loaded yet: every name is the base.
+    base = _check_answers(vllm_lora, {"first": references[None], "second": references[None]}, prompts[:1])
+    vllm_lora.load_adapter(adapters["first", 1], 1, name="first")
+    # A name with nothing loaded stays the base, in the same batches as an adapter.
+    _check_answers(vllm_lora, {"first": references["first", 1], "second": references[None]}, prompts[:1])
+    vllm_lora.load_adapter(adapters["second", 1], 1, name="second")
+    greedy = _check_answers(vllm_lora, {"first": references["first", 1], "second": references["second", 1]},
+                            prompts)
+    assert greedy["first", prompts[0]] != greedy["second", prompts[0]] != base["second", prompts[0]]
+    # Ids: version * 3 + index + 1, one per (adapter, version): {5} and {6}.
+    assert held(vllm_lora) == {**ids, "first": lora_ids("first", 1), "second": lora_ids("second", 1)}
+    # No adapter named: the default adapter (the one shared policy), whatever it holds now, in
+    # the same batches as the others.
+    outs = _run_all(vllm_lora, [(a, p, GREEDY) for a in (None, "default", "first") for p in prompts])
+    _check_same(outs[:len(prompts)], outs[len(prompts):2 * len(prompts)])
 
 
 @pytest.mark.slow
-def test_vllm_new_version_of_one_adapter_leaves_the_other_alone(vllm_multi, adapters, references):
+def test_vllm_new_version_of_one_adapter_leaves_the_other_alone(vllm_lora, adapters, references):
     prompts = PROMPTS[2:3]
-    vllm_multi.load_adapter(adapters["first", 1], 1, name="first")
-    vllm_multi.load_adapter(adapters["second", 1], 1, name="second")
-    before = _run_all(vllm_multi, [("second", p, GREEDY) for p in prompts])
-    vllm_multi.load_adapter(adapters["first", 2], 2, name="first")
-    _check_answers(vllm_multi, {"first": references["first", 2], "second": references["second", 1]}, prompts)
-    after = _run_all(vllm_multi, [("second", p, GREEDY) for p in prompts])
-    assert [o.token_ids for o in after] == [o.token_ids for o in before]
-    assert max(abs(a - b) for x, y in zip(after, before) for a, b in zip(x.logprobs, y.logprobs)) < 1e-4
-    # max_loras 2 per adapter: first's version 1 goes at its third version, second's stays.
-    assert asyncio.run(vllm_multi.loaded_adapters()) == {3, 4, 5}
-    vllm_multi.load_adapter(adapters["first", 3], 3, name="first")
-    assert asyncio.run(vllm_multi.loaded_adapters()) == {4, 5, 7}
+    vllm_lora.load_adapter(adapters["first", 1], 1, name="first")
+    vllm_lora.load_adapter(adapters["second", 1], 1, name="second")
+    ids = held(vllm_lora)
+    before = _run_all(vllm_lora, [("second", p, GREEDY) for p in prompts])
+    vllm_lora.load_adapter(adapters["first", 2], 2, name="first")
+    _check_answers(vllm_lora, {"first": references["first", 2], "second": references["second", 1]}, prompts)
+    _check_same(_run_all(vllm_lora, [("second", p, GREEDY) for p in prompts]), before)
+    # max_loras 2 per adapter: first's version 1 goes at its third version, second's stays (and
+    # so do default's).
+    assert held(vllm_lora) == {**ids, "first": lora_ids("first", 1, 2)}
+    assert ids["second"] == lora_ids("second", 1)
+    vllm_lora.load_adapter(adapters["first", 3], 3, name="first")
+    assert held(vllm_lora) == {**ids, "first": lora_ids("first", 2, 3)}
 
 
 def test_unknown_adapter_names_are_refused(tiny_model):
@@ -124,6 +134,15 @@ def test_unknown_adapter_names_are_refused(tiny_model):
         asyncio.run(one.generate([1, 2], GREEDY, adapter="second"))
     with pytest.raises(ValueError, match="serves one adapter"):
         one.load_adapter("/dev/shm/x", 1)  # the default name is not this engine's
+
+
+def test_a_request_naming_no_adapter_runs_with_default_if_served_else_the_base():
+    from actors.vllm_engine import VLLMEngine
+
+    name = lambda adapters: VLLMEngine("/models/x", EngineSettings(adapters=adapters))._adapter_name(None)  # noqa: E731
+    assert name(("default",)) == name(("first", "default")) == "default"
+    assert name(NAMES) is None and name(("first",)) is None  # the base weights
+    assert VLLMEngine("/models/x", EngineSettings(adapters=NAMES))._adapter_name("second") == "second"
 
 
 def test_lora_ids_and_engine_args_for_several_adapters():
