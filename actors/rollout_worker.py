@@ -264,8 +264,8 @@ class RolloutWorker:
 
     async def probe(self, prompt_ids: list[int], max_new_tokens: int = 4,
                     adapter: str | None = None) -> dict[str, Any]:
-        """A greedy answer to ``prompt_ids`` (with adapter ``adapter``; None: the engine's one
-        adapter, or the base with several) with its log-probs and the weight version: two
+        """A greedy answer to ``prompt_ids`` (with adapter ``adapter``; None: the ``default``
+        adapter where the engine serves it, else the base) with its log-probs and the weight version: two
         workers holding the same weights answer identically (tests, checks on a cluster)."""
         greedy = SamplingSettings(max_new_tokens=max_new_tokens, temperature=0.0)
         engine = self._engine()
