@@ -314,17 +314,6 @@ class VLLMEngine:
             self._lora_tasks.add(task)
             task.add_done_callback(self._lora_tasks.discard)
 
-    @property
-    def _lora(self) -> Any:
-        """The current request of the engine's first adapter (the one adapter without
-        ``policies:``); None before its first load."""
-        return self._lora_current.get(self.settings.adapters[0])
-
-    @property
-    def _loras(self) -> list[int]:
-        """The ids vLLM holds of the engine's first adapter, oldest first."""
-        return self._lora_ids.get(self.settings.adapters[0], [])
-
     async def loaded_adapters(self) -> set[int]:
         """The adapter ids vLLM holds now (tests)."""
         return set(await self._on_loop(self._llm.list_loras()))

@@ -152,7 +152,7 @@ class LearnerWorker:
         if self.rank == 0:  # the episodes come to rank 0 only
             episodes, stale = drop_stale([e for episodes in episode_lists for e in episodes], self.version,
                                          self.trainer.max_staleness)
-            samples, stats = select_samples(episodes, self.estimators if self.several else self.estimator,
+            samples, stats = select_samples(episodes, self.estimators,
                                             self.trainer, np.random.default_rng([self.seed, self.learner.step]))
             stats.update(staleness_figures(samples, self.version, stale))
         samples = self.learner.from_rank0(samples)

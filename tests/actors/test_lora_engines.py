@@ -21,6 +21,7 @@ import torch
 from actors.engine import EngineSettings, SamplingSettings
 from engine_helpers import PROMPTS, greedy_hf, recompute_logprobs, token_ids
 from lora_helpers import RANK, held, load_peft, lora_ids, make_adapter
+from selfplay.core.policies import DEFAULT_POLICY
 
 MEAN_TOL, MAX_TOL = 1e-3, 1e-2
 ALLOWED = tuple(range(200, 240))  # a contiguous block of ordinary tokens
@@ -169,7 +170,7 @@ def test_an_adapter_past_max_loras_waits_for_its_last_request():
         await engine._load_adapter(_request(1))
         engine._lora_running[2] += 2  # two requests of version 1 still running
         await engine._load_adapter(_request(2))
-        assert engine._lora.lora_int_id == 3 and removed() == []
+        assert engine._lora_current[DEFAULT_POLICY].lora_int_id == 3 and removed() == []
         engine._release_lora(2)
         await asyncio.sleep(0)
         assert removed() == []  # one still running
@@ -180,7 +181,7 @@ def test_an_adapter_past_max_loras_waits_for_its_last_request():
         assert removed() == [2, 3]
 
     asyncio.run(run())
-    assert engine._loras == [4] and not engine._lora_retired
+    assert engine._lora_ids[DEFAULT_POLICY] == [4] and not engine._lora_retired
 
 
 def test_lora_engine_args():
