@@ -51,7 +51,10 @@ other, whatever the returns (:meth:`selfplay.core.samples.Episode.result`).
 
 **Forced-answer mode** (``answer_prefix``, a constructor argument of every game; in a config
 ``envs[i].answer_prefix``, e.g. ``"\\boxed{"``). Default None: the player reasons freely, then
-answers in ``\\boxed{}``, read as above. With a prefix, every turn's request carries it as its
+answers in ``\\boxed{}``, read as above. The prefix holds ``\\boxed{`` with no ``}`` after it
+(text after the brace is a label inside the box, e.g. ``"\\boxed{$card"``), and may hold
+``$name`` fields that the game fills for the acting player at every turn
+(:attr:`TurnBasedTextEnv.answer_fields`; Kuhn Poker's ``$card``; ``$$`` writes a ``$``). With a prefix, every turn's request carries it as its
 ``insert`` with stop string ``"}"`` and a token limit of :meth:`TurnBasedTextEnv.answer_tokens`
 (8, or the longest legal action's length + 2 characters; 32 for an open-ended game): the runner
 opens the assistant message with the prefix (in the prompt, masked out of the loss) and the
@@ -68,11 +71,12 @@ reply not marked ``after_insert`` (a fixed opponent's plain action, a person's m
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 import string
 from abc import abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,12 +109,38 @@ MIN_ANSWER_TOKENS = 8
 OPEN_ANSWER_TOKENS = 32
 
 
-def check_answer_prefix(value: Any) -> str | None:
-    """``value`` as a forced-answer prefix, or a one-line ValueError: None, or a string ending in
-    ``\\boxed{`` (the closing ``}`` ends the answer)."""
-    if value is None or (isinstance(value, str) and value.endswith(ANSWER_BOX)):
-        return value
-    raise ValueError(f"answer_prefix={value!r}: expected None or a string ending in {ANSWER_BOX}")
+def answer_prefix_problem(value: Any, fields: Mapping[str, Sequence[str]] | None = None) -> str | None:
+    """What is wrong with ``value`` as a forced-answer prefix, in a few words, or None: it must be
+    None, or a string holding ``\\boxed{`` with no ``}`` after it (the closing ``}`` ends the
+    answer) whose ``$name`` placeholders are all ``fields`` the game fills."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or ANSWER_BOX not in value or ANSWER_STOP in value.rsplit(ANSWER_BOX, 1)[1]:
+        return f"expected null or a string holding {ANSWER_BOX} with no {ANSWER_STOP} after it"
+    template = string.Template(value)
+    if not template.is_valid():
+        return "a $ must start a field name ($$ writes a $)"
+    unknown = sorted(set(template.get_identifiers()) - set(fields or {}))
+    if unknown:
+        known = ", ".join(f"${f}" for f in fields or {}) or "none"
+        return f"${unknown[0]} is not a field this game fills (it fills: {known})"
+    return None
+
+
+def check_answer_prefix(value: Any, fields: Mapping[str, Sequence[str]] | None = None) -> str | None:
+    """``value`` as a forced-answer prefix, or a one-line ValueError (:func:`answer_prefix_problem`)."""
+    problem = answer_prefix_problem(value, fields)
+    if problem:
+        raise ValueError(f"answer_prefix={value!r}: {problem}")
+    return value
+
+
+def answer_prefixes(prefix: str, fields: Mapping[str, Sequence[str]]) -> list[str]:
+    """Every text ``prefix`` can turn into: its ``$name`` placeholders filled with each value the
+    game may give them (for checks that must hold at every turn, e.g. one-token choices)."""
+    names = sorted(string.Template(prefix).get_identifiers())
+    return [string.Template(prefix).substitute(dict(zip(names, values)))
+            for values in itertools.product(*(fields[n] for n in names))]
 
 
 def check_answer_choices(value: Any, prefix: str | None) -> bool:
@@ -206,6 +236,9 @@ class TurnBasedTextEnv(TextEpisodeEnv):
     min_return: float = -1.0
     #: Human-readable game name used in prompts.
     title: str = "game"
+    #: The ``$name`` fields a forced-answer prefix may hold, with every value each can take
+    #: (:meth:`answer_values` gives the acting player's); none by default.
+    answer_fields: Mapping[str, tuple[str, ...]] = {}
 
     def __init__(self, invalid_action: str = "lose", lenient: bool = False,
                  render_mode: str | None = None, invalid_reward: float | None = None,
@@ -213,8 +246,9 @@ class TurnBasedTextEnv(TextEpisodeEnv):
                  answer_choices: bool = False) -> None:
         if invalid_action not in INVALID_RULES:
             raise ValueError(f"invalid_action={invalid_action!r}: expected one of {INVALID_RULES}")
-        #: The forced-answer prefix (see the module docstring), or None: free answers.
-        self.answer_prefix = check_answer_prefix(answer_prefix)
+        #: The forced-answer prefix (see the module docstring), or None: free answers; its
+        #: ``$name`` fields are filled at each turn (:meth:`answer_insert`).
+        self.answer_prefix = check_answer_prefix(answer_prefix, self.answer_fields)
         #: Constrained answers: the engine samples among the legal actions' tokens alone.
         self.answer_choices = check_answer_choices(answer_choices, self.answer_prefix)
         #: The offender's return at a forfeit (None: ``min_return``, read at the forfeit).
@@ -294,16 +328,27 @@ class TurnBasedTextEnv(TextEpisodeEnv):
             return OPEN_ANSWER_TOKENS
         return max(MIN_ANSWER_TOKENS, max(len(a) for a in legal) + 2)
 
+    def answer_values(self) -> dict[str, str]:
+        """The acting player's value of each of :attr:`answer_fields` (private to that player,
+        like everything in its prompt)."""
+        return {}
+
+    def answer_insert(self) -> str | None:
+        """The forced-answer prefix for the player to act, its fields filled; None without one."""
+        if self.answer_prefix is None:
+            return None
+        return string.Template(self.answer_prefix).substitute(self.answer_values())
+
     def turn_requests(self, observation: str, info: dict[str, Any]) -> list[TurnRequest]:
         """The player to move answering ``observation``; with ``answer_prefix``, after the prefix,
         up to the closing brace."""
         if self.answer_prefix is None:
             return super().turn_requests(observation, info)
+        insert = self.answer_insert()
         if self.answer_choices:
             return [TurnRequest(player=int(info["player"]), observation=observation,
-                                insert=self.answer_prefix, max_tokens=1,
-                                choices=tuple(self.legal_actions() or ()))]
-        return [TurnRequest(player=int(info["player"]), observation=observation, insert=self.answer_prefix,
+                                insert=insert, max_tokens=1, choices=tuple(self.legal_actions() or ()))]
+        return [TurnRequest(player=int(info["player"]), observation=observation, insert=insert,
                             max_tokens=self.answer_tokens(), stop=(ANSWER_STOP,))]
 
     def random_action(self) -> str:
@@ -391,4 +436,4 @@ class TurnBasedTextEnv(TextEpisodeEnv):
 
 __all__ = ["TextEpisodeEnv", "TurnBasedTextEnv", "TurnRequest", "Reply", "action_text", "ANSWER_FORMAT",
            "GAME_SYSTEM_PROMPT", "CHARSET", "candidate", "lenient_match", "check_reward", "forfeit_returns",
-           "check_answer_prefix", "check_answer_choices", "ANSWER_BOX", "ANSWER_STOP"]
+           "answer_prefix_problem", "answer_prefixes", "check_answer_prefix", "check_answer_choices", "ANSWER_BOX", "ANSWER_STOP"]

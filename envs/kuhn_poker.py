@@ -182,7 +182,9 @@ class KuhnPokerEnv(TurnBasedTextEnv):
     named anywhere in the text), ``render_mode`` (None or "ansi"), ``num_hands`` (default 1),
     ``invalid_reward`` (default None: -2 * num_hands) and ``opponent_invalid_reward`` (default
     0.0), the returns of a forfeit (see Rewards), ``answer_prefix`` (default None; e.g.
-    ``"\\boxed{"``: forced-answer mode, see ``envs.base``).
+    ``"\\boxed{"``: forced-answer mode, see ``envs.base``; ``$card`` in it is the acting player's
+    card, so ``"\\boxed{$card"`` puts the card right before the action: ``\\boxed{Kbet}``),
+    ``answer_choices`` (constrained answers, with a prefix).
 
     ## Roles
     Player 0 and player 1. Player 0 acts first in hands 1, 3, 5, ...; player 1 in hands 2, 4, ...
@@ -199,6 +201,9 @@ class KuhnPokerEnv(TurnBasedTextEnv):
 
     title = "Kuhn Poker"
     min_return = -2.0
+    #: A forced-answer prefix may hold ``$card``, the acting player's card (e.g. ``\\boxed{$card``:
+    #: the card is then the last token before the action, see :meth:`answer_values`).
+    answer_fields = {"card": CARDS}
 
     def __init__(self, invalid_action: str = "lose", lenient: bool = False,
                  render_mode: str | None = None, num_hands: int = 1,
@@ -234,6 +239,9 @@ class KuhnPokerEnv(TurnBasedTextEnv):
 
     def legal_actions(self) -> list[str]:
         return list(self.match.legal())
+
+    def answer_values(self) -> dict[str, str]:
+        return {"card": self.match.card(self.match.to_act())}
 
     def _apply(self, action: str) -> None:
         self.match.play(action)

@@ -198,15 +198,14 @@ def check_env_ids(env_ids: list[str], key: str) -> None:
 
 def check_answer_prefix(env: EnvConfig, key: str) -> None:
     """An environment's forced-answer prefix (``key``: ``envs[i]``): the same as any
-    ``kwargs.answer_prefix``, a string ending in ``\\boxed{``, and for an environment whose
-    constructor takes it (the games)."""
+    ``kwargs.answer_prefix``, a string holding ``\\boxed{`` whose ``$name`` fields the game fills,
+    and for an environment whose constructor takes it (the games)."""
     import inspect
 
     import gymnasium as gym
     from gymnasium.envs.registration import load_env_creator
 
-    from envs.base import ANSWER_BOX
-    from envs.base import check_answer_prefix as check_value
+    from envs.base import ANSWER_BOX, answer_prefix_problem
 
     prefix = env.kwargs.get("answer_prefix", env.answer_prefix)
     field = f"{key}.answer_prefix" if env.answer_prefix is not None else f"{key}.kwargs.answer_prefix"
@@ -215,12 +214,11 @@ def check_answer_prefix(env: EnvConfig, key: str) -> None:
                           f"{key}.kwargs.answer_prefix={prefix!r} (set one of them)")
     if prefix is None:
         return
-    try:
-        check_value(prefix)
-    except ValueError:
-        raise ConfigError(f"{field}={prefix!r}: expected null or a string ending in {ANSWER_BOX} "
-                          f"(in YAML: '{ANSWER_BOX}')") from None
     creator = load_env_creator(gym.spec(env.id).entry_point)
+    problem = answer_prefix_problem(prefix, getattr(creator, "answer_fields", {}))
+    if problem:
+        hint = f" (in YAML: '{ANSWER_BOX}')" if ANSWER_BOX in problem else ""
+        raise ConfigError(f"{field}={prefix!r}: {problem}{hint}")
     try:
         takes = inspect.signature(creator).parameters
     except (TypeError, ValueError):

@@ -157,7 +157,9 @@ def test_answer_prefix_is_an_env_setting_passed_to_the_game_and_round_trips(tmp_
     (["envs.0.answer_prefix=5"], r"^envs\[0\].answer_prefix=5: expected str \| None$"),
     (["envs.0.answer_prefix=[a]"], r"^envs\[0\].answer_prefix=\['a'\]: expected str \| None$"),
     (["envs.0.answer_prefix=Answer"],
-     r"^envs\[0\].answer_prefix='Answer': expected null or a string ending in \\boxed\{"),
+     r"^envs\[0\].answer_prefix='Answer': expected null or a string holding \\boxed\{ with no \} after it"),
+    (["envs.0.answer_prefix=\\boxed{$suit"],
+     r"^envs\[0\].answer_prefix='\\\\boxed\{\$suit': \$suit is not a field this game fills \(it fills: \$card\)$"),
     (["envs.0.kwargs.answer_prefix=7"], r"^envs\[0\].kwargs.answer_prefix=7: expected null or a string"),
     (["envs.0.answer_prefix=\\boxed{", "envs.0.kwargs.answer_prefix=x \\boxed{"],
      r"^envs\[0\].answer_prefix='\\\\boxed\{': expected the same as envs\[0\].kwargs.answer_prefix"),
@@ -187,4 +189,4 @@ def test_a_bad_answer_choices_fails_at_start_up_in_one_line_naming_the_field(ove
 
 def test_constrained_answers_pass_to_the_game():
     cfg = load_config("kuhn_cpu")
-    assert cfg.envs[0].kwargs == {"answer_prefix": "\\boxed{", "answer_choices": True}
+    assert cfg.envs[0].kwargs == {"answer_prefix": "\\boxed{$card", "answer_choices": True}

@@ -47,3 +47,32 @@ def test_batched_answer_scores_equal_one_forward_pass_per_answer(tiny_model):
             logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)
             alone = sum(float(logp[len(prompt) - 1 + j, t]) for j, t in enumerate(answer))
             assert score == pytest.approx(alone, abs=1e-4)
+
+
+def test_a_card_prefix_is_filled_with_each_information_sets_own_card(tiny_model):
+    """With ``\\boxed{$card`` each information set is scored after its own card, as the runner
+    inserts it (``envs.base``): the same as scoring the filled prefix by hand, and, the card being
+    the last token before the action, different between the cards of one betting history."""
+    import math
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from actors.prompting import prompt_ids
+    from envs.kuhn_poker import KuhnPokerEnv
+    from selfplay.commands.evaluate import answer_logprobs
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    policy = model_policy(model, tok, "\\boxed{$card", 1.0, answer_choices=True)
+    prompts = kuhn_eval.infoset_prompts()
+    for info in kuhn_eval.INFOSETS:
+        insert = "\\boxed{" + info.card
+        head = prompt_ids(tok, prompts[info.key][0], KuhnPokerEnv.system_prompt)
+        ids = [tok.encode(insert + a, add_special_tokens=False)[-1] for a in info.actions]
+        scores = answer_logprobs(model, head + tok.encode(insert, add_special_tokens=False), [[i] for i in ids])
+        first = 1 / (1 + math.exp(scores[1] - scores[0]))
+        assert policy[info.key][info.actions[0]] == pytest.approx(first, abs=1e-6), info.key
+    for history in ("", "check", "bet", "check,bet"):
+        firsts = [policy[f"{c}:{history}"] for c in "JQK"]
+        assert len({round(next(iter(d.values())), 4) for d in firsts}) == 3, (history, firsts)

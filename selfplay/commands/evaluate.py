@@ -302,14 +302,17 @@ def model_policy(model: Any, tokenizer: Any, answer_prefix: str | None = None,
         return tokenizer.encode(text, add_special_tokens=False)
 
     policy = {}
-    for key, (observation, legal) in kuhn_eval.infoset_prompts().items():
+    for info in kuhn_eval.INFOSETS:
+        env, observation, step_info = kuhn_eval.infoset_env(info, {"answer_prefix": answer_prefix})
+        key, legal = info.key, step_info["legal_actions"]
         ids = prompt_ids(tokenizer, observation, KuhnPokerEnv.system_prompt)
-        if answer_prefix and answer_choices:  # the one token the engine chooses among
-            answers = [[t] for t in choice_token_ids(tokenizer, answer_prefix, tuple(legal))]
+        insert = env.answer_insert()  # the prefix as the runner inserts it here ($card filled)
+        if insert and answer_choices:  # the one token the engine chooses among
+            answers = [[t] for t in choice_token_ids(tokenizer, insert, tuple(legal))]
         else:
-            answers = [encode(f"{a}}}" if answer_prefix else f"\\boxed{{{a}}}") for a in legal]
-        if answer_prefix:
-            ids = ids + encode(answer_prefix)
+            answers = [encode(f"{a}}}" if insert else f"\\boxed{{{a}}}") for a in legal]
+        if insert:
+            ids = ids + encode(insert)
         scores = answer_logprobs(model, ids, answers, temperature)
         top = max(scores)
         weights = [math.exp(s - top) for s in scores]

@@ -31,8 +31,9 @@ class EnvConfig:
     """Forced-answer mode for a game (``envs.base``): every turn's assistant message opens with
     this text (masked out of the loss), the policy writes only the action up to the closing ``}``
     and a reply counts only as an exact boxed legal action; null (default): free reasoning, then
-    ``\\boxed{}``. A string ending in ``\\boxed{`` (in YAML ``'\\boxed{'`` or ``"\\\\boxed{"``); games
-    only. Passed to the environment as ``kwargs.answer_prefix`` (setting it there is the same)."""
+    ``\\boxed{}``. A string holding ``\\boxed{`` with no ``}`` after it (in YAML ``'\\boxed{'`` or
+    ``"\\\\boxed{"``), whose ``$name`` fields the game fills at each turn (Kuhn Poker: ``$card``);
+    games only. Passed to the environment as ``kwargs.answer_prefix`` (setting it there is the same)."""
     answer_choices: bool = False
     """Constrained answers (with ``answer_prefix``): the engine samples the one token after the
     prefix among the legal actions' tokens alone (each legal action must be one token), and the

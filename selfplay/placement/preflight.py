@@ -103,13 +103,16 @@ def check_before_start(cfg: Config, model_path: str) -> None:
 def check_choice_tokens(env_id: str, kwargs: dict[str, Any], tokenizer: Any, seed: int, key: str,
                         games: int = 8) -> None:
     """Constrained answers need every legal action to be one token after the prefix with this
-    tokenizer: check the legal actions met in a few random games (ConfigError otherwise)."""
+    tokenizer: check the legal actions met in a few random games after every text the prefix's
+    fields can fill it to (ConfigError otherwise)."""
     import gymnasium as gym
     import numpy as np
 
     from actors.episodes import choice_token_ids
+    from envs.base import answer_prefixes
 
     env = gym.make(env_id, **kwargs).unwrapped
+    inserts = answer_prefixes(env.answer_prefix, env.answer_fields)  # every filled prefix
     rng = np.random.default_rng(seed)
     for game in range(games):
         _, info = env.reset(seed=seed + game)
@@ -117,7 +120,8 @@ def check_choice_tokens(env_id: str, kwargs: dict[str, Any], tokenizer: Any, see
         while not done:
             legal = tuple(env.legal_actions() or ())
             try:
-                choice_token_ids(tokenizer, env.answer_prefix, legal)
+                for insert in inserts:
+                    choice_token_ids(tokenizer, insert, legal)
             except ValueError as err:
                 raise ConfigError(f"{key}.answer_choices=True: {err}") from None
             _, _, done, _, info = env.step(legal[int(rng.integers(len(legal)))])

@@ -98,11 +98,44 @@ def test_a_plain_action_is_read_as_without_a_prefix():
         assert not info["invalid"] and info["action"] == "bet", action
 
 
-def test_the_prefix_must_end_in_a_box():
-    for bad in ("", "Answer:", "\\boxed{bet}", 5):
-        with pytest.raises(ValueError, match=r"^answer_prefix=.*: expected None or a string ending in \\boxed\{$"):
+def test_the_prefix_must_hold_a_box_left_open():
+    for bad in ("", "Answer:", "\\boxed{bet}", "\\boxed{} then \\boxed{x}", 5):
+        with pytest.raises(ValueError, match=r"^answer_prefix=.*: expected null or a string holding "
+                                             r"\\boxed\{ with no \} after it$"):
             gym.make(KUHN, answer_prefix=bad)
     assert gym.make(KUHN, answer_prefix="My action: \\boxed{").unwrapped.answer_prefix == "My action: \\boxed{"
+
+
+def test_the_prefix_fills_the_acting_players_card():
+    env = gym.make(KUHN, answer_prefix="\\boxed{$card", answer_choices=True).unwrapped
+    obs, info = env.reset(seed=0, options={"cards": ["K", "J"]})
+    (request,) = env.turn_requests(obs, info)
+    assert request.insert == "\\boxed{K" and request.choices == ("check", "bet")
+    obs, _, _, _, info = env.step(engine_reply("bet"))  # player 1 holds J and faces the bet
+    (request,) = env.turn_requests(obs, info)
+    assert info["player"] == 1 and request.insert == "\\boxed{J" and request.choices == ("call", "fold")
+    _, _, done, _, info = env.step(engine_reply("fold"))
+    assert done and info["rewards"] == {0: 1.0, 1: -1.0}
+
+
+def test_a_prefix_field_must_be_one_the_game_fills():
+    with pytest.raises(ValueError, match=r"^answer_prefix='\\\\boxed\{\$hand': \$hand is not a field "
+                                         r"this game fills \(it fills: \$card\)$"):
+        gym.make(KUHN, answer_prefix="\\boxed{$hand")
+    with pytest.raises(ValueError, match=r"\$card is not a field this game fills \(it fills: none\)"):
+        gym.make("selfplay/TicTacToe-v0", answer_prefix="\\boxed{$card")
+    with pytest.raises(ValueError, match=r"a \$ must start a field name"):
+        gym.make(KUHN, answer_prefix="$ 5 \\boxed{")
+    # $$ is a literal dollar sign
+    assert gym.make(KUHN, answer_prefix="$$ \\boxed{").unwrapped.answer_insert() == "$ \\boxed{"
+
+
+def test_every_text_a_prefix_can_fill_to():
+    from envs.base import answer_prefixes
+
+    assert answer_prefixes("\\boxed{", {"card": ("J", "Q", "K")}) == ["\\boxed{"]
+    assert answer_prefixes("$card \\boxed{$card", {"card": ("J", "Q", "K")}) == [
+        "J \\boxed{J", "Q \\boxed{Q", "K \\boxed{K"]
 
 
 @pytest.mark.parametrize("env_id", list(envs.GAMES))
