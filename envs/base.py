@@ -54,19 +54,20 @@ other, whatever the returns (:meth:`selfplay.core.samples.Episode.result`).
 answers in ``\\boxed{}``, read as above. The prefix holds ``\\boxed{`` with no ``}`` after it
 (text after the brace is a label inside the box, e.g. ``"\\boxed{$card"``), and may hold
 ``$name`` fields that the game fills for the acting player at every turn
-(:attr:`TurnBasedTextEnv.answer_fields`; Kuhn Poker's ``$card``; ``$$`` writes a ``$``). With a prefix, every turn's request carries it as its
-``insert`` with stop string ``"}"`` and a token limit of :meth:`TurnBasedTextEnv.answer_tokens`
-(8, or the longest legal action's length + 2 characters; 32 for an open-ended game): the runner
-opens the assistant message with the prefix (in the prompt, masked out of the loss) and the
-policy writes only the action and the closing brace (``bet}``: one to three tokens, so every
-sample is a strategy decision and steps are fast). The environment owns the prefix: the runner
-returns what the engine wrote after it, marked ``after_insert`` in the :data:`Reply`, and the
-environment reads prefix + text (:meth:`TurnBasedTextEnv.parse_answer`) *strictly*: the text up
-to its first ``}`` must be a box content without braces that the game's own box reading maps to a
-legal action (case, surrounding spaces and punctuation aside, as for any ``\\boxed{}``); no
-bracket or bare-answer reading, no ``lenient`` fallback, and a box never closed is invalid. A
-reply not marked ``after_insert`` (a fixed opponent's plain action, a person's move in
-``selfplay play``, a plain string) is read as without a prefix. The prompt text is unchanged.
+(:attr:`TurnBasedTextEnv.answer_fields`; Kuhn Poker's ``$card``; ``$$`` writes a ``$``).
+With a prefix, every turn's request carries it (filled) as its ``insert`` with stop string ``"}"``
+and a token limit of :meth:`TurnBasedTextEnv.answer_tokens` (8, or the longest legal action's
+length + 2 characters; 32 for an open-ended game): the runner opens the assistant message with the
+prefix (in the prompt, masked out of the loss) and the policy writes only the action and the
+closing brace (``bet}``: one to three tokens, so every sample is a strategy decision and steps are
+fast). The environment owns the prefix: the runner returns what the engine wrote after it, marked
+``after_insert`` in the :data:`Reply`, and the environment reads that text
+(:meth:`TurnBasedTextEnv.parse_answer`) *strictly*: the text up to its first ``}`` must be a box
+content without braces that the game's own box reading maps to a legal action (case, surrounding
+spaces and punctuation aside, as for any ``\\boxed{}``); no bracket or bare-answer reading, no
+``lenient`` fallback, and a box never closed is invalid. A reply not marked ``after_insert`` (a
+fixed opponent's plain action, a person's move in ``selfplay play``, a plain string) is read as
+without a prefix. The prompt text is unchanged.
 """
 
 from __future__ import annotations
@@ -337,7 +338,8 @@ class TurnBasedTextEnv(TextEpisodeEnv):
         """The forced-answer prefix for the player to act, its fields filled; None without one."""
         if self.answer_prefix is None:
             return None
-        return string.Template(self.answer_prefix).substitute(self.answer_values())
+        template = string.Template(self.answer_prefix)
+        return template.substitute(self.answer_values() if template.get_identifiers() else {})
 
     def turn_requests(self, observation: str, info: dict[str, Any]) -> list[TurnRequest]:
         """The player to move answering ``observation``; with ``answer_prefix``, after the prefix,
@@ -436,4 +438,5 @@ class TurnBasedTextEnv(TextEpisodeEnv):
 
 __all__ = ["TextEpisodeEnv", "TurnBasedTextEnv", "TurnRequest", "Reply", "action_text", "ANSWER_FORMAT",
            "GAME_SYSTEM_PROMPT", "CHARSET", "candidate", "lenient_match", "check_reward", "forfeit_returns",
-           "answer_prefix_problem", "answer_prefixes", "check_answer_prefix", "check_answer_choices", "ANSWER_BOX", "ANSWER_STOP"]
+           "answer_prefix_problem", "answer_prefixes", "check_answer_prefix", "check_answer_choices",
+           "ANSWER_BOX", "ANSWER_STOP"]
