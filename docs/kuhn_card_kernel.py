@@ -16,10 +16,9 @@ import sys
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from actors.episodes import choice_token_ids
-from actors.prompting import prompt_ids
 from envs import kuhn_eval
-from envs.kuhn_poker import CARDS, DECISIONS, KuhnPokerEnv, infoset_key
+from envs.kuhn_poker import CARDS, DECISIONS, infoset_key
+from selfplay.commands.evaluate import infoset_inputs
 from selfplay.model_cache import resolve_model
 
 
@@ -27,11 +26,7 @@ def gradients(model, tokenizer, prefix: str) -> dict[str, torch.Tensor]:
     """The gradient of logit(first action) - logit(second action) at each information set."""
     out = {}
     for info in kuhn_eval.INFOSETS:
-        env, observation, step_info = kuhn_eval.infoset_env(info, {"answer_prefix": prefix})
-        insert = env.answer_insert()
-        first, second = choice_token_ids(tokenizer, insert, tuple(step_info["legal_actions"]))
-        ids = prompt_ids(tokenizer, observation, KuhnPokerEnv.system_prompt)
-        ids += tokenizer.encode(insert, add_special_tokens=False)
+        ids, ((first,), (second,)) = infoset_inputs(tokenizer, info, prefix, answer_choices=True)
         model.zero_grad()
         logits = model(input_ids=torch.tensor([ids])).logits[0, -1]
         (logits[first] - logits[second]).backward()

@@ -139,8 +139,9 @@ def check_answer_prefix(value: Any, fields: Mapping[str, Sequence[str]] | None =
 def answer_prefixes(prefix: str, fields: Mapping[str, Sequence[str]]) -> list[str]:
     """Every text ``prefix`` can turn into: its ``$name`` placeholders filled with each value the
     game may give them (for checks that must hold at every turn, e.g. one-token choices)."""
-    names = sorted(string.Template(prefix).get_identifiers())
-    return [string.Template(prefix).substitute(dict(zip(names, values)))
+    template = string.Template(prefix)
+    names = sorted(template.get_identifiers())
+    return [template.substitute(dict(zip(names, values)))
             for values in itertools.product(*(fields[n] for n in names))]
 
 
@@ -338,7 +339,7 @@ class TurnBasedTextEnv(TextEpisodeEnv):
         """The forced-answer prefix for the player to act, its fields filled; None without one."""
         if self.answer_prefix is None:
             return None
-        template = string.Template(self.answer_prefix)
+        template = string.Template(self.answer_prefix)  # cheap: its pattern is compiled once per class
         return template.substitute(self.answer_values() if template.get_identifiers() else {})
 
     def turn_requests(self, observation: str, info: dict[str, Any]) -> list[TurnRequest]:

@@ -288,35 +288,40 @@ def answer_logprobs(model: Any, prompt: list[int], answers: list[list[int]], tem
                 for i, a in enumerate(answers)]
 
 
-def model_policy(model: Any, tokenizer: Any, answer_prefix: str | None = None,
-                 temperature: float = 1.0, answer_choices: bool = False) -> dict[str, dict[str, float]]:
-    """The model's action probabilities at every information set (both roles): of answering
-    ``\\boxed{a}`` (at ``temperature``), or with ``answer_prefix``, of writing the action and the
-    closing brace after the prefix, tokenized on its own as the episode runner inserts it; with
-    ``answer_choices`` too, of the action's one token alone (what a constrained answer samples)."""
+def infoset_inputs(tokenizer: Any, info: kuhn_eval.Infoset, answer_prefix: str | None = None,
+                   answer_choices: bool = False) -> tuple[list[int], list[list[int]]]:
+    """What a model is scored on at one information set: the prompt ids as the episode runner
+    builds them (the chat, then the prefix with its fields filled, tokenized on its own) and each
+    legal action's answer ids: ``\\boxed{a}`` without a prefix, ``a}`` after one, and with
+    ``answer_choices`` the action's one token (what a constrained answer samples)."""
     from actors.episodes import choice_token_ids
     from actors.prompting import prompt_ids
-    from envs.kuhn_poker import KuhnPokerEnv
 
     def encode(text: str) -> list[int]:
         return tokenizer.encode(text, add_special_tokens=False)
 
+    env, observation, step_info = kuhn_eval.infoset_env(info, {"answer_prefix": answer_prefix})
+    legal = tuple(step_info["legal_actions"])
+    ids = prompt_ids(tokenizer, observation, env.system_prompt)
+    insert = env.answer_insert()  # the prefix as the runner inserts it here ($card filled)
+    if insert is None:
+        return ids, [encode(f"\\boxed{{{a}}}") for a in legal]
+    if answer_choices:
+        return ids + encode(insert), [[t] for t in choice_token_ids(tokenizer, insert, legal)]
+    return ids + encode(insert), [encode(f"{a}}}") for a in legal]
+
+
+def model_policy(model: Any, tokenizer: Any, answer_prefix: str | None = None,
+                 temperature: float = 1.0, answer_choices: bool = False) -> dict[str, dict[str, float]]:
+    """The model's action probabilities at every information set (both roles), renormalised over
+    the legal actions' answers of :func:`infoset_inputs` at ``temperature``."""
     policy = {}
     for info in kuhn_eval.INFOSETS:
-        env, observation, step_info = kuhn_eval.infoset_env(info, {"answer_prefix": answer_prefix})
-        key, legal = info.key, step_info["legal_actions"]
-        ids = prompt_ids(tokenizer, observation, KuhnPokerEnv.system_prompt)
-        insert = env.answer_insert()  # the prefix as the runner inserts it here ($card filled)
-        if insert and answer_choices:  # the one token the engine chooses among
-            answers = [[t] for t in choice_token_ids(tokenizer, insert, tuple(legal))]
-        else:
-            answers = [encode(f"{a}}}" if insert else f"\\boxed{{{a}}}") for a in legal]
-        if insert:
-            ids = ids + encode(insert)
+        ids, answers = infoset_inputs(tokenizer, info, answer_prefix, answer_choices)
         scores = answer_logprobs(model, ids, answers, temperature)
         top = max(scores)
         weights = [math.exp(s - top) for s in scores]
-        policy[key] = {a: w / sum(weights) for a, w in zip(legal, weights)}
+        policy[info.key] = {a: w / sum(weights) for a, w in zip(info.actions, weights)}
     return policy
 
 

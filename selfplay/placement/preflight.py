@@ -114,14 +114,17 @@ def check_choice_tokens(env_id: str, kwargs: dict[str, Any], tokenizer: Any, see
     env = gym.make(env_id, **kwargs).unwrapped
     inserts = answer_prefixes(env.answer_prefix, env.answer_fields)  # every filled prefix
     rng = np.random.default_rng(seed)
+    met: dict[tuple[str, ...], None] = {}  # the legal-action sets met, in order, each once
     for game in range(games):
         _, info = env.reset(seed=seed + game)
         done = False
         while not done:
             legal = tuple(env.legal_actions() or ())
-            try:
-                for insert in inserts:
-                    choice_token_ids(tokenizer, insert, legal)
-            except ValueError as err:
-                raise ConfigError(f"{key}.answer_choices=True: {err}") from None
+            met[legal] = None
             _, _, done, _, info = env.step(legal[int(rng.integers(len(legal)))])
+    for legal in met:
+        try:
+            for insert in inserts:
+                choice_token_ids(tokenizer, insert, legal)
+        except ValueError as err:
+            raise ConfigError(f"{key}.answer_choices=True: {err}") from None
