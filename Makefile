@@ -32,7 +32,7 @@ demo: setup
 	$(BIN)/selfplay train --config debug name=demo-$$(date +%Y%m%d-%H%M%S)
 
 test: setup
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra --durations=25
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -ra -m "not slow"
