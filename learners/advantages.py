@@ -24,6 +24,8 @@ __all__ = ["AdvantageEstimator", "RAE", "GroupNorm", "ESTIMATORS", "make_estimat
 
 #: RAE's EMA decay lies in [DECAY_MIN, DECAY_MAX).
 DECAY_MIN, DECAY_MAX = 0, 1
+#: Where an RAE baseline starts: 0 (SPIRAL) or the mean return of its first batch.
+RAE_INITS = ("zero", "first_batch")
 
 
 def _units(samples: Iterable[Sample], key) -> dict[Any, list[Sample]]:
@@ -66,7 +68,11 @@ class RAE(AdvantageEstimator):
         A = R - b[key]                                   # the baseline before this return ...
         b[key] <- decay * b[key] + (1 - decay) * R       # ... then the update
 
-    and every sample of that (episode, role) gets ``A``. Subtracting the baseline *before* it
+    and every sample of that (episode, role) gets ``A``. With ``init="first_batch"`` a key's
+    baseline starts instead at the mean return of its units in the first batch that has it (not
+    SPIRAL's; for runs whose early returns sit far from 0, e.g. a model that mostly forfeits at the
+    start: from 0, every early advantage is negative, and under Adam "push down everything that
+    was sampled" is a full-size step). Subtracting the baseline *before* it
     sees ``R`` keeps the advantage unbiased (``b`` does not depend on ``R``); SPIRAL's code does the
     same ("get the baseline before updating to be unbiased"). The baseline is updated once per
     (episode, role), not once per turn, so a long game does not pull it further than a short one.
@@ -85,10 +91,12 @@ class RAE(AdvantageEstimator):
     expected return and leaves only how much better than usual this play was.
     """
 
-    def __init__(self, decay: float = 0.95) -> None:
+    def __init__(self, decay: float = 0.95, init: str = "zero") -> None:
         if not DECAY_MIN <= decay < DECAY_MAX:
             raise ValueError(f"advantage.decay={decay!r}: expected in [{DECAY_MIN}, {DECAY_MAX})")
-        self.decay = decay
+        if init not in RAE_INITS:
+            raise ValueError(f"advantage.baseline_init={init!r}: expected one of {list(RAE_INITS)}")
+        self.decay, self.init = decay, init
         self._b: dict[tuple[str, str, int], float] = {}
 
     @staticmethod
@@ -98,6 +106,12 @@ class RAE(AdvantageEstimator):
 
     def compute(self, samples: list[Sample]) -> None:
         units = _units(samples, lambda s: (self.key(s), s.episode_id))
+        if self.init == "first_batch":
+            first: dict[tuple[str, str, int], list[float]] = defaultdict(list)
+            for (key, _), group in units.items():
+                if key not in self._b:
+                    first[key].append(group[0].ret)
+            self._b.update({key: sum(rets) / len(rets) for key, rets in first.items()})
         for (key, _), group in units.items():
             ret = group[0].ret  # all turns of one role in one episode share its return
             b = self._b.get(key, 0.0)
@@ -107,11 +121,12 @@ class RAE(AdvantageEstimator):
 
     def state_dict(self) -> dict[str, Any]:
         # JSON keys must be strings: "env_id|opponent|role"; ids and names never contain "|".
-        return {"decay": self.decay,
+        return {"decay": self.decay, "init": self.init,
                 "baselines": {"|".join(map(str, key)): b for key, b in sorted(self._b.items())}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.decay = float(state.get("decay", self.decay))
+        self.init = str(state.get("init", self.init))  # checkpoints from before the option: as configured
         self._b = {}
         for key, b in state.get("baselines", {}).items():
             env, opponent, role = key.split("|")
@@ -168,7 +183,7 @@ class GroupNorm(AdvantageEstimator):
 
 #: ``advantage.type`` -> how to build the estimator from its config.
 ESTIMATORS = {
-    "rae": lambda cfg: RAE(decay=cfg.decay),
+    "rae": lambda cfg: RAE(decay=cfg.decay, init=cfg.baseline_init),
     "grpo": lambda cfg: GroupNorm(normalize_std=cfg.normalize_std),
 }
 

@@ -109,6 +109,9 @@ class AdvantageConfig:
     """rae (role-conditioned EMA baselines, SPIRAL) or grpo (group-normalised)."""
     decay: float = 0.95
     """EMA decay of the RAE role baselines (0 <= decay < 1)."""
+    baseline_init: str = "zero"
+    """rae: where each baseline starts: zero (SPIRAL) or first_batch (the mean return of the
+    first batch that has its key; for runs whose early returns are far from 0)."""
     normalize_std: bool = True
     """grpo: divide by the group's standard deviation."""
 

@@ -49,6 +49,27 @@ def test_rae_first_advantage_is_the_return_itself_from_a_zero_baseline():
     assert rae.baselines()[("A", "self", 0)] == pytest.approx(0.05)  # 0.95*0 + 0.05*1
 
 
+def test_rae_first_batch_init_starts_each_baseline_at_its_first_batch_mean():
+    rae = RAE(decay=0.5, init="first_batch")
+    step1 = [sample("A", "e1", 0, -2.0), sample("A", "e2", 0, -2.0), sample("A", "e3", 0, 1.0),
+             sample("A", "e3", 0, 1.0, turn=2), sample("A", "e1", 1, 2.0)]
+    rae.compute(step1)
+    # A/0 starts at the mean of its three episodes' returns, (-2 - 2 + 1) / 3 = -1 (e3 counted
+    # once), then updates as usual: e1: A = -1, b = -1.5; e2: A = -0.5, b = -1.75; e3: A = 2.75.
+    # A/1 has one episode: it starts at its return, so its first advantage is 0.
+    assert advantages(step1) == pytest.approx([-1.0, -0.5, 2.75, 2.75, 0.0])
+    assert rae.baselines() == pytest.approx({("A", "self", 0): -0.375, ("A", "self", 1): 2.0})
+    # A key met later starts at its own first batch; a known key keeps its baseline.
+    step2 = [sample("A", "r1", 0, 1.0, opponent="random"), sample("A", "r2", 0, 3.0, opponent="random"),
+             sample("A", "e4", 0, 0.625)]
+    rae.compute(step2)
+    assert advantages(step2) == pytest.approx([-1.0, 1.5, 1.0])
+    state = json.loads(json.dumps(rae.state_dict()))
+    restored = RAE()
+    restored.load_state_dict(state)
+    assert (restored.init, restored.decay) == ("first_batch", 0.5)
+
+
 def test_rae_keeps_one_baseline_per_opponent_kind():
     rae = RAE(decay=0.5)
     batch = [sample("A", "r1", 0, 2.0, opponent="random"), sample("A", "s1", 0, -2.0),
@@ -137,3 +158,6 @@ def test_make_estimator_picks_by_type_and_rejects_unknown():
         make_estimator(AdvantageConfig(type="ppo"))
     with pytest.raises(ValueError, match=r"advantage.decay=1.0: expected in \[0, 1\)"):
         make_estimator(AdvantageConfig(type="rae", decay=1.0))
+    assert make_estimator(AdvantageConfig(type="rae", baseline_init="first_batch")).init == "first_batch"
+    with pytest.raises(ValueError, match=r"advantage.baseline_init='mean': expected one of \['zero', 'first_batch'\]"):
+        make_estimator(AdvantageConfig(type="rae", baseline_init="mean"))
