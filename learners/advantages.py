@@ -72,7 +72,8 @@ class RAE(AdvantageEstimator):
     baseline starts instead at the mean return of its units in the first batch that has it (not
     SPIRAL's; for runs whose early returns sit far from 0, e.g. a model that mostly forfeits at the
     start: from 0, every early advantage is negative, and under Adam "push down everything that
-    was sampled" is a full-size step). Subtracting the baseline *before* it
+    was sampled" is a full-size step; that first batch's advantages then depend on their own
+    returns, as a batch-mean baseline's do: a small bias, once). Subtracting the baseline *before* it
     sees ``R`` keeps the advantage unbiased (``b`` does not depend on ``R``); SPIRAL's code does the
     same ("get the baseline before updating to be unbiased"). The baseline is updated once per
     (episode, role), not once per turn, so a long game does not pull it further than a short one.

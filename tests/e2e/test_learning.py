@@ -2,29 +2,37 @@
 built-in model, real vLLM, real Ray, the dtype ``auto`` picks for this CPU), trained for 16 steps
 instead of the demo's 8, must lower its invalid-action rate.
 
-The statistic: the per-step invalid-action rate (the mean over the (opponent, seat) groups); its
-*fall* is the mean of the first four steps minus the mean of the last four. Sampling is not
-reproducible (vLLM batches concurrent requests as they come), and learning sets in abruptly at a
-varying step (5 to 9), so a quarter of the run at each end is steadier here than a least-squares
-trend over all steps (measured: trend falls 0.29-0.71 working, -0.05-0.14 broken, a narrower gap).
+The statistic: the per-step invalid-action rate (the mean over the (opponent, seat) groups),
+averaged over steps 2-16 (step 1's episodes come from the untrained model). The untrained model's
+rate is a property of the model and the lenient parser, about 0.7 (0.65-0.75 per step, 16
+episodes each); a learner that does not learn stays there, one that collapses into invalid replies
+sits at 0.75 (every reply invalid; seat 1 of a self-play hand never acts then).
 
-Measured on the 2-core development machine (Intel Xeon, AVX-512 with native bf16; bf16), the same
-command with ``trainer.lr`` as shown, 2026-12-06:
+Measured on the 2-core development machine (AMD EPYC, AVX2 only, so float32), 2026-12-07, the
+same command with the overrides shown:
 
-* working learner (lr 1e-4, the config's), 6 runs: falls 0.39, 0.49, 0.41, 0.30, 0.49, 0.55
-  (mean 0.44, sd 0.09);
-* broken learner (lr 1e-12: no update survives bf16), 3 runs: 0.08, -0.02, 0.10 (mean 0.05,
-  sd 0.07); its per-step rate wanders by about 0.06 (sd) around 0.65-0.70;
-* the demo's own 8 steps are too short to test: the old statistic (last two steps at least 0.15
-  below the first two) gave 0.14 and 0.51 in two runs of the same config (0.69 -> 0.55 and
-  0.64 -> 0.14), the first a false failure.
+* the config (``advantage.baseline_init: first_batch``), 4 runs: 0.327, 0.278, 0.329, 0.381
+  (mean 0.329, sd 0.042);
+* the learner off (``trainer.lr=1e-12``: no update survives float32 rounding), 1 run: 0.709,
+  its steps 0.65-0.75;
+* the config as it was before (RAE baselines starting at 0, SPIRAL's default), 2 runs, one with
+  the default forfeit rewards, one with SPIRAL's (-3, +1): both collapsed by step 3 to every
+  reply invalid (0.739 over 16 steps; 0.729 over the 14 steps the second ran). That is why the
+  config starts its baselines at the first batch's mean: the model forfeits about 70% of its hands at the start, so from 0 nearly every
+  early advantage is negative, and under Adam "push down whatever was sampled" is a full step.
 
-Threshold: a fall of at least 0.20, 2.7 working standard deviations below the working mean (a
-false failure about 0.4% of the time under a normal approximation of the measured spread) and 2.3
-broken standard deviations above the broken mean (a learner that does not learn passes about 1%
-of the time). Six and three runs only: the estimates are rough.
+Earlier figures (an AVX-512 machine in bf16, 2026-12-06, baselines from 0, before a forfeit
+stopped paying the other side +2): the first four steps' mean minus the last four's fell 0.30-0.55
+in 6 working runs and -0.02-0.10 in 3 broken ones. That statistic no longer fits: learning now
+starts at step 2, so the first four steps are no longer the untrained model (run 2 above: 0.22).
 
-Limits: 16 steps take 6-8 minutes with native bf16 here; without it (float32) about twice that.
+Threshold: a mean of at most 0.60 over steps 2-16: 6.3 working standard deviations above the
+working mean, and 0.11 below the learner-off run, whose 15-step mean varies by about 0.01 (sd;
+its steps by 0.04): a learner that does not learn, or collapses, does not pass. A run that
+learned late (from step 6, as the earlier bf16 runs did) would still come out near 0.45. Four
+working runs and one broken one only: the estimates are rough.
+
+Limits: 16 steps take 14-17 minutes in float32 on this 2-core AVX2 CPU, 6-8 with native bf16.
 The subprocess gets 30 minutes, and pytest's own limit for this test is above it, so a slow machine
 fails with the run's output, not with a bare pytest timeout.
 """
@@ -40,8 +48,7 @@ from selfplay.stats.metrics_writer import read_scalars
 
 RUN_LIMIT_S = 1800
 STEPS = 16
-MIN_FALL = 0.20
-QUARTER = 4  # steps averaged at each end
+MAX_MEAN = 0.60  # from the spread in the docstring
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(RUN_LIMIT_S + 120)]
 
 
@@ -53,19 +60,18 @@ def invalid_by_step(scalars) -> list[float]:
     return [sum(x[s] for x in series if s in x) / sum(s in x for x in series) for s in steps]
 
 
-def fall(rates: list[float], k: int = QUARTER) -> float:
-    """The mean of the first ``k`` rates minus the mean of the last ``k``."""
-    if len(rates) < 2 * k:
-        raise ValueError(f"need at least {2 * k} steps, got {len(rates)}")
-    return sum(rates[:k]) / k - sum(rates[-k:]) / k
+def mean_after_first(rates: list[float]) -> float:
+    """The mean of the rates after step 1 (whose episodes the untrained model played)."""
+    if len(rates) < 2:
+        raise ValueError(f"need at least 2 steps, got {len(rates)}")
+    return sum(rates[1:]) / (len(rates) - 1)
 
 
-def test_the_fall_compares_the_first_and_last_quarters():
-    assert fall([0.8, 0.8, 0.8, 0.8, 0.5, 0.5, 0.5, 0.5, 0.2, 0.2, 0.2, 0.2]) == pytest.approx(0.6)
-    assert fall([0.5] * 8) == pytest.approx(0.0)
-    assert fall([0.2] * 4 + [0.6] * 4) == pytest.approx(-0.4)  # a rise is a negative fall
+def test_the_statistic_leaves_out_the_untrained_first_step():
+    assert mean_after_first([0.9, 0.5, 0.3, 0.1]) == pytest.approx(0.3)
+    assert mean_after_first([0.2, 0.75, 0.75]) == pytest.approx(0.75)  # a collapse fails whatever step 1 was
     with pytest.raises(ValueError):
-        fall([0.5] * 7)
+        mean_after_first([0.5])
 
 
 def test_the_demo_config_learns_to_answer_validly(tmp_path, smollm2):
@@ -76,4 +82,4 @@ def test_the_demo_config_learns_to_answer_validly(tmp_path, smollm2):
     assert proc.returncode == 0, proc.stderr[-4000:]
     rates = invalid_by_step(read_scalars(tmp_path / "learn"))
     assert len(rates) == STEPS, rates
-    assert fall(rates) >= MIN_FALL, [round(r, 3) for r in rates]
+    assert mean_after_first(rates) <= MAX_MEAN, [round(r, 3) for r in rates]
