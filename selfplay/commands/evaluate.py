@@ -300,8 +300,8 @@ def infoset_inputs(tokenizer: Any, info: kuhn_eval.Infoset, answer_prefix: str |
     def encode(text: str) -> list[int]:
         return tokenizer.encode(text, add_special_tokens=False)
 
-    env, observation, step_info = kuhn_eval.infoset_env(info, {"answer_prefix": answer_prefix})
-    legal = tuple(step_info["legal_actions"])
+    env, observation, _ = kuhn_eval.infoset_env(info, {"answer_prefix": answer_prefix})
+    legal = info.actions  # infoset_env checks the env offers exactly these, in this order
     ids = prompt_ids(tokenizer, observation, env.system_prompt)
     insert = env.answer_insert()  # the prefix as the runner inserts it here ($card filled)
     if insert is None:
