@@ -22,7 +22,10 @@ def test_two_workers_generate_with_the_same_updated_weights(tmp_path, tiny_model
 
     cfg = load_config("debug", ["model=tiny", "rollout.num_workers=2", "rollout.episodes_per_step=4",
                                 "rollout.max_new_tokens=8", "rollout.kv_cache_gib=1", "trainer.lr=1e-3",
-                                "eval.every=0", f"run_root={tmp_path}"])
+                                "eval.every=0", f"run_root={tmp_path}",
+                                # baselines from 0: one step of 4 all-forfeit episodes must still move
+                                # the weights (from the first batch's mean every advantage would be 0)
+                                "advantage.baseline_init=zero"])
     assert start_ray(cfg)
     driver = None
     try:
