@@ -140,7 +140,8 @@ def test_a_signal_after_the_first_step_shuts_everything_down(tmp_path, tiny_mode
     began = _now_ticks()
     marker = f"SELFPLAY_SIGNAL_TEST={uuid.uuid4().hex}"
     env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
-    cmd = [sys.executable, "-m", "selfplay", "train", "--config", "debug", "model=tiny",
+    # baselines from 0: the tiny model forfeits every hand, and the debug config's first_batch would zero every update
+    cmd = [sys.executable, "-m", "selfplay", "train", "--config", "debug", "model=tiny", "advantage.baseline_init=zero",
            f"run_root={tmp_path}", "name=sig", "rollout.episodes_per_step=4", "rollout.max_new_tokens=8",
            "rollout.kv_cache_gib=1", "trainer.steps=1000", "trainer.micro_batch_tokens=2048",
            "eval.every=0", "checkpoint.every=0"]

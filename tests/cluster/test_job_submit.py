@@ -31,7 +31,9 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+# baselines from 0: the tiny model forfeits every hand, and the debug config's first_batch would zero every update
 TRAIN = ["--config", "debug", "model=tiny", "trainer.steps=2", "rollout.episodes_per_step=4",
+         "advantage.baseline_init=zero",
          "rollout.max_new_tokens=8", "rollout.kv_cache_gib=1", "trainer.micro_batch_tokens=2048",
          "eval.every=0", "checkpoint.every=0"]
 JOB_TIMEOUT_S = 600
