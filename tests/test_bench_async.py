@@ -13,12 +13,11 @@ import sys
 import time
 
 import pytest
+from tiny_debug import TINY_DEBUG
 
 pytestmark = pytest.mark.slow
 
-# baselines from 0: the tiny model forfeits every hand, and the debug config's first_batch would zero every update
-OVERRIDES = ["model=tiny", "rollout.backend=transformers", "trainer.steps=2", "rollout.episodes_per_step=4",
-             "advantage.baseline_init=zero",
+OVERRIDES = [*TINY_DEBUG, "rollout.backend=transformers", "trainer.steps=2", "rollout.episodes_per_step=4",
              "rollout.max_new_tokens=8", "trainer.micro_batch_tokens=2048",
              # Evaluated at steps 0 and 2 (the last), a game a role: the head-to-head at the end.
              "eval.every=2", "eval.games=1", "eval.initial_games=1", "eval.infoset_samples=4"]

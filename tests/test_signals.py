@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from selfplay.commands import cli
+from tiny_debug import TINY_DEBUG
 
 STEPS_LINE = "step 1/"
 START_DEADLINE_S = 300  # Ray, the learner and a vLLM engine start on a shared 2-core machine
@@ -140,8 +141,7 @@ def test_a_signal_after_the_first_step_shuts_everything_down(tmp_path, tiny_mode
     began = _now_ticks()
     marker = f"SELFPLAY_SIGNAL_TEST={uuid.uuid4().hex}"
     env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
-    # baselines from 0: the tiny model forfeits every hand, and the debug config's first_batch would zero every update
-    cmd = [sys.executable, "-m", "selfplay", "train", "--config", "debug", "model=tiny", "advantage.baseline_init=zero",
+    cmd = [sys.executable, "-m", "selfplay", "train", "--config", "debug", *TINY_DEBUG,
            f"run_root={tmp_path}", "name=sig", "rollout.episodes_per_step=4", "rollout.max_new_tokens=8",
            "rollout.kv_cache_gib=1", "trainer.steps=1000", "trainer.micro_batch_tokens=2048",
            "eval.every=0", "checkpoint.every=0"]

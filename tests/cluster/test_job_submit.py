@@ -26,14 +26,13 @@ import psutil
 import pytest
 
 from selfplay.stats.metrics_writer import read_scalars
+from tiny_debug import TINY_DEBUG
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-# baselines from 0: the tiny model forfeits every hand, and the debug config's first_batch would zero every update
-TRAIN = ["--config", "debug", "model=tiny", "trainer.steps=2", "rollout.episodes_per_step=4",
-         "advantage.baseline_init=zero",
+TRAIN = ["--config", "debug", *TINY_DEBUG, "trainer.steps=2", "rollout.episodes_per_step=4",
          "rollout.max_new_tokens=8", "rollout.kv_cache_gib=1", "trainer.micro_batch_tokens=2048",
          "eval.every=0", "checkpoint.every=0"]
 JOB_TIMEOUT_S = 600

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from selfplay.config import load_config
+from tiny_debug import TINY_DEBUG
 
 pytestmark = pytest.mark.slow
 
@@ -20,12 +21,9 @@ def test_two_workers_generate_with_the_same_updated_weights(tmp_path, tiny_model
     from selfplay.stats.metrics_writer import MetricsWriter
     from selfplay.placement.ray_session import reserve, start_ray, stop_ray
 
-    cfg = load_config("debug", ["model=tiny", "rollout.num_workers=2", "rollout.episodes_per_step=4",
+    cfg = load_config("debug", [*TINY_DEBUG, "rollout.num_workers=2", "rollout.episodes_per_step=4",
                                 "rollout.max_new_tokens=8", "rollout.kv_cache_gib=1", "trainer.lr=1e-3",
-                                "eval.every=0", f"run_root={tmp_path}",
-                                # baselines from 0: one step of 4 all-forfeit episodes must still move
-                                # the weights (from the first batch's mean every advantage would be 0)
-                                "advantage.baseline_init=zero"])
+                                "eval.every=0", f"run_root={tmp_path}"])
     assert start_ray(cfg)
     driver = None
     try:

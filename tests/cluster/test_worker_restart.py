@@ -23,6 +23,7 @@ import pytest
 
 from selfplay.stats.episode_ledger import EpisodeLedger
 from selfplay.stats.metrics_writer import read_scalars
+from tiny_debug import TINY_DEBUG
 
 pytestmark = pytest.mark.slow
 
@@ -77,9 +78,7 @@ def test_a_killed_rollout_worker_is_restarted_and_the_run_completes(tmp_path, ti
     batch in flight; running both here would cost CI another two to three minutes."""
     max_staleness = 1
     marker = ("SELFPLAY_RESTART_TEST", uuid.uuid4().hex)
-    # baselines from 0: the tiny model forfeits every hand, and the debug config's first_batch would zero every update
-    cmd = [sys.executable, "-m", "selfplay", "train", "--config", "debug", "model=tiny", f"run_root={tmp_path}",
-           "advantage.baseline_init=zero",
+    cmd = [sys.executable, "-m", "selfplay", "train", "--config", "debug", *TINY_DEBUG, f"run_root={tmp_path}",
            "name=kill", "rollout.num_workers=2", f"rollout.episodes_per_step={EPISODES}",
            "rollout.max_new_tokens=32", "rollout.kv_cache_gib=1", f"trainer.steps={STEPS}",
            "trainer.micro_batch_tokens=2048", "eval.every=0", "checkpoint.every=0",
@@ -118,8 +117,7 @@ def test_a_killed_rollout_worker_is_restarted_and_the_run_completes(tmp_path, ti
 
 def test_a_dead_learner_ends_the_run_with_the_command_that_resumes_it(tmp_path, tiny_model):
     marker = ("SELFPLAY_RESTART_TEST", uuid.uuid4().hex)
-    cmd = [sys.executable, "-m", "selfplay", "train", "--config", "debug", "model=tiny", f"run_root={tmp_path}",
-           "advantage.baseline_init=zero",
+    cmd = [sys.executable, "-m", "selfplay", "train", "--config", "debug", *TINY_DEBUG, f"run_root={tmp_path}",
            "name=lost", "rollout.episodes_per_step=4", "rollout.max_new_tokens=8", "rollout.kv_cache_gib=1",
            "trainer.steps=50", "trainer.micro_batch_tokens=2048", "eval.every=0", "checkpoint.every=1"]
     log = tmp_path / "lost" / "train.log"

@@ -21,12 +21,11 @@ from actors.schedule import plan_training
 from selfplay.config import load_config
 from selfplay.stats.episode_ledger import EpisodeLedger
 from selfplay.stats.metrics_writer import read_scalars
+from tiny_debug import TINY_DEBUG
 
 pytestmark = pytest.mark.slow
 
-# baselines from 0: the tiny model forfeits every hand, and the debug config's first_batch would zero every update
-OVERRIDES = ["model=tiny", "name=async", "rollout.episodes_per_step=6", "rollout.max_new_tokens=8",
-             "advantage.baseline_init=zero",
+OVERRIDES = [*TINY_DEBUG, "name=async", "rollout.episodes_per_step=6", "rollout.max_new_tokens=8",
              "rollout.kv_cache_gib=1", "rollout.self_play_fraction=0.5", "rollout.opponents=[random, snapshot]",
              "pool.snapshot_every=1", "pool.eval_games=0", "eval.every=0", "checkpoint.every=1",
              "checkpoint.keep_last=3", "trainer.micro_batch_tokens=2048", "trainer.steps=3",

@@ -10,13 +10,11 @@ import sys
 import pytest
 
 from selfplay.stats.metrics_writer import read_scalars
+from tiny_debug import TINY_DEBUG
 
 pytestmark = pytest.mark.slow
 
-# Baselines from 0: the tiny model forfeits every hand, so with the debug config's ``first_batch``
-# baselines every advantage would be 0 and the adapter would never leave B = 0.
-OVERRIDES = ["model=tiny", "name=lora", "rollout.episodes_per_step=4", "rollout.max_new_tokens=8",
-             "advantage.baseline_init=zero",
+OVERRIDES = [*TINY_DEBUG, "name=lora", "rollout.episodes_per_step=4", "rollout.max_new_tokens=8",
              "rollout.kv_cache_gib=1", "eval.every=0", "checkpoint.every=1", "trainer.micro_batch_tokens=2048",
              "trainer.lora.rank=8", "trainer.lr=1e-2", "trainer.max_staleness=1"]
 

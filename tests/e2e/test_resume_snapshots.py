@@ -15,12 +15,11 @@ import shutil
 import pytest
 
 from selfplay.config import load_config
+from tiny_debug import TINY_DEBUG
 
 pytestmark = pytest.mark.slow
 
-# baselines from 0: the tiny model forfeits every hand, and the debug config's first_batch would zero every update
-OVERRIDES = ["model=tiny", "name=resume", "rollout.episodes_per_step=4", "rollout.max_new_tokens=8",
-             "advantage.baseline_init=zero",
+OVERRIDES = [*TINY_DEBUG, "name=resume", "rollout.episodes_per_step=4", "rollout.max_new_tokens=8",
              "rollout.kv_cache_gib=1", "rollout.self_play_fraction=0.5",
              "rollout.opponents=[random, snapshot]", "pool.snapshot_every=1", "pool.max_snapshots=1",
              "pool.eval_games=1", "eval.every=1", "eval.games=1", "checkpoint.every=2",

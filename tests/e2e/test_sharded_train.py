@@ -9,12 +9,11 @@ import subprocess
 import sys
 
 import pytest
+from tiny_debug import TINY_DEBUG
 
 pytestmark = pytest.mark.slow
 
-# baselines from 0: the tiny model forfeits every hand, and the debug config's first_batch would zero every update
-OVERRIDES = ["model=tiny", "name=sharded", "cluster.learner_ranks=2", "rollout.episodes_per_step=4",
-             "advantage.baseline_init=zero",
+OVERRIDES = [*TINY_DEBUG, "name=sharded", "cluster.learner_ranks=2", "rollout.episodes_per_step=4",
              "rollout.max_new_tokens=8", "rollout.kv_cache_gib=1", "rollout.opponents=[random, snapshot]",
              "pool.snapshot_every=1", "pool.eval_games=0", "eval.every=0", "checkpoint.every=1"]
 

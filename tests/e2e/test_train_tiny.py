@@ -15,12 +15,11 @@ import yaml
 
 from envs.benchmarks import ARITH
 from selfplay.stats.metrics_writer import read_scalars
+from tiny_debug import TINY_DEBUG
 
 pytestmark = pytest.mark.slow
 
-# baselines from 0: the tiny model forfeits every hand, and the debug config's first_batch would zero every update
-OVERRIDES = ["model=tiny", "name=tiny", "rollout.episodes_per_step=4", "rollout.max_new_tokens=8",
-             "advantage.baseline_init=zero",
+OVERRIDES = [*TINY_DEBUG, "name=tiny", "rollout.episodes_per_step=4", "rollout.max_new_tokens=8",
              "rollout.kv_cache_gib=1", "rollout.opponents=[random, snapshot]", "pool.snapshot_every=1",
              "pool.eval_games=1", "eval.every=1", "eval.games=1", "eval.initial_games=1",
              "eval.infoset_samples=4", "checkpoint.every=1",
